@@ -1,1 +1,74 @@
-//! tokenkeeper
+//! # tokenkeeper
+//!
+//! Keeps an HTTP client authenticated through access-token expiry.
+//!
+//! Attach `Authorization: Bearer …` to the origins you allow; when the token expires, refresh it
+//! **once** for every request that needs it (a single flight, safe with refresh-token rotation),
+//! retry each refused request at most once, refresh ahead of expiry so steady traffic never sees
+//! a 401, keep the tokens through network blips, and end the session exactly once, promptly, when
+//! the refresh token is dead.
+//!
+//! ```no_run
+//! use tokenkeeper::{refresh, Session, TokenSet};
+//!
+//! # async fn example(login_response: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! let session = Session::builder()
+//!     .refresher(refresh::OAuth2::new("https://auth.example.com/oauth2/token")?.client_id("app"))
+//!     .attach_to(["https://api.example.com"])
+//!     .build()?;
+//! session.sign_in(TokenSet::from_response(login_response)?).await?;
+//!
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(session.middleware())
+//!     .build();
+//! let item = client.get("https://api.example.com/items/1").send().await?;
+//! # let _ = item; Ok(()) }
+//! ```
+//!
+//! ## How it fits together
+//! - [`Session`]: the one place that decides when to refresh; knows nothing of any HTTP client.
+//! - [`refresh`]: how new tokens are obtained ([`refresh::OAuth2`], [`refresh::Json`],
+//!   [`refresh::Header`], [`refresh::Cookie`], [`refresh::from_fn`]).
+//! - [`classify`]: how a response tells "expired" from "invalid" from "not ours".
+//! - [`store`]: where tokens live; shared stores coordinate refreshes across processes.
+//! - [`AuthMiddleware`]: the thin reqwest-middleware adapter (feature `reqwest`, default).
+//!
+//! ## Semantics
+//! - **Generation stamping.** Every token set has a generation. A 401 for a generation that is no
+//!   longer current is retried with the current token; no refresh happens.
+//! - **Single flight, owned by nobody's future.** The refresh runs in a spawned task; dropping
+//!   waiting requests never cancels it half-way.
+//! - **Persist before publish.** New tokens are saved before any request sees them.
+//! - **Retry at most once**; a streamed body is not retried, but the refresh still happens.
+//! - **Failure policy.** A rejected refresh token ends the session ([`Error::SessionExpired`],
+//!   one [`Event::LoggedOut`]); network errors, timeouts, 5xx and 429 keep the tokens and retry
+//!   with backoff ([`Error::RefreshUnavailable`] only once the token is expired and the refresh
+//!   timeout passed).
+//! - **Secrets stay secret.** Tokens live in [`secrecy`] types and the header is marked sensitive:
+//!   no token reaches `Debug`, `Display`, logs or errors.
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![warn(missing_docs)]
+
+pub mod classify;
+mod error;
+mod event;
+mod jwt;
+#[cfg(feature = "reqwest")]
+mod middleware;
+mod origin;
+pub mod refresh;
+mod session;
+pub mod store;
+mod token;
+mod www_authenticate;
+
+pub use error::{Error, LogoutReason};
+pub use event::Event;
+#[cfg(feature = "reqwest")]
+pub use middleware::{AuthMiddleware, NoAuth};
+pub use session::{Credential, Proactive, RefreshMode, Session, SessionBuilder, SessionStats};
+pub use token::{TokenError, TokenSet};
+
+/// Re-exported so users name the same secret type the crate uses.
+pub use secrecy;

@@ -1,0 +1,396 @@
+//! Reads a response to a token-bearing request: was the token refused, and why.
+//!
+//! The default ([`Classifier::default`]) follows RFC 6750: a 401 on a request that carried our
+//! token means "refresh and retry" (`error="invalid_token"` covers both expired and revoked
+//! tokens; one refresh tells them apart), and `insufficient_scope` never triggers a refresh.
+//! [`rules`] adds the conventions APIs use in their bodies; rules are tried in order and the
+//! first that recognises the response decides.
+//!
+//! ```
+//! use tokenkeeper::classify::{rules, Classifier, Verdict};
+//!
+//! let classifier = Classifier::default()
+//!     .rule(rules::body_text("InvalidToken", Verdict::Invalid))
+//!     .rule(rules::json_field("/result/errorCode", "INVALID_TOKEN", Verdict::Invalid));
+//! # let _ = classifier;
+//! ```
+
+use http::{HeaderMap, StatusCode};
+use std::fmt;
+use std::sync::Arc;
+
+/// Bodies are read for classification only up to this size; the rest is handed back unread.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+
+/// What a response says about the token it was sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Not an authentication failure: hand the response to the caller.
+    Accept,
+    /// The token was refused in a way a refresh can fix: refresh, then retry once.
+    Refresh,
+    /// The token is invalid (not merely expired): end the session without refreshing.
+    Invalid,
+}
+
+/// What a [`Rule`] sees of a response.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseView<'a> {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: &'a HeaderMap,
+    /// The first bytes of the body (up to the classifier's limit), when a rule asked for it.
+    pub body: &'a [u8],
+}
+
+/// One way of recognising an authentication failure.
+pub trait Rule: Send + Sync + 'static {
+    /// `Some(verdict)` when this rule recognises the response, `None` to let the next rule decide.
+    fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict>;
+
+    /// Whether this rule can say anything about a response with this status.
+    /// Responses no rule applies to are accepted without reading their body.
+    fn applies_to(&self, status: StatusCode) -> bool {
+        status == StatusCode::UNAUTHORIZED
+    }
+
+    /// Whether [`classify`](Self::classify) looks at the body.
+    fn needs_body(&self) -> bool {
+        false
+    }
+}
+
+/// An ordered list of [`Rule`]s, then the RFC 6750 default.
+#[derive(Clone)]
+pub struct Classifier {
+    rules: Vec<Arc<dyn Rule>>,
+    body_limit: usize,
+}
+
+impl Default for Classifier {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+impl fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Classifier")
+            .field("rules", &self.rules.len())
+            .field("body_limit", &self.body_limit)
+            .finish()
+    }
+}
+
+impl Classifier {
+    /// Adds a rule, tried after the ones added before it and before the RFC 6750 default.
+    pub fn rule(mut self, rule: impl Rule) -> Self {
+        self.rules.push(Arc::new(rule));
+        self
+    }
+
+    /// How much of a body rules may read (default [`DEFAULT_BODY_LIMIT`]).
+    pub fn body_limit(mut self, limit: usize) -> Self {
+        self.body_limit = limit;
+        self
+    }
+
+    /// The body read limit.
+    pub fn max_body(&self) -> usize {
+        self.body_limit
+    }
+
+    /// Whether a response with this status needs classifying at all. `false` is the fast path:
+    /// the response goes straight back to the caller.
+    pub fn is_candidate(&self, status: StatusCode) -> bool {
+        status == StatusCode::UNAUTHORIZED || self.rules.iter().any(|rule| rule.applies_to(status))
+    }
+
+    /// Whether classifying a response with this status needs its body.
+    pub fn needs_body(&self, status: StatusCode) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.applies_to(status) && rule.needs_body())
+    }
+
+    /// Decides. Rules first, in order; then RFC 6750: `insufficient_scope` is accepted, any
+    /// other 401 means refresh.
+    pub fn classify(&self, response: &ResponseView<'_>) -> Verdict {
+        let decided = self
+            .rules
+            .iter()
+            .filter(|rule| rule.applies_to(response.status))
+            .find_map(|rule| rule.classify(response));
+        if let Some(verdict) = decided {
+            return verdict;
+        }
+        rules::rfc6750(response).unwrap_or(if response.status == StatusCode::UNAUTHORIZED {
+            Verdict::Refresh
+        } else {
+            Verdict::Accept
+        })
+    }
+}
+
+/// Built-in [`Rule`]s for the conventions APIs use.
+pub mod rules {
+    use super::{ResponseView, Rule, Verdict};
+    use crate::www_authenticate;
+    use http::StatusCode;
+
+    /// RFC 6750 §3.1 on `WWW-Authenticate: Bearer error=…`: `insufficient_scope` → accept (a
+    /// refresh would not help), `invalid_token` → refresh. `None` when there is no Bearer error.
+    pub fn rfc6750(response: &ResponseView<'_>) -> Option<Verdict> {
+        let error = response
+            .headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(www_authenticate::bearer_error)?;
+        match error.as_str() {
+            "insufficient_scope" => Some(Verdict::Accept),
+            "invalid_token" => Some(Verdict::Refresh),
+            _ => None,
+        }
+    }
+
+    /// The body, trimmed, equals `text` (e.g. `ExpiredToken`, `InvalidToken`).
+    pub fn body_text(text: &'static str, verdict: Verdict) -> BodyText {
+        BodyText { text, verdict }
+    }
+
+    /// See [`body_text`].
+    #[derive(Debug, Clone)]
+    pub struct BodyText {
+        text: &'static str,
+        verdict: Verdict,
+    }
+
+    impl Rule for BodyText {
+        fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
+            (response.body.trim_ascii() == self.text.as_bytes()).then_some(self.verdict)
+        }
+        fn needs_body(&self) -> bool {
+            true
+        }
+    }
+
+    /// The JSON body has the string `value` at the JSON pointer `pointer` (RFC 6901), e.g.
+    /// `json_field("/message", "TokenExpiredError", Verdict::Refresh)`.
+    pub fn json_field(pointer: &'static str, value: &'static str, verdict: Verdict) -> JsonField {
+        JsonField {
+            pointer,
+            value,
+            verdict,
+        }
+    }
+
+    /// See [`json_field`].
+    #[derive(Debug, Clone)]
+    pub struct JsonField {
+        pointer: &'static str,
+        value: &'static str,
+        verdict: Verdict,
+    }
+
+    impl Rule for JsonField {
+        fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
+            let json: serde_json::Value = serde_json::from_slice(response.body).ok()?;
+            let found = json.pointer(self.pointer)?.as_str()?;
+            (found == self.value).then_some(self.verdict)
+        }
+        fn needs_body(&self) -> bool {
+            true
+        }
+    }
+
+    /// A status code that means `verdict` whatever the body says (e.g. 419 or 498 for expired
+    /// tokens on APIs that use custom codes).
+    pub fn status(status: StatusCode, verdict: Verdict) -> Status {
+        Status { status, verdict }
+    }
+
+    /// See [`status`].
+    #[derive(Debug, Clone)]
+    pub struct Status {
+        status: StatusCode,
+        verdict: Verdict,
+    }
+
+    impl Rule for Status {
+        fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
+            (response.status == self.status).then_some(self.verdict)
+        }
+        fn applies_to(&self, status: StatusCode) -> bool {
+            status == self.status
+        }
+    }
+
+    /// A closure as a rule. `statuses` lists the codes it looks at; `needs_body` whether it reads
+    /// the body.
+    pub fn from_fn<F>(statuses: &[StatusCode], needs_body: bool, f: F) -> FromFn<F>
+    where
+        F: Fn(&ResponseView<'_>) -> Option<Verdict> + Send + Sync + 'static,
+    {
+        FromFn {
+            statuses: statuses.to_vec(),
+            needs_body,
+            f,
+        }
+    }
+
+    /// See [`from_fn`](fn@from_fn).
+    pub struct FromFn<F> {
+        statuses: Vec<StatusCode>,
+        needs_body: bool,
+        f: F,
+    }
+
+    impl<F> std::fmt::Debug for FromFn<F> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("FromFn")
+                .field("statuses", &self.statuses)
+                .finish()
+        }
+    }
+
+    impl<F> Rule for FromFn<F>
+    where
+        F: Fn(&ResponseView<'_>) -> Option<Verdict> + Send + Sync + 'static,
+    {
+        fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
+            (self.f)(response)
+        }
+        fn applies_to(&self, status: StatusCode) -> bool {
+            self.statuses.contains(&status)
+        }
+        fn needs_body(&self) -> bool {
+            self.needs_body
+        }
+    }
+
+    /// The rules for the reference server's four contracts (and the APIs they imitate):
+    /// `ExpiredToken`/`InvalidToken` plain bodies, `{"message":"TokenExpiredError"}` /
+    /// `{"message":"JsonWebTokenError"}`, and `{"result":{"errorCode":"EXPIRED_TOKEN"|"INVALID_TOKEN"}}`.
+    /// "Invalid" verdicts end the session without a refresh.
+    pub fn common() -> super::Classifier {
+        super::Classifier::default()
+            .rule(body_text("ExpiredToken", Verdict::Refresh))
+            .rule(body_text("InvalidToken", Verdict::Invalid))
+            .rule(json_field(
+                "/message",
+                "TokenExpiredError",
+                Verdict::Refresh,
+            ))
+            .rule(json_field(
+                "/message",
+                "JsonWebTokenError",
+                Verdict::Invalid,
+            ))
+            .rule(json_field(
+                "/result/errorCode",
+                "EXPIRED_TOKEN",
+                Verdict::Refresh,
+            ))
+            .rule(json_field(
+                "/result/errorCode",
+                "INVALID_TOKEN",
+                Verdict::Invalid,
+            ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn view<'a>(status: u16, headers: &'a HeaderMap, body: &'a [u8]) -> ResponseView<'a> {
+        ResponseView {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            body,
+        }
+    }
+
+    #[test]
+    fn default_refreshes_any_401_and_accepts_the_rest() {
+        let headers = HeaderMap::new();
+        let classifier = Classifier::default();
+        assert_eq!(
+            classifier.classify(&view(401, &headers, b"")),
+            Verdict::Refresh
+        );
+        assert_eq!(
+            classifier.classify(&view(403, &headers, b"")),
+            Verdict::Accept
+        );
+        assert_eq!(
+            classifier.classify(&view(200, &headers, b"")),
+            Verdict::Accept
+        );
+        assert!(!classifier.is_candidate(StatusCode::OK));
+        assert!(!classifier.needs_body(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
+    fn insufficient_scope_never_refreshes() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="x", error="insufficient_scope""#),
+        );
+        assert_eq!(
+            Classifier::default().classify(&view(401, &headers, b"")),
+            Verdict::Accept
+        );
+    }
+
+    #[test]
+    fn common_rules_tell_expired_from_invalid() {
+        let headers = HeaderMap::new();
+        let classifier = rules::common();
+        let cases: [(&[u8], Verdict); 7] = [
+            (b"ExpiredToken", Verdict::Refresh),
+            (b"InvalidToken\n", Verdict::Invalid),
+            (br#"{"message":"TokenExpiredError"}"#, Verdict::Refresh),
+            (br#"{"message":"JsonWebTokenError"}"#, Verdict::Invalid),
+            (
+                br#"{"result":{"errorCode":"EXPIRED_TOKEN"}}"#,
+                Verdict::Refresh,
+            ),
+            (
+                br#"{"result":{"errorCode":"INVALID_TOKEN"}}"#,
+                Verdict::Invalid,
+            ),
+            (b"\xff\xfe garbage", Verdict::Refresh),
+        ];
+        for (body, verdict) in cases {
+            assert_eq!(
+                classifier.classify(&view(401, &headers, body)),
+                verdict,
+                "{body:?}"
+            );
+        }
+        assert!(classifier.needs_body(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
+    fn status_rules_make_other_codes_candidates() {
+        let classifier = Classifier::default().rule(rules::status(
+            StatusCode::from_u16(419).unwrap(),
+            Verdict::Refresh,
+        ));
+        let headers = HeaderMap::new();
+        assert!(classifier.is_candidate(StatusCode::from_u16(419).unwrap()));
+        assert_eq!(
+            classifier.classify(&view(419, &headers, b"")),
+            Verdict::Refresh
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! The reqwest-middleware adapter: [`AuthMiddleware`].
+//!
+//! Per request: attach the current token (allowed origins only), send, classify the response,
+//! and on an expiry refusal let the session refresh (once for everyone) and retry once.
+
+use crate::classify::{ResponseView, Verdict};
+use crate::error::{Error, LogoutReason};
+use crate::origin::Decision;
+use crate::session::stats::Counters;
+use crate::session::{Credential, Session};
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, stream};
+use http::Extensions;
+use http::header::AUTHORIZATION;
+use http_body_util::BodyExt;
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+
+/// Put this in a request's extensions to send it without the token (the login call itself,
+/// calls to third parties that happen to share an origin).
+///
+/// ```no_run
+/// # async fn example(client: reqwest_middleware::ClientWithMiddleware) -> reqwest_middleware::Result<()> {
+/// client.post("https://api.example.com/login").with_extension(tokenkeeper::NoAuth).send().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAuth;
+
+/// Marks a request that was already retried after a refresh, so it never is again, even if
+/// another middleware replays it.
+#[derive(Debug, Clone, Copy)]
+struct Retried;
+
+/// Attaches, refreshes and retries for one [`Session`]. Made by [`Session::middleware`].
+///
+/// Errors from tokenkeeper come back as `reqwest_middleware::Error::Middleware` wrapping an
+/// [`Error`]; `downcast_ref::<tokenkeeper::Error>()` recovers it.
+#[derive(Debug, Clone)]
+pub struct AuthMiddleware {
+    session: Session,
+}
+
+impl Session {
+    /// The reqwest-middleware adapter for this session.
+    pub fn middleware(&self) -> AuthMiddleware {
+        AuthMiddleware {
+            session: self.clone(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for AuthMiddleware {
+    async fn handle(
+        &self,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        // The caller's own Authorization header, an opt-out, or a foreign origin: not ours.
+        if extensions.get::<NoAuth>().is_some() || request.headers().contains_key(AUTHORIZATION) {
+            return next.run(request, extensions).await;
+        }
+        match self.session.decide(request.url()) {
+            Decision::PassThrough => return next.run(request, extensions).await,
+            Decision::Insecure => {
+                let origin = request.url().origin().ascii_serialization();
+                return Err(fail(Error::InsecureTransport { origin }));
+            }
+            Decision::Attach => {}
+        }
+        let session = &self.session;
+        let credential = session.credential().await.map_err(fail)?;
+        let already_retried = extensions.get::<Retried>().is_some();
+        // Cloning costs a refcount for buffered bodies; streams cannot be cloned (`None`).
+        let replay = if already_retried {
+            None
+        } else {
+            request.try_clone()
+        };
+        attach(&mut request, &credential);
+
+        let response = next.clone().run(request, extensions).await?;
+        let (verdict, response) = self.classify(response).await;
+        match verdict {
+            Verdict::Accept => {
+                session.note_accepted();
+                return Ok(response);
+            }
+            Verdict::Invalid => return Err(self.invalid(&credential).await),
+            Verdict::Refresh if already_retried => {
+                session
+                    .note_refused_after_refresh(credential.generation())
+                    .await;
+                return Ok(response);
+            }
+            Verdict::Refresh => {}
+        }
+
+        let fresh = session
+            .token_rejected(credential.generation())
+            .await
+            .map_err(fail)?;
+        let Some(mut retry) = replay else {
+            // The body was a stream and is gone. The refresh happened, so the caller's next
+            // attempt succeeds; this one gets the original refusal.
+            Counters::bump(&session.counters().not_replayable);
+            return Ok(response);
+        };
+        Counters::bump(&session.counters().retries);
+        extensions.insert(Retried);
+        attach(&mut retry, &fresh);
+        let response = next.run(retry, extensions).await?;
+        let (verdict, response) = self.classify(response).await;
+        match verdict {
+            Verdict::Accept => session.note_accepted(),
+            Verdict::Invalid => return Err(self.invalid(&fresh).await),
+            Verdict::Refresh => session.note_refused_after_refresh(fresh.generation()).await,
+        }
+        Ok(response)
+    }
+}
+
+impl AuthMiddleware {
+    /// Classifies a response, reading at most the classifier's limit of its body when a rule
+    /// needs it, and hands the response back with its body intact.
+    async fn classify(&self, response: Response) -> (Verdict, Response) {
+        let classifier = self.session.classifier();
+        let status = response.status();
+        if !classifier.is_candidate(status) {
+            return (Verdict::Accept, response);
+        }
+        if !classifier.needs_body(status) {
+            let view = ResponseView {
+                status,
+                headers: response.headers(),
+                body: &[],
+            };
+            return (classifier.classify(&view), response);
+        }
+        let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        let (prefix, rest) = read_prefix(body, classifier.max_body()).await;
+        let view = ResponseView {
+            status,
+            headers: &parts.headers,
+            body: &prefix,
+        };
+        let verdict = classifier.classify(&view);
+        let body = match rest {
+            Rest::Done => reqwest::Body::from(prefix),
+            Rest::More(rest) => reqwest::Body::wrap_stream(
+                stream::once(async move { Ok(prefix) }).chain(rest.into_data_stream()),
+            ),
+            Rest::Failed(error) => {
+                reqwest::Body::wrap_stream(stream::iter([Ok(prefix), Err(error)]))
+            }
+        };
+        // `parts` keeps the response's extensions, URL included.
+        (
+            verdict,
+            Response::from(http::Response::from_parts(parts, body)),
+        )
+    }
+
+    async fn invalid(&self, credential: &Credential) -> reqwest_middleware::Error {
+        self.session.invalidate(credential.generation()).await;
+        fail(Error::SessionExpired(LogoutReason::TokenInvalid))
+    }
+}
+
+fn attach(request: &mut Request, credential: &Credential) {
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, credential.header_value());
+}
+
+fn fail(error: Error) -> reqwest_middleware::Error {
+    reqwest_middleware::Error::middleware(error)
+}
+
+/// What is left of a body after its first bytes were read.
+enum Rest {
+    Done,
+    More(reqwest::Body),
+    Failed(reqwest::Error),
+}
+
+/// Reads up to `limit` bytes (stopping at a frame boundary past it).
+async fn read_prefix(mut body: reqwest::Body, limit: usize) -> (Bytes, Rest) {
+    let mut prefix = BytesMut::new();
+    while prefix.len() < limit {
+        match body.frame().await {
+            None => return (prefix.freeze(), Rest::Done),
+            Some(Ok(frame)) => {
+                // Trailers carry nothing a classifier reads; data frames are kept in order.
+                if let Ok(data) = frame.into_data() {
+                    prefix.extend_from_slice(&data);
+                }
+            }
+            Some(Err(error)) => return (prefix.freeze(), Rest::Failed(error)),
+        }
+    }
+    (prefix.freeze(), Rest::More(body))
+}

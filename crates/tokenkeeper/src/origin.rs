@@ -1,0 +1,169 @@
+//! Which origins receive the access token.
+//!
+//! An origin is scheme + host + port (RFC 6454). The token goes only to origins the user listed;
+//! plain http is refused for token-bearing requests unless the host is loopback or the user
+//! explicitly allowed it.
+
+use std::net::IpAddr;
+use url::Url;
+
+/// What to do with a request, by its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Attach the token.
+    Attach,
+    /// Not one of ours: send it untouched, without a token.
+    PassThrough,
+    /// Would carry the token over plain http to a non-loopback host: refuse.
+    Insecure,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    fn of(url: &Url) -> Option<Self> {
+        Some(Self {
+            scheme: url.scheme().to_owned(),
+            host: url.host_str()?.to_ascii_lowercase(),
+            port: url.port_or_known_default(),
+        })
+    }
+}
+
+/// The allowed origins of a session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OriginPolicy {
+    allowed: Vec<Origin>,
+    any: bool,
+    insecure_http: bool,
+}
+
+impl OriginPolicy {
+    pub(crate) fn allow(&mut self, origin: &str) -> Result<(), String> {
+        let url = Url::parse(origin).map_err(|e| format!("`{origin}` is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("`{origin}` is not an http(s) origin"));
+        }
+        let parsed = Origin::of(&url).ok_or_else(|| format!("`{origin}` has no host"))?;
+        self.allowed.push(parsed);
+        Ok(())
+    }
+
+    pub(crate) fn allow_any(&mut self) {
+        self.any = true;
+    }
+
+    pub(crate) fn allow_insecure_http(&mut self) {
+        self.insecure_http = true;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.allowed.is_empty() && !self.any
+    }
+
+    /// Plain-http origins the user listed that are not loopback, when that was not allowed.
+    pub(crate) fn insecure_listed(&self) -> Option<String> {
+        if self.insecure_http {
+            return None;
+        }
+        self.allowed
+            .iter()
+            .find(|o| o.scheme == "http" && !is_loopback(&o.host))
+            .map(|o| format!("http://{}", o.host))
+    }
+
+    pub(crate) fn decide(&self, url: &Url) -> Decision {
+        let Some(origin) = Origin::of(url) else {
+            return Decision::PassThrough;
+        };
+        let listed = self.allowed.contains(&origin);
+        if !(listed || self.any) {
+            return Decision::PassThrough;
+        }
+        match origin.scheme.as_str() {
+            "https" => Decision::Attach,
+            "http" if self.insecure_http || is_loopback(&origin.host) => Decision::Attach,
+            "http" => Decision::Insecure,
+            _ => Decision::PassThrough,
+        }
+    }
+}
+
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn only_listed_origins_get_the_token() {
+        let mut policy = OriginPolicy::default();
+        policy.allow("https://api.example.com").unwrap();
+        assert_eq!(
+            policy.decide(&url("https://API.example.com/x")),
+            Decision::Attach
+        );
+        assert_eq!(
+            policy.decide(&url("https://api.example.com:443/x")),
+            Decision::Attach
+        );
+        assert_eq!(
+            policy.decide(&url("https://api.example.com:8443/x")),
+            Decision::PassThrough
+        );
+        assert_eq!(
+            policy.decide(&url("https://evil.example.com/x")),
+            Decision::PassThrough
+        );
+        assert_eq!(
+            policy.decide(&url("http://api.example.com/x")),
+            Decision::PassThrough
+        );
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        let mut policy = OriginPolicy::default();
+        policy.allow_any();
+        assert_eq!(
+            policy.decide(&url("http://127.0.0.1:9/x")),
+            Decision::Attach
+        );
+        assert_eq!(policy.decide(&url("http://[::1]:9/x")), Decision::Attach);
+        assert_eq!(policy.decide(&url("http://localhost/x")), Decision::Attach);
+        assert_eq!(
+            policy.decide(&url("http://example.com/x")),
+            Decision::Insecure
+        );
+        policy.allow_insecure_http();
+        assert_eq!(
+            policy.decide(&url("http://example.com/x")),
+            Decision::Attach
+        );
+    }
+
+    #[test]
+    fn listing_a_plain_http_remote_origin_is_flagged() {
+        let mut policy = OriginPolicy::default();
+        policy.allow("http://127.0.0.1:8080").unwrap();
+        assert_eq!(policy.insecure_listed(), None);
+        policy.allow("http://api.example.com").unwrap();
+        assert!(policy.insecure_listed().is_some());
+        assert!(policy.allow("ftp://x").is_err());
+        assert!(policy.allow("not a url").is_err());
+    }
+}

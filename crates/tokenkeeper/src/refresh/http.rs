@@ -1,0 +1,191 @@
+//! What the built-in HTTP strategies share: endpoint validation, a bounded body read, and the
+//! mapping of an answer to success, rejection or transient failure.
+
+use super::RefreshError;
+use crate::error::Error;
+use crate::origin::is_loopback;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use std::time::Duration;
+use url::Url;
+
+/// Refresh responses larger than this are refused: no token response is that big.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// A refresh endpoint and the plain client that calls it.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) client: reqwest::Client,
+    pub(crate) url: Url,
+}
+
+impl Endpoint {
+    /// Refuses anything but https, or http to loopback: the refresh token must not cross a
+    /// network in clear text.
+    pub(crate) fn new(url: &str) -> Result<Self, Error> {
+        let url =
+            Url::parse(url).map_err(|e| Error::Config(format!("refresh URL `{url}`: {e}")))?;
+        let secure = match url.scheme() {
+            "https" => true,
+            "http" => url.host_str().is_some_and(is_loopback),
+            _ => false,
+        };
+        if !secure {
+            return Err(Error::Config(format!(
+                "refresh URL `{url}` must be https (plain http only to loopback)"
+            )));
+        }
+        Ok(Self {
+            client: reqwest::Client::new(),
+            url,
+        })
+    }
+}
+
+/// A refresh endpoint's answer, its body read up to [`MAX_BODY`].
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    truncated: bool,
+}
+
+impl Answer {
+    /// Sends and reads the answer. Network failures are transient.
+    pub(crate) async fn fetch(request: reqwest::RequestBuilder) -> Result<Self, RefreshError> {
+        let mut response = request.send().await.map_err(network_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = BytesMut::new();
+        let mut truncated = false;
+        while let Some(chunk) = response.chunk().await.map_err(network_error)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Self {
+            status,
+            headers,
+            body: body.freeze(),
+            truncated,
+        })
+    }
+
+    /// `Ok` for a complete 2xx answer; otherwise what the status means for the session.
+    pub(crate) fn success(&self) -> Result<&Self, RefreshError> {
+        let status = self.status;
+        if status.is_success() {
+            if self.truncated {
+                return Err(RefreshError::InvalidResponse(format!(
+                    "the body is larger than {MAX_BODY} bytes"
+                )));
+            }
+            return Ok(self);
+        }
+        let code = error_code(&self.body);
+        let what = match &code {
+            Some(code) => format!("HTTP {} {code}", status.as_u16()),
+            None => format!("HTTP {}", status.as_u16()),
+        };
+        let transient = status.is_server_error()
+            || matches!(status.as_u16(), 408 | 425 | 429)
+            // RFC 6749 defines this code for the authorization endpoint; some token endpoints use it too.
+            || code.as_deref() == Some("temporarily_unavailable");
+        if transient {
+            return Err(RefreshError::Transient {
+                reason: what,
+                retry_after: retry_after(&self.headers),
+            });
+        }
+        Err(RefreshError::Rejected(what))
+    }
+
+    /// Parses the JSON body, or says precisely why not.
+    pub(crate) fn json(&self) -> Result<serde_json::Value, RefreshError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|_| RefreshError::InvalidResponse("the body is not JSON".into()))
+    }
+}
+
+fn network_error(error: reqwest::Error) -> RefreshError {
+    // Without the URL: a query string could hold a client secret.
+    let error = error.without_url();
+    let reason = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        format!("request failed: {error}")
+    };
+    RefreshError::transient(reason)
+}
+
+/// A short, safe error code from a rejection body: RFC 6749 `error`, a `message`, a nested
+/// `errorCode`, or a one-word plain body. Never the raw body, which could echo a token.
+fn error_code(body: &[u8]) -> Option<String> {
+    let candidate = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(json) => ["/error", "/message", "/result/errorCode", "/code"]
+            .iter()
+            .find_map(|pointer| json.pointer(pointer)?.as_str().map(str::to_owned))?,
+        Err(_) => std::str::from_utf8(body).ok()?.trim().to_owned(),
+    };
+    let safe = !candidate.is_empty()
+        && candidate.len() <= 64
+        && candidate
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    safe.then_some(candidate)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare on APIs and ignored), capped at 10 min.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(600)))
+}
+
+/// Reads a string at a JSON pointer.
+pub(crate) fn string_at<'a>(json: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
+    json.pointer(pointer)?.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_extracted_safely() {
+        assert_eq!(
+            error_code(br#"{"error":"invalid_grant","error_description":"x"}"#).as_deref(),
+            Some("invalid_grant")
+        );
+        assert_eq!(
+            error_code(br#"{"result":{"errorCode":"INVALID_REFRESH_TOKEN"}}"#).as_deref(),
+            Some("INVALID_REFRESH_TOKEN")
+        );
+        assert_eq!(
+            error_code(b"InvalidRefreshToken\n").as_deref(),
+            Some("InvalidRefreshToken")
+        );
+        assert_eq!(error_code(b"token abc.def is invalid"), None);
+        assert_eq!(error_code(b"\xff"), None);
+    }
+
+    #[test]
+    fn only_secure_endpoints_are_accepted() {
+        assert!(Endpoint::new("https://auth.example.com/token").is_ok());
+        assert!(Endpoint::new("http://127.0.0.1:8080/token").is_ok());
+        assert!(Endpoint::new("http://localhost/token").is_ok());
+        assert!(Endpoint::new("http://auth.example.com/token").is_err());
+        assert!(Endpoint::new("ftp://auth.example.com/token").is_err());
+        assert!(Endpoint::new("nope").is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! When to refresh ahead of expiry: the soft and hard deadlines of a token.
+
+use crate::TokenSet;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How a session decides to refresh.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RefreshMode {
+    /// Refresh only when the API refuses the token (a 401). Expiry times are ignored.
+    Reactive,
+    /// Refresh ahead of expiry, and still react to 401s (the default).
+    Proactive(Proactive),
+}
+
+impl Default for RefreshMode {
+    fn default() -> Self {
+        RefreshMode::Proactive(Proactive::default())
+    }
+}
+
+/// Tuning of [`RefreshMode::Proactive`].
+///
+/// Past the *soft* deadline the current token is still attached and one background refresh
+/// starts; past the *hard* deadline requests wait for the refresh instead of sending a token
+/// that is about to expire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proactive {
+    /// Fraction of the lifetime after which a background refresh starts (default 0.75).
+    pub refresh_at: f64,
+    /// Never refresh more than this long before expiry (default 5 minutes), so long-lived
+    /// tokens are not refreshed hours early.
+    pub max_ahead: Duration,
+    /// Up to this fraction of the lifetime is subtracted at random from the soft deadline
+    /// (default 0.05), so many clients issued tokens at once do not refresh in lock-step.
+    pub jitter: f64,
+    /// Requests wait for the refresh this long before the expiry (default: 2 % of the lifetime,
+    /// at most 1 s), so a token does not expire on its way to the server.
+    pub hard_margin_max: Duration,
+}
+
+impl Default for Proactive {
+    fn default() -> Self {
+        Self {
+            refresh_at: 0.75,
+            max_ahead: Duration::from_secs(300),
+            jitter: 0.05,
+            hard_margin_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The deadlines of one token, on the monotonic clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Schedule {
+    soft: Option<Instant>,
+    hard: Option<Instant>,
+}
+
+impl Schedule {
+    /// Converts the token's wall-clock expiry to the monotonic clock once, here, so the hot path
+    /// compares `Instant`s only and a wall-clock jump later cannot stall or storm refreshes.
+    pub(crate) fn for_tokens(mode: &RefreshMode, tokens: &TokenSet) -> Self {
+        let RefreshMode::Proactive(config) = mode else {
+            return Self::default();
+        };
+        let Some(expires_at) = tokens.expires_at() else {
+            return Self::default();
+        };
+        let now = Instant::now();
+        let remaining = expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let expiry = now + remaining;
+        let lifetime = tokens.lifetime().unwrap_or(remaining);
+
+        let ahead = lifetime
+            .mul_f64((1.0 - config.refresh_at).clamp(0.0, 1.0))
+            .min(config.max_ahead);
+        let jitter = lifetime.mul_f64(config.jitter.clamp(0.0, 0.5) * rand::random::<f64>());
+        let margin = lifetime.mul_f64(0.02).min(config.hard_margin_max);
+        Self {
+            soft: Some(expiry.checked_sub(ahead + jitter).unwrap_or(now)),
+            hard: Some(expiry.checked_sub(margin).unwrap_or(now)),
+        }
+    }
+
+    pub(crate) fn is_past_soft(&self, now: Instant) -> bool {
+        self.soft.is_some_and(|soft| now >= soft)
+    }
+
+    pub(crate) fn is_past_hard(&self, now: Instant) -> bool {
+        self.hard.is_some_and(|hard| now >= hard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_follow_the_lifetime() {
+        let tokens = TokenSet::new("a").with_expires_in(Duration::from_secs(100));
+        let mode = RefreshMode::Proactive(Proactive {
+            jitter: 0.0,
+            ..Proactive::default()
+        });
+        let schedule = Schedule::for_tokens(&mode, &tokens);
+        let now = Instant::now();
+        assert!(!schedule.is_past_soft(now + Duration::from_secs(74)));
+        assert!(schedule.is_past_soft(now + Duration::from_secs(76)));
+        assert!(!schedule.is_past_hard(now + Duration::from_secs(97)));
+        assert!(schedule.is_past_hard(now + Duration::from_secs(99)));
+    }
+
+    #[test]
+    fn long_lifetimes_refresh_at_most_max_ahead_early() {
+        let tokens = TokenSet::new("a").with_expires_in(Duration::from_secs(24 * 3600));
+        let schedule = Schedule::for_tokens(&RefreshMode::default(), &tokens);
+        let now = Instant::now();
+        assert!(!schedule.is_past_soft(now + Duration::from_secs(24 * 3600 - 301 - 4400)));
+        assert!(schedule.is_past_soft(now + Duration::from_secs(24 * 3600 - 299)));
+    }
+
+    #[test]
+    fn reactive_mode_and_unknown_expiry_have_no_deadlines() {
+        let with_expiry = TokenSet::new("a").with_expires_in(Duration::ZERO);
+        let far = Instant::now() + Duration::from_secs(1_000_000);
+        let reactive = Schedule::for_tokens(&RefreshMode::Reactive, &with_expiry);
+        let unknown = Schedule::for_tokens(&RefreshMode::default(), &TokenSet::new("a"));
+        for schedule in [reactive, unknown] {
+            assert!(!schedule.is_past_soft(far) && !schedule.is_past_hard(far));
+        }
+    }
+}

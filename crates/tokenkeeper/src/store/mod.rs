@@ -1,0 +1,87 @@
+//! Where tokens live between refreshes: the [`TokenStore`] trait and [`MemoryStore`].
+//!
+//! A store that several processes share (a file, Redis) provides a [`lock`](TokenStore::lock):
+//! the session takes it around every refresh, re-reads the store under it, and adopts a newer
+//! pair written by someone else instead of refreshing again. That is what keeps refresh-token
+//! rotation safe across processes.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::TokenSet;
+use std::fmt;
+
+/// A token set with the generation the session gave it.
+///
+/// Generations grow by one per refresh, across every process sharing a store: a writer under
+/// the store's lock saves `generation = stored + 1`.
+#[derive(Debug, Clone)]
+pub struct StoredTokens {
+    /// The tokens.
+    pub tokens: TokenSet,
+    /// Their generation.
+    pub generation: u64,
+}
+
+/// Persists the session's tokens.
+///
+/// `save` is called before new tokens are handed to any request (persist before publish);
+/// `clear` when the session ends.
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// The stored tokens, or `None` when nobody is signed in.
+    async fn load(&self) -> Result<Option<StoredTokens>, StoreError>;
+    /// Replaces the stored tokens.
+    async fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError>;
+    /// Removes the stored tokens.
+    async fn clear(&self) -> Result<(), StoreError>;
+    /// Takes the store's refresh lock, held until the returned guard is dropped.
+    ///
+    /// Stores that only one session uses need no lock: the default returns a no-op guard.
+    async fn lock(&self) -> Result<StoreLock, StoreError> {
+        Ok(StoreLock::none())
+    }
+}
+
+/// Guard of a [`TokenStore::lock`]; the lock is released when it is dropped.
+pub struct StoreLock {
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl StoreLock {
+    /// A guard that holds nothing.
+    pub fn none() -> Self {
+        Self { _guard: None }
+    }
+
+    /// Wraps whatever releases the lock on drop.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            _guard: Some(Box::new(guard)),
+        }
+    }
+}
+
+impl fmt::Debug for StoreLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreLock")
+            .field("held", &self._guard.is_some())
+            .finish()
+    }
+}
+
+/// A token store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading or writing failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stored data is unreadable; the store will not overwrite it silently.
+    #[error("stored tokens are corrupt: {0}")]
+    Corrupt(String),
+    /// Anything else the backend reports.
+    #[error("{0}")]
+    Backend(String),
+}
