@@ -1,0 +1,224 @@
+//! Server configuration: [`ServerConfig`] and [`Latency`].
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::ServerError;
+
+/// Artificial latency added to each kind of endpoint, after the request has
+/// been decided and before the response is sent.
+///
+/// "Decided at arrival, answered late" is what makes the late-401 race
+/// reproducible: an API request validated just before its token expired can
+/// still be answered after the client already refreshed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Added to `POST /login` and the oauth2 `grant_type=password`.
+    pub login: Duration,
+    /// Added to the four refresh endpoints (also to injected failures).
+    pub refresh: Duration,
+    /// Added to the protected API (`/api/items...`), to 200s and 401s alike.
+    pub api: Duration,
+}
+
+impl Latency {
+    /// The same latency for every endpoint kind.
+    pub fn uniform(latency: Duration) -> Self {
+        Self {
+            login: latency,
+            refresh: latency,
+            api: latency,
+        }
+    }
+}
+
+/// Everything the reference server can be told at start.
+///
+/// `Default` gives a server on `127.0.0.1:0` (any free port) with a 60 s
+/// access token, a 24 h refresh token, no grace period, no latency, no faults,
+/// a random JWT secret and one user `demo`/`demo`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenkeeper_server::ServerConfig;
+///
+/// let config = ServerConfig::default()
+///     .with_access_ttl(Duration::from_millis(500))
+///     .with_grace_period(Duration::from_secs(2));
+/// assert_eq!(config.users, vec![("demo".to_string(), "demo".to_string())]);
+/// ```
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:0` (the OS picks a port).
+    pub bind: SocketAddr,
+    /// Lifetime of access tokens; may be fractional (`exp` is a fractional
+    /// NumericDate). Default 60 s.
+    pub access_ttl: Duration,
+    /// Lifetime of each refresh token, counted from when it was issued (every
+    /// rotation issues a fresh one). Default 24 h.
+    pub refresh_ttl: Duration,
+    /// Window after a rotation during which the immediately previous refresh
+    /// token is accepted once more and answers with the same new pair.
+    /// Default zero (off): any second presentation is reuse.
+    pub grace_period: Duration,
+    /// Artificial latency per endpoint kind. Default zero.
+    pub latency: Latency,
+    /// Probability (0.0..=1.0) that a refresh request is answered 503 without
+    /// touching the session. Default 0.
+    pub refresh_failure_rate: f64,
+    /// When true, refresh requests are never answered (until shutdown).
+    pub refresh_hang: bool,
+    /// HS256 secret for access tokens. `None` = 256 random bits per start.
+    pub jwt_secret: Option<String>,
+    /// Accepted `(username, password)` pairs. Default `[("demo", "demo")]`.
+    pub users: Vec<(String, String)>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            access_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(24 * 60 * 60),
+            grace_period: Duration::ZERO,
+            latency: Latency::default(),
+            refresh_failure_rate: 0.0,
+            refresh_hang: false,
+            jwt_secret: None,
+            users: vec![("demo".to_owned(), "demo".to_owned())],
+        }
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets and passwords stay out of Debug output.
+        let users: Vec<&str> = self.users.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("grace_period", &self.grace_period)
+            .field("latency", &self.latency)
+            .field("refresh_failure_rate", &self.refresh_failure_rate)
+            .field("refresh_hang", &self.refresh_hang)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("users", &users)
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// Sets [`ServerConfig::bind`].
+    pub fn with_bind(mut self, bind: SocketAddr) -> Self {
+        self.bind = bind;
+        self
+    }
+
+    /// Listens on `127.0.0.1:port` (0 = any free port).
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        self
+    }
+
+    /// Sets [`ServerConfig::access_ttl`].
+    pub fn with_access_ttl(mut self, ttl: Duration) -> Self {
+        self.access_ttl = ttl;
+        self
+    }
+
+    /// Sets [`ServerConfig::refresh_ttl`].
+    pub fn with_refresh_ttl(mut self, ttl: Duration) -> Self {
+        self.refresh_ttl = ttl;
+        self
+    }
+
+    /// Sets [`ServerConfig::grace_period`].
+    pub fn with_grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+
+    /// Sets [`ServerConfig::latency`].
+    pub fn with_latency(mut self, latency: Latency) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Sets [`ServerConfig::refresh_failure_rate`].
+    pub fn with_refresh_failure_rate(mut self, rate: f64) -> Self {
+        self.refresh_failure_rate = rate;
+        self
+    }
+
+    /// Sets [`ServerConfig::refresh_hang`].
+    pub fn with_refresh_hang(mut self, hang: bool) -> Self {
+        self.refresh_hang = hang;
+        self
+    }
+
+    /// Sets [`ServerConfig::jwt_secret`].
+    pub fn with_jwt_secret(mut self, secret: impl Into<String>) -> Self {
+        self.jwt_secret = Some(secret.into());
+        self
+    }
+
+    /// Replaces the user list with `users`.
+    pub fn with_users<I, U, P>(mut self, users: I) -> Self
+    where
+        I: IntoIterator<Item = (U, P)>,
+        U: Into<String>,
+        P: Into<String>,
+    {
+        self.users = users
+            .into_iter()
+            .map(|(u, p)| (u.into(), p.into()))
+            .collect();
+        self
+    }
+
+    /// Adds one user to the list.
+    pub fn with_user(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.users.push((username.into(), password.into()));
+        self
+    }
+
+    /// Checks the values that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        if !valid_rate(self.refresh_failure_rate) {
+            return Err(ServerError::InvalidConfig(format!(
+                "refresh_failure_rate must be within 0.0..=1.0, got {}",
+                self.refresh_failure_rate
+            )));
+        }
+        if self.access_ttl.is_zero() {
+            return Err(ServerError::InvalidConfig(
+                "access_ttl must be greater than zero".to_owned(),
+            ));
+        }
+        if self.refresh_ttl.is_zero() {
+            return Err(ServerError::InvalidConfig(
+                "refresh_ttl must be greater than zero".to_owned(),
+            ));
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.is_empty()
+        {
+            return Err(ServerError::InvalidConfig(
+                "jwt_secret must not be empty".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// True when `rate` is a usable failure probability.
+pub(crate) fn valid_rate(rate: f64) -> bool {
+    rate.is_finite() && (0.0..=1.0).contains(&rate)
+}

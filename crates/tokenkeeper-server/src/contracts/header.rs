@@ -1,0 +1,76 @@
+//! The header contract: `POST /api/refresh-token` with the request header
+//! `Authorization-refresh: Bearer <refresh>`.
+//!
+//! Success: `200`, body `{}`, new tokens in the response headers
+//! `Authorization: Bearer <access>` and `Authorization-refresh: Bearer <refresh>`.
+//! Rejection: `401` text/plain `ExpiredRefreshToken` when the refresh token
+//! expired, `InvalidRefreshToken` otherwise (including a missing or
+//! non-bearer header). Injected faults: `503 {"error":"unavailable"}`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::{Refreshed, run_refresh};
+use crate::errors::json_error;
+use crate::extract::bearer;
+use crate::families::RejectReason;
+use crate::state::AppState;
+use crate::tokens::Style;
+
+/// The request and response header carrying the refresh token.
+pub(crate) const AUTHORIZATION_REFRESH: HeaderName =
+    HeaderName::from_static("authorization-refresh");
+
+fn bearer_value(token: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+fn rejected(text: &'static str) -> Response {
+    (StatusCode::UNAUTHORIZED, text).into_response()
+}
+
+/// `POST /api/refresh-token`.
+pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(&AUTHORIZATION_REFRESH)
+        .and_then(bearer)
+        .ok_or(());
+    match run_refresh(&state.shared, token, Style::Header).await {
+        Refreshed::Issued(pair) => {
+            let (Some(access), Some(refresh)) = (
+                bearer_value(&pair.access_token),
+                bearer_value(&pair.refresh_token),
+            ) else {
+                // Our tokens are base64url and JWTs: always valid header values.
+                return internal();
+            };
+            let mut response = Json(serde_json::json!({})).into_response();
+            response.headers_mut().insert(AUTHORIZATION, access);
+            response
+                .headers_mut()
+                .insert(AUTHORIZATION_REFRESH, refresh);
+            response
+        }
+        Refreshed::Rejected(RejectReason::Expired) => rejected("ExpiredRefreshToken"),
+        Refreshed::Rejected(_) | Refreshed::BadInput(()) => rejected("InvalidRefreshToken"),
+        Refreshed::Unavailable => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The refresh endpoint is temporarily unavailable; try again later",
+        ),
+        Refreshed::Internal => internal(),
+    }
+}
+
+fn internal() -> Response {
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "The server could not issue a token",
+    )
+}

@@ -1,0 +1,163 @@
+//! Starting and ending sessions: `POST /login` and `POST /logout`.
+//!
+//! `POST /login` takes JSON `{"username","password","style"?}` (style
+//! `oauth2|json|header|cookie`, default `json`) and answers
+//! `200 {"accessToken","refreshToken","expiresIn"}` plus the `tk_refresh`
+//! cookie for the cookie contract; wrong credentials get
+//! `401 {"error":"invalid_credentials"}`.
+//!
+//! `POST /logout` takes `{"refreshToken"}` (or the `tk_refresh` cookie) and
+//! revokes that token's whole family; `204` whether or not the token was known
+//! (RFC 7009 style), and the cookie is cleared.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::contracts::cookie::{REFRESH_COOKIE, clear_refresh_cookie, set_refresh_cookie};
+use crate::errors::json_error;
+use crate::extract::{self, BadBody, RawBody};
+use crate::faults::delay;
+use crate::state::{AppState, Shared};
+use crate::stats::bump;
+use crate::tokens::{IssuedPair, Style, seconds_json};
+
+/// Why a login failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoginFailure {
+    /// Unknown user or wrong password.
+    InvalidCredentials,
+    /// Signing failed (never expected).
+    Internal,
+}
+
+/// Checks credentials, starts a family, counts the login and waits the login
+/// latency (failures wait too).
+pub(crate) async fn authenticate(
+    shared: &Shared,
+    username: &str,
+    password: &str,
+    style: Style,
+) -> Result<IssuedPair, LoginFailure> {
+    let result = if shared.check_credentials(username, password) {
+        match shared
+            .families
+            .login(username, style, &shared.minter, Instant::now())
+        {
+            Ok(pair) => {
+                bump(&shared.counters.logins);
+                tracing::debug!(%style, "login");
+                Ok(pair)
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot sign an access token");
+                Err(LoginFailure::Internal)
+            }
+        }
+    } else {
+        tracing::debug!("login refused: invalid credentials");
+        Err(LoginFailure::InvalidCredentials)
+    };
+    delay(shared.latency.get().login).await;
+    result
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    style: Option<Style>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginResponse<'a> {
+    access_token: &'a str,
+    refresh_token: &'a str,
+    expires_in: serde_json::Value,
+}
+
+/// `POST /login`.
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> Response {
+    let shared = &*state.shared;
+    let request: LoginRequest = match extract::json(&headers, body) {
+        Ok(request) => request,
+        Err(bad) => return bad.response(),
+    };
+    let style = request.style.unwrap_or(Style::Json);
+    match authenticate(shared, &request.username, &request.password, style).await {
+        Ok(pair) => {
+            let mut response = Json(LoginResponse {
+                access_token: &pair.access_token,
+                refresh_token: &pair.refresh_token,
+                expires_in: seconds_json(shared.minter.access_ttl()),
+            })
+            .into_response();
+            if let Some(cookie) = set_refresh_cookie(&pair.refresh_token) {
+                response.headers_mut().insert(SET_COOKIE, cookie);
+            }
+            response
+        }
+        Err(LoginFailure::InvalidCredentials) => json_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "The username or password is incorrect",
+        ),
+        Err(LoginFailure::Internal) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "The server could not issue a token",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogoutRequest {
+    refresh_token: String,
+}
+
+/// `POST /logout`.
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> Response {
+    let shared = &*state.shared;
+    let has_body = body.as_ref().map_or(true, |bytes| !bytes.is_empty());
+    let token = if has_body {
+        match extract::json::<LogoutRequest>(&headers, body) {
+            Ok(request) => request.refresh_token,
+            Err(bad) => return bad.response(),
+        }
+    } else {
+        match extract::cookie(&headers, REFRESH_COOKIE) {
+            Some(token) => token.to_owned(),
+            None => {
+                return BadBody::Malformed(
+                    "Send {\"refreshToken\": \"…\"} or the tk_refresh cookie".to_owned(),
+                )
+                .response();
+            }
+        }
+    };
+    if shared.families.revoke(&token) == Some(true) {
+        bump(&shared.counters.families_revoked);
+        tracing::debug!("logout: family revoked");
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, clear_refresh_cookie());
+    response
+}

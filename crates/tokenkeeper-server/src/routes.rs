@@ -1,0 +1,65 @@
+//! The route table: [`router`].
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::from_fn;
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::errors::json_error;
+use crate::extract::BODY_LIMIT;
+use crate::state::AppState;
+use crate::{admin, api, contracts, cors, login};
+
+/// Every route of the reference server, ready to serve or to nest in your own
+/// axum app.
+///
+/// | route | what |
+/// |---|---|
+/// | `POST /login` | JSON login, any style |
+/// | `POST /logout` | revoke a family |
+/// | `POST /oauth2/token` | oauth2: password and refresh_token grants |
+/// | `POST /refresh/token` | json refresh |
+/// | `POST /api/refresh-token` | header refresh |
+/// | `POST /v3/jwt/reissue` | cookie refresh |
+/// | `GET /api/items/{id}`, `POST /api/items` | protected API |
+/// | `GET /__stats`, `POST /__reset`, `GET|POST /__faults` | operator endpoints |
+///
+/// Bodies are limited to [`BODY_LIMIT`] bytes; unknown routes and methods get
+/// JSON 404/405s.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/login", post(login::login))
+        .route("/logout", post(login::logout))
+        .route("/oauth2/token", post(contracts::oauth2::token))
+        .route("/refresh/token", post(contracts::json::refresh))
+        .route("/api/refresh-token", post(contracts::header::refresh))
+        .route("/v3/jwt/reissue", post(contracts::cookie::reissue))
+        .route("/api/items", post(api::create_item))
+        .route("/api/items/{id}", get(api::get_item))
+        .route("/__stats", get(admin::stats))
+        .route("/__reset", post(admin::reset))
+        .route("/__faults", get(admin::get_faults).post(admin::set_faults))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn(cors::cors))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("There is no route for {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("{method} is not allowed on {}", uri.path()),
+    )
+}
