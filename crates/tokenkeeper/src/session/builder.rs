@@ -50,6 +50,12 @@ impl SessionBuilder {
         self
     }
 
+    /// Like [`refresher`](Self::refresher), for a refresher that is already shared.
+    pub fn refresher_arc(mut self, refresher: Arc<dyn Refresher>) -> Self {
+        self.refresher = Some(refresher);
+        self
+    }
+
     /// Where tokens are kept (default: [`MemoryStore`]). A shared store's lock coordinates
     /// refreshes across processes.
     pub fn store(mut self, store: impl TokenStore) -> Self {

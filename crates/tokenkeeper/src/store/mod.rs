@@ -44,6 +44,23 @@ pub trait TokenStore: Send + Sync + 'static {
     }
 }
 
+/// A shared store is still a store, so a test or an app can keep a handle to inspect it.
+#[async_trait::async_trait]
+impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
+    async fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
+        (**self).load().await
+    }
+    async fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
+        (**self).save(tokens).await
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        (**self).clear().await
+    }
+    async fn lock(&self) -> Result<StoreLock, StoreError> {
+        (**self).lock().await
+    }
+}
+
 /// Guard of a [`TokenStore::lock`]; the lock is released when it is dropped.
 pub struct StoreLock {
     _guard: Option<Box<dyn Send + Sync>>,

@@ -1,0 +1,167 @@
+//! Shared set-up for the integration tests: a real reference server on 127.0.0.1 and a session
+//! signed in through one of its four contracts.
+
+#![allow(dead_code)]
+
+use reqwest_middleware::ClientWithMiddleware;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenkeeper::refresh::{self, Refresher};
+use tokenkeeper::{Session, SessionBuilder, TokenSet};
+pub use tokenkeeper_server::{Latency, ServerConfig, ServerHandle, Stats};
+
+/// The four refresh contracts of the reference server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    OAuth2,
+    Json,
+    Header,
+    Cookie,
+}
+
+pub fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+pub async fn start(config: ServerConfig) -> ServerHandle {
+    tokenkeeper_server::start(config)
+        .await
+        .expect("server starts")
+}
+
+/// Signs in at the server in `contract`'s style; returns the tokens and a matching refresher.
+pub async fn login(server: &ServerHandle, contract: Contract) -> (TokenSet, Arc<dyn Refresher>) {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(Arc::clone(&jar))
+        .build()
+        .unwrap();
+    let response = match contract {
+        Contract::OAuth2 => client
+            .post(server.url("/oauth2/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "demo"),
+                ("password", "demo"),
+            ])
+            .send()
+            .await
+            .unwrap(),
+        other => {
+            let style = match other {
+                Contract::Json => "json",
+                Contract::Header => "header",
+                _ => "cookie",
+            };
+            client
+                .post(server.url("/login"))
+                .json(&serde_json::json!({"username": "demo", "password": "demo", "style": style}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        response.status().is_success(),
+        "login: {}",
+        response.status()
+    );
+    let tokens = TokenSet::from_response(&response.bytes().await.unwrap()).unwrap();
+    let refresher: Arc<dyn Refresher> = match contract {
+        Contract::OAuth2 => Arc::new(
+            refresh::OAuth2::new(&server.url("/oauth2/token"))
+                .unwrap()
+                .client_id("tests"),
+        ),
+        Contract::Json => Arc::new(refresh::Json::new(&server.url("/refresh/token")).unwrap()),
+        Contract::Header => {
+            Arc::new(refresh::Header::new(&server.url("/api/refresh-token")).unwrap())
+        }
+        Contract::Cookie => {
+            Arc::new(refresh::Cookie::new(&server.url("/v3/jwt/reissue"), jar).unwrap())
+        }
+    };
+    let tokens = match contract {
+        // The cookie contract's refresh token lives in the jar only.
+        Contract::Cookie => tokens.with_refresh_secret(None),
+        _ => tokens,
+    };
+    (tokens, refresher)
+}
+
+/// A signed-in session for `contract` at `server`, configured further by `configure`, and a
+/// client that goes through its middleware.
+pub async fn session(
+    server: &ServerHandle,
+    contract: Contract,
+    configure: impl FnOnce(SessionBuilder) -> SessionBuilder,
+) -> (Session, ClientWithMiddleware) {
+    let (tokens, refresher) = login(server, contract).await;
+    let builder = Session::builder()
+        .refresher_arc(refresher)
+        .attach_to([server.base_url()]);
+    let session = configure(builder).build().unwrap();
+    session.sign_in(tokens).await.unwrap();
+    let client = client(&session);
+    (session, client)
+}
+
+pub fn client(session: &Session) -> ClientWithMiddleware {
+    reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(2048)
+            .build()
+            .unwrap(),
+    )
+    .with(session.middleware())
+    .build()
+}
+
+/// The tokenkeeper error inside a middleware error, if that is what it is.
+pub fn tk_error(error: &reqwest_middleware::Error) -> Option<&tokenkeeper::Error> {
+    match error {
+        reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<tokenkeeper::Error>(),
+        reqwest_middleware::Error::Reqwest(_) => None,
+    }
+}
+
+/// Sends `count` GETs at once and returns their outcomes (status or tokenkeeper error text).
+pub async fn burst(
+    client: &ClientWithMiddleware,
+    server: &ServerHandle,
+    count: usize,
+) -> Vec<Result<u16, String>> {
+    let requests = (0..count).map(|i| {
+        let client = client.clone();
+        let url = server.url(&format!("/api/items/{i}"));
+        tokio::spawn(async move {
+            match client.get(url).send().await {
+                Ok(response) => Ok(response.status().as_u16()),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+    });
+    let handles: Vec<_> = requests.collect();
+    let mut outcomes = Vec::with_capacity(count);
+    for handle in handles {
+        outcomes.push(handle.await.unwrap());
+    }
+    outcomes
+}
+
+/// Counter differences between two stats snapshots.
+pub fn delta(before: &Stats, after: &Stats) -> Stats {
+    Stats {
+        logins: after.logins - before.logins,
+        refresh_calls: after.refresh_calls - before.refresh_calls,
+        rotations: after.rotations - before.rotations,
+        reuse_detections: after.reuse_detections - before.reuse_detections,
+        families_revoked: after.families_revoked - before.families_revoked,
+        grace_hits: after.grace_hits - before.grace_hits,
+        api_ok: after.api_ok - before.api_ok,
+        api_401_expired: after.api_401_expired - before.api_401_expired,
+        api_401_invalid: after.api_401_invalid - before.api_401_invalid,
+        api_401_missing: after.api_401_missing - before.api_401_missing,
+        ..after.clone()
+    }
+}

@@ -1,0 +1,129 @@
+//! The core guarantees, for each of the reference server's four refresh contracts, over real
+//! HTTP on 127.0.0.1.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokenkeeper::RefreshMode;
+use tokenkeeper::classify::rules;
+
+/// 1,000 concurrent requests meet an expired token: exactly one refresh, 1,000 successes,
+/// no reuse detection.
+async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
+    let server = start(ServerConfig::default().with_access_ttl(ms(1500))).await;
+    let (session, client) = session(&server, contract, |b| {
+        b.mode(mode).classifier(rules::common())
+    })
+    .await;
+    tokio::time::sleep(ms(1600)).await;
+
+    let before = server.stats();
+    let outcomes = burst(&client, &server, 1000).await;
+    let server_delta = delta(&before, &server.stats());
+
+    let failures: Vec<_> = outcomes.iter().filter(|o| **o != Ok(200)).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert_eq!(server_delta.refresh_calls, 1, "{server_delta:?}");
+    assert_eq!(server_delta.reuse_detections, 0);
+    assert_eq!(server_delta.api_ok, 1000);
+    assert_eq!(session.stats().refreshes, 1);
+    assert_eq!(session.credential().await.unwrap().generation(), 2);
+}
+
+/// Requests stay in flight across several expiries, and the server answers late (its latency
+/// comes after the token check), so 401s for a token arrive after it was already replaced.
+/// Those must be retried with the new token without another refresh.
+async fn late_401s_do_not_refresh_again(contract: Contract) {
+    let ttl = ms(600);
+    let run_for = ms(3300);
+    let server = start(
+        ServerConfig::default()
+            .with_access_ttl(ttl)
+            .with_latency(Latency {
+                api: ms(200),
+                ..Latency::default()
+            }),
+    )
+    .await;
+    let (session, client) = session(&server, contract, |b| {
+        b.mode(RefreshMode::Reactive).classifier(rules::common())
+    })
+    .await;
+    let before = server.stats();
+    let ok = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..20)
+        .map(|worker| {
+            let (client, ok) = (client.clone(), Arc::clone(&ok));
+            let url = server.url(&format!("/api/items/{worker}"));
+            tokio::spawn(async move {
+                while started.elapsed() < run_for {
+                    let response = client.get(&url).send().await.expect("no error");
+                    assert_eq!(response.status(), 200);
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    // Stagger the workers so some request is always in flight.
+                    tokio::time::sleep(ms(worker % 7 * 5)).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let server_delta = delta(&before, &server.stats());
+    let stats = session.stats();
+
+    // Each generation lives at least one TTL on the server, so no more than this many can
+    // have expired while the workers ran.
+    let most = (elapsed.as_secs_f64() / ttl.as_secs_f64()).ceil() as u64 + 1;
+    assert!(server_delta.refresh_calls >= 3, "{server_delta:?}");
+    assert!(
+        server_delta.refresh_calls <= most,
+        "{} refreshes > {most}",
+        server_delta.refresh_calls
+    );
+    assert_eq!(server_delta.refresh_calls, stats.refreshes);
+    assert_eq!(server_delta.reuse_detections, 0);
+    assert_eq!(server_delta.api_ok, ok.load(Ordering::Relaxed));
+    assert!(stats.stale_retries > 0, "no late 401 was seen: {stats:?}");
+    assert!(server_delta.api_401_expired > server_delta.refresh_calls);
+}
+
+macro_rules! contract_suite {
+    ($($module:ident => $contract:expr),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn burst_of_1000_reactive_refreshes_once() {
+                burst_refreshes_once($contract, RefreshMode::Reactive).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn burst_of_1000_proactive_refreshes_once() {
+                burst_refreshes_once($contract, RefreshMode::default()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn late_401s_are_retried_without_refreshing() {
+                late_401s_do_not_refresh_again($contract).await;
+            }
+        }
+    )*};
+}
+
+contract_suite! {
+    oauth2 => Contract::OAuth2,
+    json => Contract::Json,
+    header => Contract::Header,
+    cookie => Contract::Cookie,
+}
