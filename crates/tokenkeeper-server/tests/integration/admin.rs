@@ -1,0 +1,134 @@
+//! `GET /__stats`, `POST /__reset`, `POST /__faults`.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokenkeeper_server::{ServerConfig, Stats, Style};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
+    let s = server(ServerConfig::default()).await;
+    let c = client();
+    let pair = login(&c, &s, Style::Cookie).await;
+    let next = refresh(&c, &s, Style::Cookie, &pair.refresh)
+        .await
+        .pair
+        .unwrap();
+    assert_ok_item(&get_item(&c, &s, "1", Some(&next.access)).await, "1");
+    assert_missing(&get_item(&c, &s, "1", None).await);
+
+    let stats = http_stats(&c, &s).await;
+    assert_eq!(stats, s.stats());
+    assert_eq!(
+        (
+            stats.logins,
+            stats.refresh_calls,
+            stats.rotations,
+            stats.api_ok,
+            stats.api_401_missing
+        ),
+        (1, 1, 1, 1, 1)
+    );
+    // The JSON uses the documented field names.
+    let raw: serde_json::Value = c
+        .get(s.url("/__stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for key in [
+        "logins",
+        "refresh_calls",
+        "rotations",
+        "refresh_rejected",
+        "reuse_detections",
+        "families_revoked",
+        "grace_hits",
+        "refresh_failures_injected",
+        "refresh_hangs",
+        "api_ok",
+        "api_401_expired",
+        "api_401_invalid",
+        "api_401_missing",
+    ] {
+        assert!(raw.get(key).is_some(), "missing {key} in {raw}");
+    }
+    assert_eq!(
+        raw["refresh_rejected"],
+        json!({"reuse": 0, "unknown": 0, "expired": 0, "revoked": 0, "malformed": 0})
+    );
+
+    let reset = c.post(s.url("/__reset")).send().await.unwrap();
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.stats(), Stats::default());
+    assert_eq!(http_stats(&c, &s).await, Stats::default());
+
+    // Fresh state: earlier tokens are unknown / invalid.
+    let stale = refresh(&c, &s, Style::Cookie, &next.refresh).await;
+    assert_refresh_rejected(Style::Cookie, &stale.reply, false);
+    assert_refused(
+        Style::Cookie,
+        &get_item(&c, &s, "1", Some(&next.access)).await,
+        false,
+    );
+    assert_eq!(s.stats().refresh_rejected.unknown, 1);
+    assert_eq!(s.stats().api_401_invalid, 1);
+
+    // In-process reset too, and new logins work.
+    s.reset();
+    assert_eq!(s.stats(), Stats::default());
+    let fresh = login(&c, &s, Style::Json).await;
+    assert_ok_item(&get_item(&c, &s, "2", Some(&fresh.access)).await, "2");
+}
+
+#[tokio::test]
+async fn faults_endpoint_reads_and_updates_the_live_settings() {
+    let s = server(ServerConfig::default()).await;
+    let c = client();
+    let current: serde_json::Value = c
+        .get(s.url("/__faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        current,
+        json!({"refresh_failure_rate": 0.0, "refresh_hang": false})
+    );
+
+    let updated = c
+        .post(s.url("/__faults"))
+        .json(&json!({"refresh_failure_rate": 0.25}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), StatusCode::OK);
+    let updated: serde_json::Value = updated.json().await.unwrap();
+    assert_eq!(
+        updated,
+        json!({"refresh_failure_rate": 0.25, "refresh_hang": false})
+    );
+    assert_eq!(s.faults().refresh_failure_rate, 0.25);
+
+    let updated: serde_json::Value = c
+        .post(s.url("/__faults"))
+        .json(&json!({"refresh_hang": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        updated,
+        json!({"refresh_failure_rate": 0.25, "refresh_hang": true})
+    );
+    s.set_refresh_hang(false);
+    s.set_refresh_failure_rate(0.0);
+    assert_eq!(s.faults(), Default::default());
+}

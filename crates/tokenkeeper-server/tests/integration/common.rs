@@ -1,0 +1,386 @@
+//! Helpers: a client for each contract and assertions on each contract's
+//! wording.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, SET_COOKIE, WWW_AUTHENTICATE,
+};
+use serde_json::{Value, json};
+use tokenkeeper_server::{ServerConfig, ServerHandle, Stats, Style, start};
+
+/// Something to build URLs from: a server handle or a base URL.
+pub trait Base {
+    fn url(&self, path: &str) -> String;
+}
+
+impl Base for ServerHandle {
+    fn url(&self, path: &str) -> String {
+        ServerHandle::url(self, path)
+    }
+}
+
+impl Base for str {
+    fn url(&self, path: &str) -> String {
+        format!("{self}{path}")
+    }
+}
+
+/// Every contract.
+pub const STYLES: [Style; 4] = Style::ALL;
+
+/// Starts a server (random port, random secret).
+pub async fn server(config: ServerConfig) -> ServerHandle {
+    start(config).await.expect("server starts")
+}
+
+/// A plain client: no cookie jar (cookies are sent by hand), a safety timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A response, read fully.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.header(CONTENT_TYPE.as_str()).unwrap_or("")
+    }
+
+    /// Asserts a 4xx with a JSON body; returns the body.
+    pub fn assert_json_4xx(&self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert!(
+            self.content_type().starts_with("application/json"),
+            "content type {:?}, body {:?}",
+            self.content_type(),
+            self.body
+        );
+        self.json()
+    }
+
+    /// Asserts a JSON error `{"error": code, "error_description": ...}`.
+    pub fn assert_error(&self, status: StatusCode, code: &str) {
+        let body = self.assert_json_4xx(status);
+        assert_eq!(body["error"], code, "body: {body}");
+        assert!(body["error_description"].is_string(), "body: {body}");
+    }
+
+    /// The value of the `tk_refresh` cookie this response sets.
+    pub fn refresh_cookie(&self) -> Option<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find_map(|v| v.strip_prefix("tk_refresh="))
+            .map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+    }
+}
+
+/// An access token and its refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// Logs in as demo/demo in `style` (oauth2 through the password grant, the
+/// others through `POST /login`).
+pub async fn login(c: &reqwest::Client, s: &(impl Base + ?Sized), style: Style) -> Pair {
+    if style == Style::OAuth2 {
+        let reply = Reply::read(
+            c.post(s.url("/oauth2/token"))
+                .form(&[
+                    ("grant_type", "password"),
+                    ("username", "demo"),
+                    ("password", "demo"),
+                ])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let body = reply.json();
+        return Pair {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+        };
+    }
+    let reply = Reply::read(
+        c.post(s.url("/login"))
+            .json(&json!({"username": "demo", "password": "demo", "style": style.as_str()}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let body = reply.json();
+    let pair = Pair {
+        access: body["accessToken"].as_str().unwrap().to_owned(),
+        refresh: body["refreshToken"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(
+        reply.refresh_cookie().as_deref(),
+        Some(pair.refresh.as_str())
+    );
+    pair
+}
+
+/// The outcome of a refresh request: the reply, and the new pair on success.
+#[derive(Debug)]
+pub struct Refreshed {
+    pub reply: Reply,
+    pub pair: Option<Pair>,
+}
+
+/// Refreshes `refresh` through `style`'s endpoint.
+pub async fn refresh(
+    c: &reqwest::Client,
+    s: &(impl Base + ?Sized),
+    style: Style,
+    refresh: &str,
+) -> Refreshed {
+    let request = match style {
+        Style::OAuth2 => c
+            .post(s.url("/oauth2/token"))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]),
+        Style::Json => c
+            .post(s.url("/refresh/token"))
+            .json(&json!({ "refreshToken": refresh })),
+        Style::Header => c
+            .post(s.url("/api/refresh-token"))
+            .header("authorization-refresh", format!("Bearer {refresh}")),
+        Style::Cookie => c
+            .post(s.url("/v3/jwt/reissue"))
+            .header(COOKIE, format!("tk_refresh={refresh}")),
+    };
+    let reply = Reply::read(request.send().await.unwrap()).await;
+    if reply.status != StatusCode::OK {
+        return Refreshed { reply, pair: None };
+    }
+    let pair = match style {
+        Style::OAuth2 => {
+            let body = reply.json();
+            assert_eq!(body["token_type"], "Bearer");
+            assert!(body["expires_in"].is_number());
+            assert_eq!(reply.header("cache-control"), Some("no-store"));
+            Pair {
+                access: body["access_token"].as_str().unwrap().to_owned(),
+                refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+            }
+        }
+        Style::Json => {
+            let body = reply.json();
+            assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+            Pair {
+                access: body["accessToken"].as_str().unwrap().to_owned(),
+                refresh: body["refreshToken"].as_str().unwrap().to_owned(),
+            }
+        }
+        Style::Header => {
+            assert_eq!(reply.json(), json!({}));
+            let bearer = |name: &str| {
+                reply
+                    .header(name)
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap()
+                    .to_owned()
+            };
+            Pair {
+                access: bearer("authorization"),
+                refresh: bearer("authorization-refresh"),
+            }
+        }
+        Style::Cookie => {
+            let body = reply.json();
+            assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+            let set_cookie = reply.header("set-cookie").unwrap();
+            for attribute in ["HttpOnly", "SameSite=Strict", "Path=/v3/jwt"] {
+                assert!(set_cookie.contains(attribute), "{set_cookie}");
+            }
+            Pair {
+                access: body["accessToken"].as_str().unwrap().to_owned(),
+                refresh: reply.refresh_cookie().unwrap(),
+            }
+        }
+    };
+    Refreshed {
+        reply,
+        pair: Some(pair),
+    }
+}
+
+/// `GET /api/items/{id}` with an optional bearer token.
+pub async fn get_item(
+    c: &reqwest::Client,
+    s: &(impl Base + ?Sized),
+    id: &str,
+    access: Option<&str>,
+) -> Reply {
+    let mut request = c.get(s.url(&format!("/api/items/{id}")));
+    if let Some(access) = access {
+        request = request.header(AUTHORIZATION, format!("Bearer {access}"));
+    }
+    Reply::read(request.send().await.unwrap()).await
+}
+
+/// Asserts the API accepted the token.
+pub fn assert_ok_item(reply: &Reply, id: &str) {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({"id": id, "name": format!("item {id}"), "owner": "demo"})
+    );
+}
+
+/// Asserts the API refused a token of `style` as expired (or invalid).
+pub fn assert_refused(style: Style, reply: &Reply, expired: bool) {
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    let challenge = reply.header(WWW_AUTHENTICATE.as_str()).unwrap_or_default();
+    match style {
+        Style::OAuth2 => {
+            let description = if expired {
+                "The access token expired"
+            } else {
+                "The access token is invalid"
+            };
+            assert_eq!(
+                challenge,
+                format!("Bearer error=\"invalid_token\", error_description=\"{description}\"")
+            );
+            assert_eq!(
+                reply.json(),
+                json!({"error": "invalid_token", "error_description": description})
+            );
+        }
+        Style::Json => {
+            assert_eq!(challenge, "Bearer realm=\"tokenkeeper\"");
+            let message = if expired {
+                "TokenExpiredError"
+            } else {
+                "JsonWebTokenError"
+            };
+            assert_eq!(reply.json(), json!({ "message": message }));
+        }
+        Style::Header => {
+            assert_eq!(challenge, "Bearer realm=\"tokenkeeper\"");
+            assert!(reply.content_type().starts_with("text/plain"));
+            assert_eq!(
+                reply.body,
+                if expired {
+                    "ExpiredToken"
+                } else {
+                    "InvalidToken"
+                }
+            );
+        }
+        Style::Cookie => {
+            assert_eq!(challenge, "Bearer realm=\"tokenkeeper\"");
+            let code = if expired {
+                "EXPIRED_TOKEN"
+            } else {
+                "INVALID_TOKEN"
+            };
+            assert_eq!(reply.json(), json!({"result": {"errorCode": code}}));
+        }
+    }
+}
+
+/// Asserts the 401 for a request without any bearer token (RFC 6750 §3.1).
+pub fn assert_missing(reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    assert_eq!(
+        reply.header(WWW_AUTHENTICATE.as_str()),
+        Some("Bearer realm=\"tokenkeeper\"")
+    );
+    assert_eq!(reply.json()["error"], "unauthorized");
+}
+
+/// Asserts `style`'s refresh rejection (expired wording, or invalid wording).
+pub fn assert_refresh_rejected(style: Style, reply: &Reply, expired: bool) {
+    match style {
+        Style::OAuth2 => {
+            reply.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            assert_eq!(reply.header("cache-control"), Some("no-store"));
+        }
+        Style::Json => {
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+            let message = if expired {
+                "RefreshTokenExpiredError"
+            } else {
+                "InvalidRefreshTokenError"
+            };
+            assert_eq!(reply.json(), json!({ "message": message }));
+        }
+        Style::Header => {
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+            assert!(reply.content_type().starts_with("text/plain"));
+            let text = if expired {
+                "ExpiredRefreshToken"
+            } else {
+                "InvalidRefreshToken"
+            };
+            assert_eq!(reply.body, text);
+        }
+        Style::Cookie => {
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+            let code = if expired {
+                "EXPIRED_REFRESH_TOKEN"
+            } else {
+                "INVALID_REFRESH_TOKEN"
+            };
+            assert_eq!(reply.json(), json!({"result": {"errorCode": code}}));
+            // The cookie is cleared.
+            assert_eq!(reply.refresh_cookie().as_deref(), Some(""));
+            assert!(reply.header("set-cookie").unwrap().contains("Max-Age=0"));
+        }
+    }
+}
+
+/// `GET /__stats`, checked against the in-process snapshot.
+pub async fn http_stats(c: &reqwest::Client, s: &ServerHandle) -> Stats {
+    let reply = Reply::read(c.get(s.url("/__stats")).send().await.unwrap()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+/// The claims of a JWT, decoded without verification.
+pub fn claims(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}

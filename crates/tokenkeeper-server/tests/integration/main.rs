@@ -1,0 +1,12 @@
+//! Integration tests: real HTTP against the server on 127.0.0.1, no mocks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod bad_input;
+mod common;
+mod concurrency;
+mod contracts;
+mod faults;
+mod grace;
+mod timing;
