@@ -110,7 +110,7 @@ impl Inner {
         proactive: bool,
     ) -> Joined {
         match &**self.state.load() {
-            State::SignedOut => return Joined::Ready(Err(Error::LoginRequired)),
+            State::SignedOut { .. } => return Joined::Ready(Err(Error::LoginRequired)),
             State::Active(current) if current.generation() != from.generation() => {
                 return Joined::Ready(Ok(Arc::clone(current)));
             }
@@ -317,7 +317,7 @@ impl Inner {
                     // A sign-in or sign-out overtook this flight; its result is not ours to install.
                     return match &*current {
                         State::Active(newer) => Ok(Arc::clone(newer)),
-                        State::SignedOut => Err(Error::LoginRequired),
+                        State::SignedOut { .. } => Err(Error::LoginRequired),
                     };
                 }
                 self.state

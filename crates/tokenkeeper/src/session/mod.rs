@@ -92,7 +92,11 @@ impl Default for Limits {
 
 /// Signed in or not.
 enum State {
-    SignedOut,
+    /// `ended` remembers which generation ended and why, so requests that carried it and come
+    /// back refused after the end learn the reason, not just "login required".
+    SignedOut {
+        ended: Option<(u64, LogoutReason)>,
+    },
     Active(Arc<Credential>),
 }
 
@@ -127,7 +131,7 @@ impl Inner {
         limits: Limits,
     ) -> Self {
         Self {
-            state: ArcSwap::from_pointee(State::SignedOut),
+            state: ArcSwap::from_pointee(State::SignedOut { ended: None }),
             flight: Mutex::new(FlightSlot::default()),
             proactive_for: AtomicU64::new(u64::MAX),
             unauthorized_streak: AtomicU32::new(0),
@@ -151,7 +155,7 @@ impl Inner {
     fn current(&self) -> Option<Arc<Credential>> {
         match &**self.state.load() {
             State::Active(credential) => Some(Arc::clone(credential)),
-            State::SignedOut => None,
+            State::SignedOut { .. } => None,
         }
     }
 
@@ -183,14 +187,17 @@ impl Inner {
     /// Returns whether this call made the transition, so `LoggedOut` is emitted once.
     fn end(&self, generation: Option<u64>, reason: LogoutReason) -> bool {
         let slot = self.slot();
-        let ends = match (&**self.state.load(), generation) {
-            (State::SignedOut, _) => false,
-            (State::Active(_), None) => true,
-            (State::Active(c), Some(g)) => c.generation() == g,
+        let ended = match (&**self.state.load(), generation) {
+            (State::SignedOut { .. }, _) => None,
+            (State::Active(c), None) => Some(c.generation()),
+            (State::Active(c), Some(g)) => (c.generation() == g).then_some(g),
         };
-        if ends {
-            self.state.store(Arc::new(State::SignedOut));
+        if let Some(generation) = ended {
+            self.state.store(Arc::new(State::SignedOut {
+                ended: Some((generation, reason.clone())),
+            }));
         }
+        let ends = ended.is_some();
         drop(slot);
         if ends {
             if reason != LogoutReason::SignedOut {
@@ -312,7 +319,13 @@ impl Session {
     /// with. Refreshes only if `generation` is still current; if a newer one exists (the refusal
     /// arrived late) it is returned at once.
     pub async fn token_rejected(&self, generation: u64) -> Result<Arc<Credential>, Error> {
-        let current = self.inner.current().ok_or(Error::LoginRequired)?;
+        let current = match &**self.inner.state.load() {
+            State::Active(current) => Arc::clone(current),
+            State::SignedOut {
+                ended: Some((ended, reason)),
+            } if *ended == generation => return Err(Error::SessionExpired(reason.clone())),
+            State::SignedOut { .. } => return Err(Error::LoginRequired),
+        };
         if current.generation() != generation {
             Counters::bump(&self.inner.counters.stale_retries);
             return Ok(current);
