@@ -94,10 +94,11 @@ impl Refresher for Json {
         if let Some(refresh) = string_at(&json, &self.refresh_at) {
             tokens = tokens.with_refresh_token(checked(refresh, "refresh token")?);
         }
-        if let Some(seconds) = json.pointer(&self.expires_in_at).and_then(|v| v.as_f64()) {
-            if seconds.is_finite() && (0.0..1e10).contains(&seconds) {
-                tokens = tokens.with_expires_in(Duration::from_secs_f64(seconds));
-            }
+        if let Some(seconds) = json.pointer(&self.expires_in_at).and_then(|v| v.as_f64())
+            && seconds.is_finite()
+            && (0.0..1e10).contains(&seconds)
+        {
+            tokens = tokens.with_expires_in(Duration::from_secs_f64(seconds));
         }
         Ok(tokens)
     }

@@ -112,12 +112,12 @@ impl Refresher for OAuth2 {
             .form(&form);
         let answer = Answer::fetch(request).await?;
         let json = answer.success()?.json()?;
-        if let Some(kind) = string_at(&json, "/token_type") {
-            if !kind.eq_ignore_ascii_case("bearer") {
-                return Err(RefreshError::InvalidResponse(format!(
-                    "token_type `{kind}` is not Bearer"
-                )));
-            }
+        if let Some(kind) = string_at(&json, "/token_type")
+            && !kind.eq_ignore_ascii_case("bearer")
+        {
+            return Err(RefreshError::InvalidResponse(format!(
+                "token_type `{kind}` is not Bearer"
+            )));
         }
         TokenSet::from_json(&json).map_err(|e| RefreshError::InvalidResponse(e.to_string()))
     }
