@@ -1,6 +1,8 @@
 //! The core guarantees, for each of the reference server's four refresh contracts, over real
 //! HTTP on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
