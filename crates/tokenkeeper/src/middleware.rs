@@ -71,6 +71,7 @@ impl Middleware for AuthMiddleware {
             Decision::Attach => {}
         }
         let session = &self.session;
+        let origin = request.url().origin();
         let credential = session.credential().await.map_err(fail)?;
         let already_retried = extensions.get::<Retried>().is_some();
         // Cloning costs a refcount for buffered bodies; streams cannot be cloned (`None`).
@@ -82,7 +83,7 @@ impl Middleware for AuthMiddleware {
         attach(&mut request, &credential);
 
         let response = next.clone().run(request, extensions).await?;
-        let (verdict, response) = self.classify(response).await;
+        let (verdict, response) = self.classify(response, &origin).await;
         match verdict {
             Verdict::Accept => {
                 session.note_accepted();
@@ -112,7 +113,7 @@ impl Middleware for AuthMiddleware {
         extensions.insert(Retried);
         attach(&mut retry, &fresh);
         let response = next.run(retry, extensions).await?;
-        let (verdict, response) = self.classify(response).await;
+        let (verdict, response) = self.classify(response, &origin).await;
         match verdict {
             Verdict::Accept => session.note_accepted(),
             Verdict::Invalid => return Err(self.invalid(&fresh).await),
@@ -125,10 +126,12 @@ impl Middleware for AuthMiddleware {
 impl AuthMiddleware {
     /// Classifies a response, reading at most the classifier's limit of its body when a rule
     /// needs it, and hands the response back with its body intact.
-    async fn classify(&self, response: Response) -> (Verdict, Response) {
+    async fn classify(&self, response: Response, sent_to: &url::Origin) -> (Verdict, Response) {
         let classifier = self.session.classifier();
         let status = response.status();
-        if !classifier.is_candidate(status) {
+        // After a redirect to another origin (which reqwest sent without our token), a refusal
+        // is that origin's business, not a verdict on our token.
+        if !classifier.is_candidate(status) || response.url().origin() != *sent_to {
             return (Verdict::Accept, response);
         }
         if !classifier.needs_body(status) {

@@ -165,3 +165,46 @@ pub fn delta(before: &Stats, after: &Stats) -> Stats {
         ..after.clone()
     }
 }
+
+/// A small real HTTP server (not a mock of anything tokenkeeper talks to): `/echo` answers with
+/// every request header and the body as text, `/redirect?to=URL` answers 307 to `URL`, and
+/// `/unauthorized` always answers 401.
+pub async fn echo_server() -> String {
+    use axum::routing::{any, get};
+    async fn echo(headers: axum::http::HeaderMap, body: String) -> String {
+        let mut text = String::new();
+        for (name, value) in &headers {
+            text.push_str(&format!(
+                "{name}: {}\n",
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+        text.push('\n');
+        text.push_str(&body);
+        text
+    }
+    async fn redirect(
+        axum::extract::Query(query): axum::extract::Query<
+            std::collections::HashMap<String, String>,
+        >,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let to = query.get("to").cloned().unwrap_or_default();
+        (
+            axum::http::StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, to)],
+        )
+            .into_response()
+    }
+    let app = axum::Router::new()
+        .route("/echo", any(echo))
+        .route("/redirect", get(redirect))
+        .route(
+            "/unauthorized",
+            any(|| async { axum::http::StatusCode::UNAUTHORIZED }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
