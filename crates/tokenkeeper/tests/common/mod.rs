@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenkeeper::refresh::{self, Refresher};
 use tokenkeeper::{Session, SessionBuilder, TokenSet};
+#[allow(unused_imports)]
 pub use tokenkeeper_server::{Latency, ServerConfig, ServerHandle, Stats};
 
 /// The four refresh contracts of the reference server.
