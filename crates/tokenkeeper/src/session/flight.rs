@@ -64,6 +64,8 @@ enum Obtained {
 }
 
 enum Failure {
+    /// A sign-in or sign-out replaced the tokens this flight was for before it started.
+    Superseded,
     Terminal(LogoutReason),
     Transient(RefreshError),
     Store(StoreError),
@@ -160,13 +162,16 @@ impl Inner {
             }
         };
 
+        // Under the lock, nobody can replace the tokens any more; check they are still ours.
+        if !self.is_current(from.generation()) {
+            return Err(Failure::Superseded);
+        }
         let mut base = from.generation();
         match self.store.load().await {
             Ok(Some(stored)) if is_newer(&stored, from) => {
                 let generation = stored.generation.max(from.generation() + 1);
                 let schedule = self.schedule(&stored.tokens);
                 if let Some(credential) = Credential::new(stored.tokens, generation, schedule) {
-                    Counters::bump(&self.counters.adopted);
                     tracing::debug!(generation, "adopted tokens another process refreshed");
                     return Ok(Obtained::Adopted(Arc::new(credential)));
                 }
@@ -301,7 +306,12 @@ impl Inner {
         slot.finished(from);
         let current = self.state.load_full();
         let is_current = matches!(&*current, State::Active(c) if c.generation() == from);
+        let superseded = || match &*current {
+            State::Active(newer) => Ok(Arc::clone(newer)),
+            State::SignedOut { .. } => Err(Error::LoginRequired),
+        };
         match obtained {
+            Err(Failure::Superseded) => superseded(),
             Ok(obtained) => {
                 let (credential, event) = match obtained {
                     Obtained::Refreshed(c) => {
