@@ -72,3 +72,7 @@ pub use token::{TokenError, TokenSet};
 
 /// Re-exported so users name the same secret type the crate uses.
 pub use secrecy;
+
+/// Re-exported for implementing [`refresh::Refresher`] and [`store::TokenStore`] without adding
+/// the dependency yourself: `#[tokenkeeper::async_trait]`.
+pub use async_trait::async_trait;

@@ -19,23 +19,22 @@ pub(crate) fn bearer_error(header: &str) -> Option<String> {
         let word = lexer.token()?;
         lexer.skip_spaces();
         if lexer.eat('=') {
-            // `word` is a parameter name of the current challenge.
             lexer.skip_spaces();
+            // `abc==`: the padding of a token68 credential, not a parameter.
+            if matches!(lexer.peek(), None | Some(',' | '=')) {
+                while lexer.eat('=') {}
+                continue;
+            }
             let value = lexer.value()?;
             if in_bearer && word.eq_ignore_ascii_case("error") {
                 return Some(value.to_ascii_lowercase());
             }
         } else {
-            // A new challenge starts with its scheme name.
+            // A word without `=` starts a new challenge (or is a token68, which has no params).
             if in_bearer {
                 return None;
             }
             in_bearer = word.eq_ignore_ascii_case("bearer");
-            // token68 form (`Bearer abc==`): skip it, it carries no params.
-            if in_bearer && lexer.peek().is_some_and(|c| c != ',') {
-                let _ = lexer.token();
-                while lexer.eat('=') {}
-            }
         }
     }
 }

@@ -47,7 +47,7 @@ use std::time::Duration;
 ///
 /// struct Static;
 ///
-/// #[async_trait::async_trait]
+/// #[tokenkeeper::async_trait]
 /// impl Refresher for Static {
 ///     async fn refresh(&self, _current: &TokenSet) -> Result<TokenSet, RefreshError> {
 ///         Ok(TokenSet::new("new-access").with_refresh_token("new-refresh"))
