@@ -393,4 +393,22 @@ mod tests {
             Verdict::Refresh
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn classifying_arbitrary_responses_never_panics(
+            status in 100u16..600,
+            www_authenticate in ".{0,120}",
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&www_authenticate) {
+                headers.insert(http::header::WWW_AUTHENTICATE, value);
+            }
+            let classifier = rules::common();
+            let verdict = classifier.classify(&view(status, &headers, &body));
+            // Only a 401 can ask for a refresh under the built-in rules.
+            proptest::prop_assert!(verdict != Verdict::Refresh || status == 401);
+        }
+    }
 }

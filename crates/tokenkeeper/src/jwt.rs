@@ -96,4 +96,25 @@ mod tests {
             assert_eq!(lifetime, None, "{payload}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_never_panics(token in ".{0,300}") {
+            let _ = timing_claims(&token).and_then(|c| c.lifetime());
+        }
+
+        #[test]
+        fn decoding_any_payload_never_panics(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let token = format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(&payload));
+            let _ = timing_claims(&token).and_then(|c| c.lifetime());
+        }
+
+        #[test]
+        fn lifetimes_round_trip(iat in 0u32..2_000_000_000, lifetime_ms in 1u32..100_000_000) {
+            let exp = f64::from(iat) + f64::from(lifetime_ms) / 1000.0;
+            let token = jwt(&format!(r#"{{"iat":{iat},"exp":{exp}}}"#));
+            let lifetime = timing_claims(&token).and_then(|c| c.lifetime()).unwrap();
+            proptest::prop_assert!((lifetime.as_secs_f64() - f64::from(lifetime_ms) / 1000.0).abs() < 1e-3);
+        }
+    }
 }

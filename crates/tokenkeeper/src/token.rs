@@ -283,4 +283,25 @@ mod tests {
         let debug = format!("{tokens:?}");
         assert!(!debug.contains("sekrit"), "{debug}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = TokenSet::from_response(&body);
+        }
+
+        #[test]
+        fn parsing_arbitrary_json_never_panics_and_redacts(
+            access in "tk_[A-Za-z0-9]{8,40}",
+            refresh in proptest::option::of("tk_[A-Za-z0-9]{8,40}"),
+            expires in proptest::option::of(proptest::num::f64::ANY),
+        ) {
+            let body = serde_json::json!({"access_token": access, "refresh_token": refresh, "expires_in": expires});
+            if let Ok(tokens) = TokenSet::from_json(&body) {
+                let debug = format!("{tokens:?}");
+                proptest::prop_assert!(!debug.contains(&access));
+                proptest::prop_assert!(refresh.as_ref().is_none_or(|r| !debug.contains(r.as_str())));
+            }
+        }
+    }
 }

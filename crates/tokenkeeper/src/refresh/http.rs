@@ -188,4 +188,14 @@ mod tests {
         assert!(Endpoint::new("ftp://auth.example.com/token").is_err());
         assert!(Endpoint::new("nope").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn error_codes_never_echo_long_or_odd_text(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            if let Some(code) = error_code(&body) {
+                proptest::prop_assert!(code.len() <= 64);
+                proptest::prop_assert!(code.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)));
+            }
+        }
+    }
 }

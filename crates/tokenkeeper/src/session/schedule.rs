@@ -50,6 +50,11 @@ impl Default for Proactive {
     }
 }
 
+/// Lifetimes shorter than this are not scheduled: a server that answers `expires_in: 0` (or a
+/// JWT whose `exp` is at `iat`) would otherwise make every request wait for a refresh that
+/// returns another already-expired token. Such tokens are refreshed on 401s only.
+const MIN_SCHEDULED_LIFETIME: Duration = Duration::from_millis(50);
+
 /// The deadlines of one token, on the monotonic clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Schedule {
@@ -73,6 +78,9 @@ impl Schedule {
             .unwrap_or(Duration::ZERO);
         let expiry = now + remaining;
         let lifetime = tokens.lifetime().unwrap_or(remaining);
+        if lifetime < MIN_SCHEDULED_LIFETIME {
+            return Self::default();
+        }
 
         let ahead = lifetime
             .mul_f64((1.0 - config.refresh_at).clamp(0.0, 1.0))
@@ -123,8 +131,15 @@ mod tests {
     }
 
     #[test]
+    fn zero_lifetimes_are_not_scheduled() {
+        let tokens = TokenSet::new("a").with_expires_in(Duration::ZERO);
+        let schedule = Schedule::for_tokens(&RefreshMode::default(), &tokens);
+        assert!(!schedule.is_past_hard(Instant::now() + Duration::from_secs(3600)));
+    }
+
+    #[test]
     fn reactive_mode_and_unknown_expiry_have_no_deadlines() {
-        let with_expiry = TokenSet::new("a").with_expires_in(Duration::ZERO);
+        let with_expiry = TokenSet::new("a").with_expires_in(Duration::from_secs(1));
         let far = Instant::now() + Duration::from_secs(1_000_000);
         let reactive = Schedule::for_tokens(&RefreshMode::Reactive, &with_expiry);
         let unknown = Schedule::for_tokens(&RefreshMode::default(), &TokenSet::new("a"));

@@ -209,3 +209,55 @@ pub async fn echo_server() -> String {
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
+
+/// A refresh endpoint that misbehaves in every way a real one has been seen to, on 127.0.0.1:
+/// `/no-tokens` (200 `{}`), `/garbage` (200 HTML), `/huge` (200, 1 MiB of JSON), `/truncated`
+/// (200, the body breaks off mid-way), `/wrong-type` (200 with `token_type: mac`),
+/// `/busy` (429 with `Retry-After: 1`), `/teapot` (418).
+pub async fn misbehaving_server() -> String {
+    use axum::body::Body;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    let huge = format!(
+        "{{\"access_token\":\"a\",\"pad\":\"{}\"}}",
+        "x".repeat(1 << 20)
+    );
+    let app = axum::Router::new()
+        .route(
+            "/no-tokens",
+            post(|| async { axum::Json(serde_json::json!({})) }),
+        )
+        .route(
+            "/garbage",
+            post(|| async { ([(header::CONTENT_TYPE, "text/html")], "<html>oops</html>") }),
+        )
+        .route("/huge", post(move || async move { huge.clone() }))
+        .route(
+            "/truncated",
+            post(|| async {
+                let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
+                    Ok("{\"access_token\":\"a"),
+                    Err(std::io::Error::other("connection reset")),
+                ];
+                Body::from_stream(futures_util::stream::iter(chunks))
+            }),
+        )
+        .route(
+            "/wrong-type",
+            post(|| async {
+                axum::Json(serde_json::json!({"access_token": "a", "token_type": "mac"}))
+            }),
+        )
+        .route(
+            "/busy",
+            post(|| async {
+                (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")]).into_response()
+            }),
+        )
+        .route("/teapot", post(|| async { StatusCode::IM_A_TEAPOT }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
