@@ -62,7 +62,8 @@ pub struct Session {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
-            .field("generation", &self.snapshot().ok().map(|c| c.generation()))
+            // Not `snapshot()`: formatting must never start a refresh.
+            .field("generation", &self.inner.current().map(|c| c.generation()))
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
