@@ -218,6 +218,10 @@ async fn hostile_refresh_responses_are_typed_errors() {
             let expected_kind = match path {
                 "/truncated" => matches!(error, RefreshError::Transient { .. }),
                 "/teapot" => matches!(error, RefreshError::Rejected(_)),
+                // A 307 would re-send the refresh token: refused, not followed.
+                "/redirect" => {
+                    matches!(&error, RefreshError::Rejected(r) if r.contains("redirect"))
+                }
                 // The header strategy reads headers only: a body it ignores cannot be wrong.
                 "/wrong-type" if name != "oauth2" => true,
                 _ => matches!(error, RefreshError::InvalidResponse(_)),

@@ -1,4 +1,4 @@
-use super::http::{Answer, Endpoint, string_at};
+use super::http::{Answer, Endpoint, plain_client, string_at};
 use super::json::checked;
 use super::{RefreshError, Refresher};
 use crate::TokenSet;
@@ -32,10 +32,7 @@ impl Cookie {
     /// A refresher for this endpoint, sending the cookies in `jar`.
     pub fn new(url: &str, jar: Arc<reqwest::cookie::Jar>) -> Result<Self, Error> {
         let mut endpoint = Endpoint::new(url)?;
-        endpoint.client = reqwest::Client::builder()
-            .cookie_provider(jar)
-            .build()
-            .map_err(|e| Error::Config(format!("cookie client: {}", e.without_url())))?;
+        endpoint.client = plain_client(Some(jar))?;
         Ok(Self {
             endpoint,
             access_at: "/accessToken".into(),

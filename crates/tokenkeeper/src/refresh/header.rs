@@ -42,7 +42,9 @@ impl Header {
         self
     }
 
-    /// The HTTP client to send with (default: a new `reqwest::Client`).
+    /// The HTTP client to send with (default: a plain `reqwest::Client` that follows no
+    /// redirects). Never a client that goes through the session's own middleware, and best one
+    /// with `redirect::Policy::none()`: a 307 would re-send the refresh token elsewhere.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.endpoint.client = client;
         self

@@ -36,10 +36,24 @@ impl Endpoint {
             )));
         }
         Ok(Self {
-            client: reqwest::Client::new(),
+            client: plain_client(None)?,
             url,
         })
     }
+}
+
+/// The strategies' own client. It never follows redirects: a 307/308 re-sends the body, which
+/// holds the refresh token, to wherever the `Location` points.
+pub(crate) fn plain_client(
+    jar: Option<std::sync::Arc<reqwest::cookie::Jar>>,
+) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(jar) = jar {
+        builder = builder.cookie_provider(jar);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Config(format!("refresh client: {}", e.without_url())))
 }
 
 /// A refresh endpoint's answer, its body read up to [`MAX_BODY`].
@@ -90,6 +104,12 @@ impl Answer {
             Some(code) => format!("HTTP {} {code}", status.as_u16()),
             None => format!("HTTP {}", status.as_u16()),
         };
+        if status.is_redirection() {
+            return Err(RefreshError::Rejected(format!(
+                "HTTP {} redirect: not followed with a refresh token",
+                status.as_u16()
+            )));
+        }
         let transient = status.is_server_error()
             || matches!(status.as_u16(), 408 | 425 | 429)
             // RFC 6749 defines this code for the authorization endpoint; some token endpoints use it too.

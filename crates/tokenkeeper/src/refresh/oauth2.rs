@@ -72,8 +72,10 @@ impl OAuth2 {
         self
     }
 
-    /// The HTTP client to send with (default: a new `reqwest::Client`). Give it your TLS and
-    /// proxy settings; never a client that goes through the session's own middleware.
+    /// The HTTP client to send with (default: a plain `reqwest::Client` that follows no
+    /// redirects). Give it your TLS and proxy settings; never a client that goes through the
+    /// session's own middleware, and best one with `redirect::Policy::none()`: a 307 would
+    /// re-send the refresh token elsewhere.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.endpoint.client = client;
         self

@@ -5,9 +5,16 @@
 //! pair written by someone else instead of refreshing again. That is what keeps refresh-token
 //! rotation safe across processes.
 
+mod file;
+mod format;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+pub use file::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 
 use crate::TokenSet;
 use std::fmt;
@@ -101,4 +108,16 @@ pub enum StoreError {
     /// Anything else the backend reports.
     #[error("{0}")]
     Backend(String),
+    /// A newer generation is already stored: a stale writer may not replace it. Shared stores
+    /// compare generations before writing, so a process that lost the refresh lock (or never
+    /// took it) cannot overwrite a newer pair with an older one.
+    #[error(
+        "generation {stored} is already stored; refusing to replace it with generation {attempted}"
+    )]
+    StaleWrite {
+        /// The generation in the store.
+        stored: u64,
+        /// The generation that was to be written.
+        attempted: u64,
+    },
 }

@@ -255,7 +255,17 @@ pub async fn misbehaving_server() -> String {
                 (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")]).into_response()
             }),
         )
-        .route("/teapot", post(|| async { StatusCode::IM_A_TEAPOT }));
+        .route("/teapot", post(|| async { StatusCode::IM_A_TEAPOT }))
+        .route(
+            "/redirect",
+            post(|| async {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(header::LOCATION, "/no-tokens")],
+                )
+                    .into_response()
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
