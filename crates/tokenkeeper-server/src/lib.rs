@@ -22,6 +22,8 @@
 //! The wire contract of each endpoint is documented on its module and on
 //! [`router`].
 
+#![warn(missing_docs)]
+
 mod admin;
 mod api;
 mod config;

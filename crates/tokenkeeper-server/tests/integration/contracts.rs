@@ -252,3 +252,54 @@ async fn one_family_can_switch_contracts() {
     }
     assert_eq!(s.stats().rotations, 4);
 }
+
+#[tokio::test]
+async fn browsers_can_call_from_another_origin() {
+    let s = server(ServerConfig::default()).await;
+    let c = client();
+    let origin = "http://localhost:5173";
+    let preflight = Reply::read(
+        c.request(reqwest::Method::OPTIONS, s.url("/api/refresh-token"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization-refresh")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some(origin)
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    assert!(
+        preflight
+            .header("access-control-allow-headers")
+            .unwrap()
+            .contains("authorization-refresh")
+    );
+
+    let pair = login(&c, &s, Style::Header).await;
+    let reply = Reply::read(
+        c.post(s.url("/api/refresh-token"))
+            .header("origin", origin)
+            .header("authorization-refresh", format!("Bearer {}", pair.refresh))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("access-control-allow-origin"), Some(origin));
+    let exposed = reply.header("access-control-expose-headers").unwrap();
+    assert!(exposed.contains("authorization-refresh") && exposed.contains("www-authenticate"));
+
+    // Same-origin / non-browser requests are left alone.
+    let plain = get_item(&c, &s, "1", None).await;
+    assert!(plain.header("access-control-allow-origin").is_none());
+}
