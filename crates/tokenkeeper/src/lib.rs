@@ -54,6 +54,8 @@ pub mod classify;
 mod error;
 mod event;
 mod jwt;
+#[cfg(feature = "tower")]
+pub mod layer;
 #[cfg(feature = "reqwest")]
 mod middleware;
 mod origin;
@@ -65,6 +67,8 @@ mod www_authenticate;
 
 pub use error::{Error, LogoutReason};
 pub use event::Event;
+#[cfg(all(feature = "tower", not(feature = "reqwest")))]
+pub use layer::NoAuth;
 #[cfg(feature = "reqwest")]
 pub use middleware::{AuthMiddleware, NoAuth};
 pub use session::{Credential, Proactive, RefreshMode, Session, SessionBuilder, SessionStats};

@@ -1,0 +1,192 @@
+//! gRPC: the `UNAUTHENTICATED` classifier rule, tonic's body, and a synchronous interceptor.
+
+use crate::classify::{ResponseView, Rule, Verdict};
+use http::StatusCode;
+use http::header::HeaderName;
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// `UNAUTHENTICATED` (gRPC status code 16).
+const UNAUTHENTICATED: &[u8] = b"16";
+
+/// A rule for gRPC: a trailers-only response with `grpc-status: 16` (`UNAUTHENTICATED`) means
+/// "refresh and retry".
+///
+/// gRPC errors travel in HTTP 200 responses; when a call fails before any message (as a unary
+/// call refused for its token does), the status is in the response *headers*. This rule looks
+/// only at that header, so 200 responses stay cheap: one header lookup, the body is never read.
+/// A status that arrives in the trailers after streamed messages is not seen (those messages
+/// were already delivered; the call cannot be replayed).
+///
+/// ```
+/// use tokenkeeper::classify::Classifier;
+/// use tokenkeeper::layer::grpc_unauthenticated;
+///
+/// let classifier = Classifier::default().rule(grpc_unauthenticated());
+/// # let _ = classifier;
+/// ```
+pub fn grpc_unauthenticated() -> GrpcUnauthenticated {
+    GrpcUnauthenticated
+}
+
+/// See [`grpc_unauthenticated`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcUnauthenticated;
+
+impl Rule for GrpcUnauthenticated {
+    fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
+        let status = response.headers.get(&GRPC_STATUS)?;
+        (status.as_bytes() == UNAUTHENTICATED).then_some(Verdict::Refresh)
+    }
+
+    fn applies_to(&self, status: StatusCode) -> bool {
+        status == StatusCode::OK
+    }
+}
+
+#[cfg(feature = "tonic")]
+mod tonic_support {
+    use super::super::body::{Drained, ResponseBody, clone_frames, drain_ready};
+    use super::super::{NoAuthMarker, ReplayBody};
+    use crate::Session;
+    use crate::error::Error;
+    use crate::origin::Decision;
+    use tonic::metadata::MetadataValue;
+    use tonic::{Code, Status};
+
+    /// Unary and server-streaming calls are replayable (their one message is encoded at once);
+    /// client and bidirectional streams are, only if every message is already there.
+    impl ReplayBody for tonic::body::Body {
+        fn try_replay(self, limit: usize) -> (Self, Option<Self>) {
+            match drain_ready(self, limit) {
+                Drained::Untouched(body) => (body, None),
+                Drained::Partial(body) => (Self::new(body), None),
+                Drained::Complete(frames) => (
+                    Self::new(ResponseBody::<Self>::complete(clone_frames(&frames))),
+                    Some(Self::new(ResponseBody::<Self>::complete(frames))),
+                ),
+            }
+        }
+    }
+
+    /// The gRPC status for a tokenkeeper error: `UNAUTHENTICATED` when the user must log in,
+    /// `UNAVAILABLE` when the refresh endpoint could not be reached, `INTERNAL` otherwise. The
+    /// error is the status's source.
+    impl From<Error> for Status {
+        fn from(error: Error) -> Self {
+            let code = match &error {
+                Error::LoginRequired | Error::SessionExpired(_) => Code::Unauthenticated,
+                Error::RefreshUnavailable(_) | Error::RefreshCancelled => Code::Unavailable,
+                _ => Code::Internal,
+            };
+            let mut status = Status::new(code, error.to_string());
+            status.set_source(std::sync::Arc::new(error));
+            status
+        }
+    }
+
+    /// A tonic `Interceptor` that attaches [`Session::snapshot`], for code that keeps the
+    /// interceptor style (feature `tonic`). Made by [`Session::interceptor`].
+    ///
+    /// It never waits: it attaches the current token and, when that token is near its expiry,
+    /// starts a background refresh, so with [`RefreshMode::Proactive`](crate::RefreshMode)
+    /// (the default) steady traffic never carries an expired token. What it cannot do is react
+    /// to a refusal: a call refused with `UNAUTHENTICATED` fails (the next one carries the
+    /// refreshed token once the refresh is done). [`AuthLayer`](super::super::AuthLayer)
+    /// retries instead.
+    ///
+    /// ```no_run
+    /// # async fn example(session: tokenkeeper::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = "http://127.0.0.1:50051";
+    /// let channel = tonic::transport::Endpoint::from_static(url).connect().await?;
+    /// let channel = tonic::service::interceptor::InterceptedService::new(channel, session.interceptor(url)?);
+    /// // `YourClient::new(channel)`, or `tonic::client::Grpc::new(channel)`.
+    /// # let _ = channel; Ok(()) }
+    /// ```
+    #[derive(Debug, Clone)]
+    pub struct SnapshotInterceptor {
+        session: Session,
+    }
+
+    impl Session {
+        /// A tonic interceptor attaching this session's token to every call on a channel to
+        /// `origin` (feature `tonic`). Fails if the session does not attach to `origin`: an
+        /// interceptor does not see where a call goes, so the origin is checked here, once.
+        pub fn interceptor(&self, origin: &str) -> Result<SnapshotInterceptor, Error> {
+            let url = url::Url::parse(origin)
+                .map_err(|e| Error::Config(format!("`{origin}` is not a URL: {e}")))?;
+            match self.decide(&url) {
+                Decision::Attach => Ok(SnapshotInterceptor {
+                    session: self.clone(),
+                }),
+                Decision::Insecure => Err(Error::InsecureTransport {
+                    origin: url.origin().ascii_serialization(),
+                }),
+                Decision::PassThrough => Err(Error::Config(format!(
+                    "the session does not attach tokens to `{}`",
+                    url.origin().ascii_serialization()
+                ))),
+            }
+        }
+    }
+
+    impl tonic::service::Interceptor for SnapshotInterceptor {
+        fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+            if request.metadata().contains_key("authorization")
+                || request.extensions().get::<NoAuthMarker>().is_some()
+            {
+                return Ok(request);
+            }
+            let credential = self.session.snapshot()?;
+            let mut value = MetadataValue::try_from(credential.header_value().as_bytes())
+                .map_err(|_| Status::internal("the access token is not a valid header value"))?;
+            value.set_sensitive(true);
+            request.metadata_mut().insert("authorization", value);
+            Ok(request)
+        }
+    }
+}
+
+#[cfg(feature = "tonic")]
+pub use tonic_support::SnapshotInterceptor;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::classify::{Classifier, rules};
+    use http::{HeaderMap, HeaderValue};
+
+    fn verdict(classifier: &Classifier, status: u16, grpc_status: Option<&'static str>) -> Verdict {
+        let mut headers = HeaderMap::new();
+        if let Some(code) = grpc_status {
+            headers.insert(GRPC_STATUS, HeaderValue::from_static(code));
+        }
+        let status = StatusCode::from_u16(status).unwrap();
+        classifier.classify(&ResponseView {
+            status,
+            headers: &headers,
+            body: &[],
+        })
+    }
+
+    #[test]
+    fn trailers_only_unauthenticated_refreshes_without_reading_the_body() {
+        let classifier = rules::common().rule(grpc_unauthenticated());
+        assert!(classifier.is_candidate(StatusCode::OK));
+        assert!(!classifier.needs_body(StatusCode::OK));
+        assert_eq!(verdict(&classifier, 200, Some("16")), Verdict::Refresh);
+        assert_eq!(verdict(&classifier, 200, Some("0")), Verdict::Accept);
+        assert_eq!(verdict(&classifier, 200, Some("7")), Verdict::Accept);
+        assert_eq!(verdict(&classifier, 200, Some("160")), Verdict::Accept);
+        assert_eq!(verdict(&classifier, 200, None), Verdict::Accept);
+        // Plain HTTP refusals keep their meaning.
+        assert_eq!(verdict(&classifier, 401, None), Verdict::Refresh);
+        assert_eq!(verdict(&classifier, 500, Some("16")), Verdict::Accept);
+    }
+
+    #[test]
+    fn without_the_rule_200_stays_off_the_classifier() {
+        assert!(!Classifier::default().is_candidate(StatusCode::OK));
+    }
+}
