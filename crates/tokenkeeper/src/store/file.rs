@@ -271,7 +271,11 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         match synced {
             Ok(()) => {}
             // Some filesystems cannot fsync a directory; the rename itself is still atomic.
-            Err(e) if matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+                ) => {}
             Err(e) => return Err(io_error("syncing", dir, e)),
         }
     }

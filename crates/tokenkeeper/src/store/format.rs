@@ -65,8 +65,9 @@ pub(crate) fn encode(stored: &StoredTokens) -> Result<Zeroizing<Vec<u8>>, StoreE
         received_at_ms: to_ms(tokens.received_at()),
         expires_at_ms: tokens.expires_at().map(to_ms),
     };
-    serde_json::to_writer(&mut *buffer, &document)
-        .map_err(|e| StoreError::Backend(format!("could not serialize the tokens: {}", e.classify_name())))?;
+    serde_json::to_writer(&mut *buffer, &document).map_err(|e| {
+        StoreError::Backend(format!("could not serialize the tokens: {}", describe(&e)))
+    })?;
     buffer.push(b'\n');
     Ok(buffer)
 }
@@ -127,21 +128,6 @@ fn describe(error: &serde_json::Error) -> String {
     format!("{what} (line {}, column {})", error.line(), error.column())
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Eof => "unexpected end",
-            serde_json::error::Category::Syntax => "syntax",
-            serde_json::error::Category::Data => "data",
-            serde_json::error::Category::Io => "I/O",
-        }
-    }
-}
-
 fn to_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -176,7 +162,10 @@ mod tests {
             to_ms(back.tokens.received_at()),
             to_ms(stored.tokens.received_at())
         );
-        assert_eq!(back.tokens.expires_at().map(to_ms), stored.tokens.expires_at().map(to_ms));
+        assert_eq!(
+            back.tokens.expires_at().map(to_ms),
+            stored.tokens.expires_at().map(to_ms)
+        );
     }
 
     #[test]
@@ -187,7 +176,10 @@ mod tests {
         assert!(error.contains("expected fields"), "{error}");
         let truncated = br#"{"version":1,"generation":3,"access_token":"access-sec"#;
         let error = decode(truncated, "test").unwrap_err().to_string();
-        assert!(!error.contains("secret") && !error.contains("access-sec"), "{error}");
+        assert!(
+            !error.contains("secret") && !error.contains("access-sec"),
+            "{error}"
+        );
     }
 
     #[test]

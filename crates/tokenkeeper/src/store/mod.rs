@@ -11,10 +11,10 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use file::FileStore;
 pub use memory::MemoryStore;
-#[cfg(feature = "redis")]
-pub use redis::RedisStore;
 
 use crate::TokenSet;
 use std::fmt;
