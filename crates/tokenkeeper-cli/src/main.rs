@@ -25,12 +25,26 @@ enum Command {
     /// refresh tokens, reuse detection, fault injection.
     #[command(long_about = serve::LONG_ABOUT)]
     Serve(serve::ServeArgs),
+    /// The same storm of requests against hand-written refresh interceptors and tokenkeeper,
+    /// side by side, on an in-process reference server with rotation and reuse detection on.
+    Demo(tokenkeeper_cli::demo::DemoArgs),
 }
 
-fn init_tracing() {
-    // RUST_LOG wins; otherwise info for tokenkeeper, warnings for the rest.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,tokenkeeper=info,tokenkeeper_server=info"));
+impl Command {
+    /// The log filter when RUST_LOG is not set. `demo` and `bench` keep the terminal for their
+    /// own output: only warnings.
+    fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "warn,tokenkeeper=info,tokenkeeper_server=info",
+            Command::Demo(_) => "warn",
+        }
+    }
+}
+
+fn init_tracing(default_filter: &str) {
+    // RUST_LOG wins; otherwise the subcommand's default.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -41,8 +55,9 @@ fn init_tracing() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.command.default_log_filter());
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Demo(args) => tokenkeeper_cli::demo::command::execute(args).await,
     }
 }
