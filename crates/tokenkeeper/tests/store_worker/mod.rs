@@ -201,11 +201,14 @@ async fn hammer(config: &WorkerConfig) -> Summary {
         task.await.unwrap();
     }
     stopper.abort();
-    // Let the last events arrive, then stop watching.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A refresh may still be in flight; it holds the session, so the event channel closes (and
+    // the watcher ends) only once it finished and its event was counted.
     drop(session);
     drop(client);
-    watcher.abort();
+    tokio::time::timeout(Duration::from_secs(30), watcher)
+        .await
+        .expect("the last refresh finishes")
+        .unwrap();
     let first_error = first_error.lock().unwrap().clone();
     Summary {
         ok: counted.ok.load(Relaxed),
