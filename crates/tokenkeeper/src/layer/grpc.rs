@@ -189,4 +189,50 @@ mod tests {
     fn without_the_rule_200_stays_off_the_classifier() {
         assert!(!Classifier::default().is_candidate(StatusCode::OK));
     }
+
+    #[cfg(feature = "tonic")]
+    mod tonic {
+        use crate::layer::ReplayBody;
+        use crate::{Error, LogoutReason};
+        use bytes::Bytes;
+        use http_body_util::{BodyExt, Full, StreamBody};
+        use tonic::body::Body;
+        use tonic::{Code, Status};
+
+        async fn bytes(body: Body) -> Bytes {
+            body.collect().await.unwrap().to_bytes()
+        }
+
+        #[tokio::test]
+        async fn a_complete_tonic_body_is_replayable_and_a_pending_one_is_not() {
+            let (first, copy) = Body::new(Full::new(Bytes::from_static(b"message"))).try_replay(64);
+            assert_eq!(&bytes(first).await[..], b"message");
+            assert_eq!(&bytes(copy.unwrap()).await[..], b"message");
+
+            let later = futures_util::stream::once(async {
+                tokio::task::yield_now().await;
+                Ok::<_, Status>(http_body::Frame::data(Bytes::from_static(b"later")))
+            });
+            let (first, copy) = Body::new(StreamBody::new(later)).try_replay(64);
+            assert!(copy.is_none());
+            assert_eq!(&bytes(first).await[..], b"later");
+        }
+
+        #[test]
+        fn errors_map_to_grpc_codes() {
+            let code = |e: Error| Status::from(e).code();
+            assert_eq!(code(Error::LoginRequired), Code::Unauthenticated);
+            assert_eq!(
+                code(Error::SessionExpired(LogoutReason::TokenInvalid)),
+                Code::Unauthenticated
+            );
+            assert_eq!(code(Error::RefreshCancelled), Code::Unavailable);
+            assert_eq!(code(Error::Config("x".into())), Code::Internal);
+            let status = Status::from(Error::LoginRequired);
+            assert!(matches!(
+                crate::layer::auth_error(&status),
+                Some(Error::LoginRequired)
+            ));
+        }
+    }
 }
