@@ -9,6 +9,7 @@ pub mod demo;
 pub mod metrics;
 pub mod progress;
 pub mod report;
+pub mod shared_store;
 pub mod table;
 pub mod timeline;
 pub mod wire;

@@ -28,6 +28,9 @@ enum Command {
     /// The same storm of requests against hand-written refresh interceptors and tokenkeeper,
     /// side by side, on an in-process reference server with rotation and reuse detection on.
     Demo(tokenkeeper_cli::demo::DemoArgs),
+    /// Internal: one process of the shared-store benchmark, started by `bench`.
+    #[command(name = "__store-worker", hide = true)]
+    StoreWorker,
 }
 
 impl Command {
@@ -37,6 +40,7 @@ impl Command {
         match self {
             Command::Serve(_) => "warn,tokenkeeper=info,tokenkeeper_server=info",
             Command::Demo(_) => "warn",
+            Command::StoreWorker => "error",
         }
     }
 }
@@ -59,5 +63,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => tokenkeeper_cli::demo::command::execute(args).await,
+        Command::StoreWorker => tokenkeeper_cli::shared_store::worker_main().await,
     }
 }
