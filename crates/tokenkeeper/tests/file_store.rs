@@ -582,3 +582,54 @@ async fn a_read_only_filesystem_keeps_the_session_working_and_emits_store_failed
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_in_one_process_ends_the_others_at_their_next_refresh() {
+    let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let first = file_session(&server, FileStore::open(&path).unwrap()).await;
+    let (_, refresher) = login(&server, Contract::Json).await;
+    let second = Session::builder()
+        .refresher_arc(refresher)
+        .store(FileStore::open(&path).unwrap())
+        .attach_to([server.base_url()])
+        .build()
+        .unwrap();
+    assert!(second.restore().await.unwrap());
+    let mut events = second.events();
+
+    first.sign_out().await.unwrap();
+    assert!(!path.exists());
+    tokio::time::sleep(ms(320)).await;
+    let client = client(&second);
+    let error = client
+        .get(server.url("/api/items/1"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            tk_error(&error),
+            Some(Error::SessionExpired(
+                tokenkeeper::LogoutReason::ClearedElsewhere
+            ))
+        ),
+        "{error}"
+    );
+    let events = drain(&mut events);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::LoggedOut { .. }))
+            .count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        server.stats().refresh_calls,
+        0,
+        "nobody refreshed a signed-out login"
+    );
+    server.shutdown().await;
+}
