@@ -129,11 +129,11 @@ impl Classifier {
         if let Some(verdict) = decided {
             return verdict;
         }
-        rules::rfc6750(response).unwrap_or(if response.status == StatusCode::UNAUTHORIZED {
-            Verdict::Refresh
-        } else {
-            Verdict::Accept
-        })
+        if response.status != StatusCode::UNAUTHORIZED {
+            // Another status became a candidate through some rule, and no rule recognised it.
+            return Verdict::Accept;
+        }
+        rules::rfc6750(response).unwrap_or(Verdict::Refresh)
     }
 }
 
@@ -274,6 +274,46 @@ pub mod rules {
         }
     }
 
+    const GRPC_STATUS: http::header::HeaderName =
+        http::header::HeaderName::from_static("grpc-status");
+    /// `UNAUTHENTICATED` (gRPC status code 16).
+    const UNAUTHENTICATED: &[u8] = b"16";
+
+    /// A rule for gRPC: a trailers-only response with `grpc-status: 16` (`UNAUTHENTICATED`) means
+    /// "refresh and retry".
+    ///
+    /// gRPC errors travel in HTTP 200 responses; when a call fails before any message (as a unary
+    /// call refused for its token does), the status is in the response *headers*. This rule looks
+    /// only at that header, so 200 responses stay cheap: one header lookup, the body is never read.
+    /// A status that arrives in the trailers after streamed messages is not seen (those messages
+    /// were already delivered; the call cannot be replayed).
+    ///
+    /// ```
+    /// use tokenkeeper::classify::Classifier;
+    /// use tokenkeeper::classify::rules::grpc_unauthenticated;
+    ///
+    /// let classifier = Classifier::default().rule(grpc_unauthenticated());
+    /// # let _ = classifier;
+    /// ```
+    pub fn grpc_unauthenticated() -> GrpcUnauthenticated {
+        GrpcUnauthenticated
+    }
+
+    /// See [`grpc_unauthenticated`].
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct GrpcUnauthenticated;
+
+    impl Rule for GrpcUnauthenticated {
+        fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
+            let status = response.headers.get(&GRPC_STATUS)?;
+            (status.as_bytes() == UNAUTHENTICATED).then_some(Verdict::Refresh)
+        }
+
+        fn applies_to(&self, status: StatusCode) -> bool {
+            status == StatusCode::OK
+        }
+    }
+
     /// The rules for the reference server's four contracts (and the APIs they imitate):
     /// `ExpiredToken`/`InvalidToken` plain bodies, `{"message":"TokenExpiredError"}` /
     /// `{"message":"JsonWebTokenError"}`, and `{"result":{"errorCode":"EXPIRED_TOKEN"|"INVALID_TOKEN"}}`.
@@ -378,6 +418,26 @@ mod tests {
             );
         }
         assert!(classifier.needs_body(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
+    fn the_rfc6750_fallback_only_reads_401s() {
+        // The gRPC rule makes 200 a candidate; a stray Bearer error on a 200 must not refresh.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+        );
+        let classifier = Classifier::default().rule(rules::grpc_unauthenticated());
+        assert_eq!(
+            classifier.classify(&view(200, &headers, b"")),
+            Verdict::Accept
+        );
+        headers.insert("grpc-status", HeaderValue::from_static("16"));
+        assert_eq!(
+            classifier.classify(&view(200, &headers, b"")),
+            Verdict::Refresh
+        );
     }
 
     #[test]

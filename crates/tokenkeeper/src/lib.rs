@@ -49,6 +49,8 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 #![warn(missing_docs)]
+// Without an adapter, the hooks adapters call into the session have no caller.
+#![cfg_attr(not(any(feature = "reqwest", feature = "tower")), allow(dead_code))]
 
 pub mod classify;
 mod error;
@@ -56,6 +58,7 @@ mod event;
 mod jwt;
 #[cfg(feature = "tower")]
 pub mod layer;
+mod markers;
 #[cfg(feature = "reqwest")]
 mod middleware;
 mod origin;
@@ -67,10 +70,9 @@ mod www_authenticate;
 
 pub use error::{Error, LogoutReason};
 pub use event::Event;
-#[cfg(all(feature = "tower", not(feature = "reqwest")))]
-pub use layer::NoAuth;
+pub use markers::NoAuth;
 #[cfg(feature = "reqwest")]
-pub use middleware::{AuthMiddleware, NoAuth};
+pub use middleware::AuthMiddleware;
 pub use session::{Credential, Proactive, RefreshMode, Session, SessionBuilder, SessionStats};
 pub use token::{TokenError, TokenSet};
 

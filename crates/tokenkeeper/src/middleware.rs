@@ -5,6 +5,7 @@
 
 use crate::classify::{ResponseView, Verdict};
 use crate::error::{Error, LogoutReason};
+use crate::markers::{NoAuth, Retried};
 use crate::origin::Decision;
 use crate::session::stats::Counters;
 use crate::session::{Credential, Session};
@@ -15,22 +16,6 @@ use http::header::AUTHORIZATION;
 use http_body_util::BodyExt;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
-
-/// Put this in a request's extensions to send it without the token (the login call itself,
-/// calls to third parties that happen to share an origin).
-///
-/// ```no_run
-/// # async fn example(client: reqwest_middleware::ClientWithMiddleware) -> reqwest_middleware::Result<()> {
-/// client.post("https://api.example.com/login").with_extension(tokenkeeper::NoAuth).send().await?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoAuth;
-
-/// Marks a request that was already retried after a refresh, so it never is again, even if
-/// another middleware replays it.
-#[derive(Debug, Clone, Copy)]
-struct Retried;
 
 /// Attaches, refreshes and retries for one [`Session`]. Made by [`Session::middleware`].
 ///

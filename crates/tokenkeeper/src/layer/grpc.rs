@@ -1,47 +1,6 @@
 //! gRPC: the `UNAUTHENTICATED` classifier rule, tonic's body, and a synchronous interceptor.
 
-use crate::classify::{ResponseView, Rule, Verdict};
-use http::StatusCode;
-use http::header::HeaderName;
-
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-/// `UNAUTHENTICATED` (gRPC status code 16).
-const UNAUTHENTICATED: &[u8] = b"16";
-
-/// A rule for gRPC: a trailers-only response with `grpc-status: 16` (`UNAUTHENTICATED`) means
-/// "refresh and retry".
-///
-/// gRPC errors travel in HTTP 200 responses; when a call fails before any message (as a unary
-/// call refused for its token does), the status is in the response *headers*. This rule looks
-/// only at that header, so 200 responses stay cheap: one header lookup, the body is never read.
-/// A status that arrives in the trailers after streamed messages is not seen (those messages
-/// were already delivered; the call cannot be replayed).
-///
-/// ```
-/// use tokenkeeper::classify::Classifier;
-/// use tokenkeeper::layer::grpc_unauthenticated;
-///
-/// let classifier = Classifier::default().rule(grpc_unauthenticated());
-/// # let _ = classifier;
-/// ```
-pub fn grpc_unauthenticated() -> GrpcUnauthenticated {
-    GrpcUnauthenticated
-}
-
-/// See [`grpc_unauthenticated`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcUnauthenticated;
-
-impl Rule for GrpcUnauthenticated {
-    fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
-        let status = response.headers.get(&GRPC_STATUS)?;
-        (status.as_bytes() == UNAUTHENTICATED).then_some(Verdict::Refresh)
-    }
-
-    fn applies_to(&self, status: StatusCode) -> bool {
-        status == StatusCode::OK
-    }
-}
+pub use crate::classify::rules::{GrpcUnauthenticated, grpc_unauthenticated};
 
 #[cfg(feature = "tonic")]
 mod tonic_support {
@@ -154,8 +113,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::classify::{Classifier, rules};
-    use http::{HeaderMap, HeaderValue};
+    use crate::classify::{Classifier, ResponseView, Verdict, rules};
+    use http::{HeaderMap, HeaderValue, StatusCode};
+
+    const GRPC_STATUS: &str = "grpc-status";
 
     fn verdict(classifier: &Classifier, status: u16, grpc_status: Option<&'static str>) -> Verdict {
         let mut headers = HeaderMap::new();

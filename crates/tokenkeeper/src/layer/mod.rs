@@ -76,20 +76,7 @@ use std::task::{Context, Poll};
 use tower::{Layer, Service};
 use url::Url;
 
-/// Put this in a request's extensions to send it without the token (the login call itself,
-/// calls to third parties that happen to share an origin).
-#[cfg(not(feature = "reqwest"))]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoAuth;
-
-#[cfg(not(feature = "reqwest"))]
-use self::NoAuth as NoAuthMarker;
-#[cfg(feature = "reqwest")]
-use crate::NoAuth as NoAuthMarker;
-
-/// Marks a request that was already retried after a refresh, so it never is again.
-#[derive(Debug, Clone, Copy)]
-struct Retried;
+use crate::markers::{NoAuth as NoAuthMarker, Retried};
 
 /// How an [`AuthService`] treats requests, shared by all its clones.
 #[derive(Debug, Clone)]
