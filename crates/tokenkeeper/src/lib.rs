@@ -30,8 +30,11 @@
 //! - [`refresh`]: how new tokens are obtained ([`refresh::OAuth2`], [`refresh::Json`],
 //!   [`refresh::Header`], [`refresh::Cookie`], [`refresh::from_fn`]).
 //! - [`classify`]: how a response tells "expired" from "invalid" from "not ours".
-//! - [`store`]: where tokens live; shared stores coordinate refreshes across processes.
+//! - [`store`]: where tokens live; shared stores ([`store::FileStore`], `store::RedisStore` with
+//!   feature `redis`) coordinate refreshes across processes and machines.
 //! - [`AuthMiddleware`]: the thin reqwest-middleware adapter (feature `reqwest`, default).
+//! - `layer::AuthLayer`: the same semantics as a tower `Layer`, for hyper and tonic clients
+//!   (feature `tower`; feature `tonic` adds the gRPC body and a synchronous interceptor).
 //!
 //! ## Semantics
 //! - **Generation stamping.** Every token set has a generation. A 401 for a generation that is no
