@@ -284,3 +284,34 @@ async fn invalidate_ignores_stale_generations() {
     assert!(session.invalidate(second.generation()).await);
     assert!(matches!(session.snapshot(), Err(Error::LoginRequired)));
 }
+
+/// Two sessions share one store: when the second meets the expiry the first already refreshed,
+/// it adopts the stored pair (counted, `Event::Adopted`) instead of presenting a rotated token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_sharing_the_store_adopts_instead_of_refreshing() {
+    let server = start(ServerConfig::default()).await;
+    let (tokens, refresher) = login(&server, Contract::Json).await;
+    let store = Arc::new(tokenkeeper::store::MemoryStore::new());
+    let build = || {
+        Session::builder()
+            .refresher_arc(Arc::clone(&refresher))
+            .attach_to([server.base_url()])
+            .store(Arc::clone(&store))
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (build(), build());
+    let signed_in = first.sign_in(tokens).await.unwrap();
+    assert!(second.restore().await.unwrap());
+    let mut events = second.events();
+
+    first.token_rejected(signed_in.generation()).await.unwrap();
+    let adopted = second.token_rejected(signed_in.generation()).await.unwrap();
+
+    assert_eq!(adopted.generation(), signed_in.generation() + 1);
+    assert_eq!(server.stats().refresh_calls, 1);
+    assert_eq!(server.stats().reuse_detections, 0);
+    assert_eq!((first.stats().refreshes, second.stats().refreshes), (1, 0));
+    assert_eq!(second.stats().adopted, 1);
+    assert!(matches!(events.try_recv(), Ok(Event::Adopted { .. })));
+}

@@ -325,10 +325,11 @@ impl Inner {
                 };
                 if !is_current {
                     // A sign-in or sign-out overtook this flight; its result is not ours to install.
-                    return match &*current {
-                        State::Active(newer) => Ok(Arc::clone(newer)),
-                        State::SignedOut { .. } => Err(Error::LoginRequired),
-                    };
+                    return superseded();
+                }
+                // Counted once installed, so superseded flights do not inflate it.
+                if matches!(event, Event::Adopted { .. }) {
+                    Counters::bump(&self.counters.adopted);
                 }
                 self.state
                     .store(Arc::new(State::Active(Arc::clone(&credential))));

@@ -1,9 +1,17 @@
-//! Where tokens live between refreshes: the [`TokenStore`] trait and [`MemoryStore`].
+//! Where tokens live between refreshes: the [`TokenStore`] trait, [`MemoryStore`] (one process,
+//! the default), [`FileStore`] (every process on one machine) and `RedisStore` (feature `redis`,
+//! processes on many machines).
 //!
-//! A store that several processes share (a file, Redis) provides a [`lock`](TokenStore::lock):
-//! the session takes it around every refresh, re-reads the store under it, and adopts a newer
-//! pair written by someone else instead of refreshing again. That is what keeps refresh-token
-//! rotation safe across processes.
+//! A store that several processes share provides a [`lock`](TokenStore::lock): the session takes
+//! it around every refresh, re-reads the store under it, and adopts a newer pair written by
+//! someone else instead of refreshing again. That is what keeps refresh-token rotation safe
+//! across processes.
+//!
+//! Failures: a failed `save` or `clear` is reported as
+//! [`Event::StoreFailed`](crate::Event::StoreFailed) and the session keeps using the tokens in
+//! memory. A failed `lock` is different: refreshing without the lock could present a token
+//! another process already rotated, so the refresh does not happen and the waiting requests get
+//! [`Error::Store`](crate::Error::Store); the next request tries again.
 
 mod file;
 mod format;
