@@ -123,6 +123,12 @@ impl ServerHandle {
         self.state.faults()
     }
 
+    /// Changes the lifetime of access tokens issued from now on; tokens already issued keep
+    /// theirs. Lets a test expire the first token quickly and keep the next ones.
+    pub fn set_access_ttl(&self, ttl: Duration) {
+        self.state.set_access_ttl(ttl);
+    }
+
     /// Replaces the artificial latencies, effective for the next requests.
     pub fn set_latency(&self, latency: Latency) {
         self.state.set_latency(latency);

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::RngCore as _;
 use tokio::sync::watch;
@@ -98,6 +99,13 @@ impl AppState {
     /// The current fault settings.
     pub fn faults(&self) -> FaultSettings {
         self.shared.faults.settings()
+    }
+
+    /// Changes the lifetime of access tokens issued from now on (zero is ignored).
+    pub fn set_access_ttl(&self, ttl: Duration) {
+        if !ttl.is_zero() {
+            self.shared.minter.set_access_ttl(ttl);
+        }
     }
 
     /// Replaces the artificial latencies.

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -113,19 +114,25 @@ pub(crate) enum AccessCheck {
     Invalid(Style),
 }
 
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Signs and verifies access tokens.
 pub(crate) struct TokenMinter {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     header: Header,
-    access_ttl: Duration,
+    /// Nanoseconds; live, so an operator (or a test) can change the lifetime of tokens issued
+    /// from now on without restarting the server.
+    access_ttl_nanos: AtomicU64,
 }
 
 impl fmt::Debug for TokenMinter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenMinter")
-            .field("access_ttl", &self.access_ttl)
+            .field("access_ttl", &self.access_ttl())
             .finish_non_exhaustive()
     }
 }
@@ -144,13 +151,18 @@ impl TokenMinter {
             decoding: DecodingKey::from_secret(secret),
             validation,
             header: Header::new(Algorithm::HS256),
-            access_ttl,
+            access_ttl_nanos: AtomicU64::new(nanos(access_ttl)),
         }
     }
 
-    /// The configured access-token lifetime.
+    /// The lifetime of access tokens issued now.
     pub(crate) fn access_ttl(&self) -> Duration {
-        self.access_ttl
+        Duration::from_nanos(self.access_ttl_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Changes the lifetime of access tokens issued from now on.
+    pub(crate) fn set_access_ttl(&self, ttl: Duration) {
+        self.access_ttl_nanos.store(nanos(ttl), Ordering::Relaxed);
     }
 
     /// Signs a new access token for `sub` in family `fam`.
@@ -164,7 +176,7 @@ impl TokenMinter {
         let claims = AccessClaims {
             sub: sub.to_owned(),
             iat,
-            exp: iat + self.access_ttl.as_secs_f64(),
+            exp: iat + self.access_ttl().as_secs_f64(),
             jti: random_token(16),
             fam: fam.to_owned(),
             sty,

@@ -15,12 +15,15 @@ use tokenkeeper::classify::rules;
 /// 1,000 concurrent requests meet an expired token: exactly one refresh, 1,000 successes,
 /// no reuse detection.
 async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
-    let server = start(ServerConfig::default().with_access_ttl(ms(1500))).await;
+    let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
     let (session, client) = session(&server, contract, |b| {
         b.mode(mode).classifier(rules::common())
     })
     .await;
-    tokio::time::sleep(ms(1600)).await;
+    // Only the first token expires during the test: however slow the machine, the burst
+    // finishes long before the refreshed token's refresh point.
+    server.set_access_ttl(LONG_TTL);
+    tokio::time::sleep(ms(400)).await;
 
     let before = server.stats();
     let outcomes = burst(&client, &server, 1000).await;
@@ -44,8 +47,10 @@ async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
 /// comes after the token check), so 401s for a token arrive after it was already replaced.
 /// Those must be retried with the new token without another refresh.
 async fn late_401s_do_not_refresh_again(contract: Contract) {
-    let ttl = ms(600);
-    let run_for = ms(3300);
+    // Long enough that a retry is never so delayed (even on a loaded machine) that its fresh
+    // token expires on the way; short enough for several expiries in a few seconds.
+    let ttl = ms(2000);
+    let run_for = ms(8000);
     let server = start(
         ServerConfig::default()
             .with_access_ttl(ttl)

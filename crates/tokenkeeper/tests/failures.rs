@@ -89,6 +89,7 @@ async fn hanging_refresh_releases_waiters(contract: Contract) {
             .backoff(ms(50), ms(100))
     })
     .await;
+    server.set_access_ttl(LONG_TTL);
     server.set_refresh_hang(true);
     tokio::time::sleep(ms(400)).await;
 
@@ -126,6 +127,7 @@ async fn cancelled_waiters_do_not_cancel_the_refresh(contract: Contract) {
         b.mode(RefreshMode::Reactive).store(Arc::clone(&store))
     })
     .await;
+    server.set_access_ttl(LONG_TTL);
     tokio::time::sleep(ms(900)).await;
 
     let handles: Vec<_> = (0..200)
@@ -282,6 +284,7 @@ async fn streaming_body_gets_the_original_401_and_the_refresh_still_happens() {
     let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
     let (session, client) =
         session(&server, Contract::Json, |b| b.mode(RefreshMode::Reactive)).await;
+    server.set_access_ttl(LONG_TTL);
     tokio::time::sleep(ms(400)).await;
 
     let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("{\"name\":"), Ok("\"x\"}")];

@@ -86,6 +86,7 @@ async fn refresh_outage_keeps_the_session_and_backs_off() {
     })
     .await;
     let mut events = session.events();
+    server.set_access_ttl(LONG_TTL);
     server.set_refresh_failure_rate(1.0);
     let load = {
         let (client, server_url) = (client.clone(), server.base_url());
@@ -148,6 +149,7 @@ async fn hang_past_the_deadline_gives_refresh_unavailable_then_recovers() {
         b.refresh_timeout(ms(700)).attempt_timeout(ms(300))
     })
     .await;
+    server.set_access_ttl(LONG_TTL);
     server.set_refresh_hang(true);
     tokio::time::sleep(ms(450)).await;
     let error = tokio::time::timeout(

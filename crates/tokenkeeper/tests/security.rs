@@ -60,6 +60,7 @@ async fn tokens_never_reach_logs_debug_or_errors() {
     let mut events = session.events();
     let credential = session.sign_in(tokens.clone()).await.unwrap();
     let client = client(&session);
+    server.set_access_ttl(LONG_TTL);
 
     tokio::time::sleep(ms(400)).await;
     let response = client.get(server.url("/api/items/1")).send().await.unwrap();

@@ -78,12 +78,14 @@ async fn get(api: &Api, url: &str) -> Result<(u16, Bytes), Failure> {
 /// 1,000 concurrent requests meet an expired token: exactly one refresh, 1,000 successes,
 /// no reuse detection.
 async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
-    let server = start(ServerConfig::default().with_access_ttl(ms(1500))).await;
+    let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
     let (session, api) = tower_session(&server, contract, |b| {
         b.mode(mode).classifier(rules::common())
     })
     .await;
-    tokio::time::sleep(ms(1600)).await;
+    // Only the first token expires during the test, however slow the machine.
+    server.set_access_ttl(LONG_TTL);
+    tokio::time::sleep(ms(400)).await;
 
     let before = server.stats();
     let requests: Vec<_> = (0..1000)
@@ -118,8 +120,10 @@ async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
 /// Requests stay in flight across several expiries and the server answers late, so 401s for a
 /// token arrive after it was replaced: they are retried with the new token, no second refresh.
 async fn late_401s_do_not_refresh_again(contract: Contract) {
-    let ttl = ms(600);
-    let run_for = ms(3300);
+    // Long enough that a delayed retry's fresh token never expires on the way, even on a loaded
+    // machine; short enough for several expiries.
+    let ttl = ms(2000);
+    let run_for = ms(8000);
     let server = start(
         ServerConfig::default()
             .with_access_ttl(ttl)
@@ -209,6 +213,7 @@ async fn expired_session() -> (ServerHandle, Session, Api<BoxBody<Bytes, Infalli
         b.mode(RefreshMode::Reactive).classifier(rules::common())
     })
     .await;
+    server.set_access_ttl(LONG_TTL);
     tokio::time::sleep(ms(400)).await;
     (server, session, api)
 }
@@ -293,6 +298,7 @@ async fn bodies_over_the_replay_limit_are_not_retried() {
     let api = ServiceBuilder::new()
         .layer(session.layer().replay_limit(8))
         .service(hyper_client::<Full<Bytes>>());
+    server.set_access_ttl(LONG_TTL);
     tokio::time::sleep(ms(400)).await;
     let request = Request::post(server.url("/api/items"))
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -324,6 +330,7 @@ async fn readiness_reserved_below_the_layer_is_respected() {
         .layer(session.layer())
         .concurrency_limit(3)
         .service(hyper_client::<Full<Bytes>>());
+    server.set_access_ttl(LONG_TTL);
     tokio::time::sleep(ms(400)).await;
     let requests: Vec<_> = (0..50)
         .map(|i| {

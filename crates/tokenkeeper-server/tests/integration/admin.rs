@@ -132,3 +132,19 @@ async fn faults_endpoint_reads_and_updates_the_live_settings() {
     s.set_refresh_failure_rate(0.0);
     assert_eq!(s.faults(), Default::default());
 }
+
+#[tokio::test]
+async fn the_access_ttl_can_change_for_tokens_issued_from_now_on() {
+    let s =
+        server(ServerConfig::default().with_access_ttl(std::time::Duration::from_secs(2))).await;
+    let c = client();
+    let before = login(&c, &s, Style::Json).await;
+    s.set_access_ttl(std::time::Duration::from_secs(30));
+    let after = login(&c, &s, Style::Json).await;
+    let lifetime = |jwt: &str| {
+        let claims = claims(jwt);
+        claims["exp"].as_f64().unwrap() - claims["iat"].as_f64().unwrap()
+    };
+    assert!((lifetime(&before.access) - 2.0).abs() < 1e-6);
+    assert!((lifetime(&after.access) - 30.0).abs() < 1e-6);
+}

@@ -20,6 +20,10 @@ pub enum Contract {
     Cookie,
 }
 
+/// The access-token lifetime tests switch the server to once the first token has been issued,
+/// so that only that one expires during the test.
+pub const LONG_TTL: Duration = Duration::from_secs(120);
+
 pub fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
