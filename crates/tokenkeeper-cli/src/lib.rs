@@ -5,6 +5,7 @@
 //! tests can drive the same code.
 
 pub mod baseline;
+pub mod bench;
 pub mod demo;
 pub mod metrics;
 pub mod progress;

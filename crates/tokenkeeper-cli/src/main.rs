@@ -28,6 +28,8 @@ enum Command {
     /// The same storm of requests against hand-written refresh interceptors and tokenkeeper,
     /// side by side, on an in-process reference server with rotation and reuse detection on.
     Demo(tokenkeeper_cli::demo::DemoArgs),
+    /// Measure overhead, burst scaling, memory and steady load; write BENCHMARKS.md.
+    Bench(tokenkeeper_cli::bench::BenchArgs),
     /// Internal: one process of the shared-store benchmark, started by `bench`.
     #[command(name = "__store-worker", hide = true)]
     StoreWorker,
@@ -39,7 +41,7 @@ impl Command {
     fn default_log_filter(&self) -> &'static str {
         match self {
             Command::Serve(_) => "warn,tokenkeeper=info,tokenkeeper_server=info",
-            Command::Demo(_) => "warn",
+            Command::Demo(_) | Command::Bench(_) => "warn",
             Command::StoreWorker => "error",
         }
     }
@@ -63,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => tokenkeeper_cli::demo::command::execute(args).await,
+        Command::Bench(args) => tokenkeeper_cli::bench::execute(args).await,
         Command::StoreWorker => tokenkeeper_cli::shared_store::worker_main().await,
     }
 }

@@ -1,0 +1,349 @@
+//! BENCHMARKS.md: the bench report as Markdown (printed as is, too).
+
+use super::BenchReport;
+use super::burst::{Burst, Case};
+use crate::table::Table;
+use std::fmt::Write as _;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The whole report.
+pub fn render(report: &BenchReport) -> String {
+    let mut out = String::new();
+    header(&mut out, report);
+    overhead(&mut out, report);
+    bursts(&mut out, report);
+    waiters(&mut out, report);
+    steady(&mut out, report);
+    attach(&mut out, report);
+    shared_stores(&mut out, report);
+    out
+}
+
+fn header(out: &mut String, report: &BenchReport) {
+    let m = &report.machine;
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Measured by `{}`{} on **{}**, {} logical CPUs, {}, at {} (wall time {:.0} s).\n",
+        report.command,
+        if report.quick {
+            " (quick smoke run: small sizes, few rounds; not for quoting)"
+        } else {
+            ""
+        },
+        m.cpu,
+        m.cores,
+        m.os,
+        m.date,
+        report.elapsed_s
+    );
+    let _ = writeln!(
+        out,
+        "Every figure is measured in the same run as the baseline it is compared with. The \
+machine is small and shared (client, server and other work on the same cores), so timings \
+are medians of several rounds and ratios matter more than absolute numbers. Regenerate with \
+`cargo bench -p tokenkeeper --bench attach && cargo run --release -p tokenkeeper-cli -- bench`.\n"
+    );
+}
+
+fn overhead(out: &mut String, report: &BenchReport) {
+    let o = &report.overhead;
+    let _ = writeln!(out, "## 1. Overhead: the middleware vs bare reqwest\n");
+    let _ = writeln!(
+        out,
+        "`GET /api/items/1` on the reference server (its own thread and tokio runtime, no \
+latency, token valid for an hour), {} concurrent request loops, keep-alive, loopback. Bare \
+reqwest attaches a precomputed `Authorization` header; tokenkeeper goes through \
+`reqwest-middleware` and `AuthMiddleware` with the same `reqwest::Client` settings. {} rounds \
+of {:.1} s per side, alternating (ABBA order); medians.\n",
+        o.concurrency,
+        o.bare.rounds.len(),
+        o.round_s
+    );
+    let mut table = Table::new(["", "bare reqwest", "tokenkeeper", "tokenkeeper / bare"]);
+    table.row([
+        "requests/s".to_owned(),
+        format!("{:.0}", o.bare.requests_per_s),
+        format!("{:.0}", o.tokenkeeper.requests_per_s),
+        format!("**{:.3}**", o.ratio),
+    ]);
+    for (name, bare, keeper) in [
+        ("p50 latency (µs)", o.bare.p50_us, o.tokenkeeper.p50_us),
+        ("p99 latency (µs)", o.bare.p99_us, o.tokenkeeper.p99_us),
+    ] {
+        table.row([
+            name.to_owned(),
+            format!("{bare:.0}"),
+            format!("{keeper:.0}"),
+            format!("{:.3}", ratio(keeper, bare)),
+        ]);
+    }
+    out.push_str(&table.markdown());
+    let list = |rounds: &[f64]| {
+        rounds
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "\nTarget: requests/s ratio ≥ 0.97 — **{}** ({:.3}). Failed requests: {}. Rounds \
+(requests/s): bare {}; tokenkeeper {}.\n",
+        if o.ratio >= 0.97 { "met" } else { "not met" },
+        o.ratio,
+        o.failures,
+        list(&o.bare.rounds),
+        list(&o.tokenkeeper.rounds)
+    );
+}
+
+fn bursts(out: &mut String, report: &BenchReport) {
+    let _ = writeln!(
+        out,
+        "## 2. Burst: N concurrent requests meeting an expired token\n"
+    );
+    let _ = writeln!(
+        out,
+        "N requests are issued at once (one tokio task each) through one session; latency runs \
+from issuing a request to its answer. The process may hold at most 20,000 file descriptors, so \
+10k and 100k concurrent HTTP/1 connections are impossible: every request is inside \
+tokenkeeper's middleware at the same time, and *below* it a semaphore middleware lets {} \
+requests onto the wire at once over {} keep-alive connections (HTTP/1, no HTTP/2). The same \
+stack runs the valid-token burst, the baseline. *Expired, default mode*: the session knows the \
+token expired and every request waits for the one refresh before it is sent. *Expired, \
+reactive mode*: requests go out with the expired token (attached before the connection cap), \
+the first 401 refreshes once, every other 401 is for the old generation and is retried with the \
+new token without refreshing. Peak RSS is the whole process (server thread included), reset \
+before each burst; bytes/request = (peak − RSS before) / N.\n",
+        report.burst_connections, report.burst_connections
+    );
+    let mut table = Table::new([
+        "N",
+        "token at start",
+        "refresh calls",
+        "failures",
+        "reuse detections",
+        "requests on the wire",
+        "p50 ms",
+        "p99 ms",
+        "p99 − valid p99 (ms)",
+        "elapsed s",
+        "peak RSS MiB",
+        "bytes/request",
+    ]);
+    for burst in &report.bursts {
+        let valid_p99 = report
+            .bursts
+            .iter()
+            .find(|b| b.n == burst.n && b.case == Case::Valid)
+            .map(|b| b.latency.p99_ms);
+        table.row(burst_row(burst, valid_p99));
+    }
+    out.push_str(&table.markdown());
+    let expired: Vec<&Burst> = report
+        .bursts
+        .iter()
+        .filter(|b| b.case != Case::Valid)
+        .collect();
+    let once = expired.iter().all(|b| b.refresh_calls == 1);
+    let clean = expired
+        .iter()
+        .all(|b| b.failures == 0 && b.reuse_detections == 0);
+    let _ = writeln!(
+        out,
+        "\nTarget: exactly 1 refresh call, 0 failures, 0 reuse detections for every N — **{}**.\n",
+        if once && clean { "met" } else { "not met" }
+    );
+}
+
+fn burst_row(burst: &Burst, valid_p99: Option<f64>) -> Vec<String> {
+    let added = match (burst.case, valid_p99) {
+        (Case::Valid, _) | (_, None) => "—".to_owned(),
+        (_, Some(valid)) => format!("{:+.1}", burst.latency.p99_ms - valid),
+    };
+    vec![
+        format!("{}", burst.n),
+        burst.case.label().to_owned(),
+        burst.refresh_calls.to_string(),
+        burst.failures.to_string(),
+        burst.reuse_detections.to_string(),
+        burst.wire_requests.to_string(),
+        format!("{:.1}", burst.latency.p50_ms),
+        format!("{:.1}", burst.latency.p99_ms),
+        added,
+        format!("{:.2}", burst.elapsed_s),
+        burst
+            .peak_rss
+            .map_or("—".into(), |b| format!("{:.0}", b as f64 / MIB)),
+        burst
+            .bytes_per_request
+            .map_or("—".into(), |b| format!("{b:.0}")),
+    ]
+}
+
+fn waiters(out: &mut String, report: &BenchReport) {
+    let w = &report.waiters;
+    let _ = writeln!(out, "### Memory per waiting request (session level)\n");
+    let _ = writeln!(
+        out,
+        "{} tasks each await `session.token_rejected(g)` while the refresh is held (a \
+`refresh::from_fn` refresher waiting on a `Notify`); RSS growth / N. Baseline: {} tasks each \
+awaiting a plain `tokio::sync::Notify`, still alive while the waiters are measured. Both \
+include the tokio task itself.\n",
+        w.n, w.n
+    );
+    let mut table = Table::new(["", "bytes per task"]);
+    table
+        .row([
+            "task awaiting a `Notify` (baseline)".to_owned(),
+            format!("{:.0}", w.idle_task_bytes),
+        ])
+        .row([
+            "task awaiting a refresh through the session".to_owned(),
+            format!("{:.0}", w.waiting_request_bytes),
+        ])
+        .row([
+            "**what tokenkeeper adds per waiting request**".to_owned(),
+            format!("**{:.0}**", w.tokenkeeper_bytes),
+        ]);
+    out.push_str(&table.markdown());
+    let _ = writeln!(
+        out,
+        "\nRefresh calls for all {} waiters: {} (target 1). Target: a few hundred bytes per \
+waiting request — **{}**.\n",
+        w.n,
+        w.refreshes,
+        if w.tokenkeeper_bytes <= 512.0 && w.refreshes == 1 {
+            "met"
+        } else {
+            "not met"
+        }
+    );
+}
+
+fn steady(out: &mut String, report: &BenchReport) {
+    let _ = writeln!(out, "## 3. Steady load across K expiries\n");
+    let _ = writeln!(
+        out,
+        "The demo's storm (json contract, rotation and reuse detection on, grace 0), \
+continuous load for K × TTL + TTL/2, so a reactive client, whose tokens live one TTL plus a \
+401 round trip, crosses exactly K expiries. Ideal bound: see the demo's definition \
+(floor(signed-in time / TTL) reactive, floor(signed-in time / 0.70 TTL) proactive).\n"
+    );
+    let mut table = Table::new([
+        "mode",
+        "K expiries",
+        "refresh calls",
+        "ideal bound",
+        "failures",
+        "expiry 401s",
+        "reuse detections",
+        "requests",
+    ]);
+    for row in &report.steady {
+        table.row([
+            row.client.label().to_owned(),
+            row.expiries.to_string(),
+            row.refresh_calls.to_string(),
+            row.ideal_refresh_calls.to_string(),
+            row.failures.to_string(),
+            row.expiry_401s.to_string(),
+            row.reuse_detections.to_string(),
+            row.requests.to_string(),
+        ]);
+    }
+    out.push_str(&table.markdown());
+    let _ = writeln!(
+        out,
+        "\nTargets: reactive exactly K refreshes and 0 failures; proactive 0 expiry 401s \
+(it refreshes at about 75 % of each lifetime, so it makes more calls than K by design, each one \
+used).\n"
+    );
+}
+
+fn attach(out: &mut String, report: &BenchReport) {
+    let _ = writeln!(out, "## 4. Attach fast path (criterion)\n");
+    match &report.attach {
+        Some(a) => {
+            let _ = writeln!(
+                out,
+                "`crates/tokenkeeper/benches/attach.rs`, read from criterion's last results \
+(`cargo bench -p tokenkeeper --bench attach`, run before this report): a valid token, \
+`session.credential()` + inserting its header into a `reqwest::Request`'s headers, vs inserting a \
+precomputed header into the same request. Medians.\n"
+            );
+            let mut table = Table::new(["", "ns"]);
+            table
+                .row([
+                    "insert a precomputed header (baseline)".to_owned(),
+                    format!("{:.1}", a.baseline_ns),
+                ])
+                .row([
+                    "`session.credential()` + insert its header".to_owned(),
+                    format!("{:.1}", a.tokenkeeper_ns),
+                ])
+                .row([
+                    "**added by tokenkeeper**".to_owned(),
+                    format!("**{:.1}**", a.tokenkeeper_ns - a.baseline_ns),
+                ]);
+            out.push_str(&table.markdown());
+            out.push('\n');
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Not in this report: criterion's results were not found. Run `cargo bench -p \
+tokenkeeper --bench attach` first.\n"
+            );
+        }
+    }
+}
+
+fn shared_stores(out: &mut String, report: &BenchReport) {
+    let _ = writeln!(out, "## 5. Processes sharing one login\n");
+    let _ = writeln!(
+        out,
+        "P separate processes (this binary as its hidden `__store-worker` subcommand) share one \
+login through a shared token store, each sending requests from many concurrent tasks across \
+several expiries, against one reference server with rotation and no reuse grace. Every \
+generation that came due should be refreshed by exactly one process, the others adopting it.\n"
+    );
+    let mut table = Table::new([
+        "store",
+        "processes × tasks",
+        "expiries",
+        "refresh calls",
+        "adopted",
+        "reuse detections",
+        "requests ok",
+        "failed",
+        "logouts",
+        "target met",
+    ]);
+    for figures in &report.shared_stores {
+        table.row([
+            figures.store.clone(),
+            format!("{} × {}", figures.processes, figures.tasks_per_process),
+            figures.expiries.to_string(),
+            figures.refresh_calls.to_string(),
+            figures.adopted.to_string(),
+            figures.reuse_detections.to_string(),
+            figures.requests_ok.to_string(),
+            figures.requests_failed.to_string(),
+            figures.logouts.to_string(),
+            if figures.passed() { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    out.push_str(&table.markdown());
+    let _ = writeln!(
+        out,
+        "\nTarget: refresh calls = expiries, 0 reuse detections, 0 failures. Redis runs only with \
+`tokenkeeper bench --redis redis://127.0.0.1:6379` (see `scripts/redis.sh`).\n"
+    );
+}
+
+fn ratio(value: f64, base: f64) -> f64 {
+    if base > 0.0 { value / base } else { 0.0 }
+}

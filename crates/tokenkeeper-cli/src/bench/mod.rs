@@ -1,0 +1,242 @@
+//! `tokenkeeper bench`: the figures in BENCHMARKS.md, each measured in one run next to its
+//! baseline.
+//!
+//! 1. [`overhead`]: requests/s and latency through the middleware vs bare reqwest.
+//! 2. [`burst`]: N concurrent requests meeting an expired token vs a valid one; peak memory;
+//!    [`waiters`]: bytes per request waiting for a refresh.
+//! 3. [`steady`]: steady load across K expiries, reactive vs proactive.
+//! 4. [`criterion`]: the attach micro-benchmark, read from criterion's output.
+//! 5. [`crate::shared_store`]: P processes sharing one login through a file (or Redis) store.
+
+pub mod burst;
+pub mod client;
+pub mod criterion;
+pub mod machine;
+pub mod markdown;
+pub mod overhead;
+pub mod rss;
+pub mod server;
+pub mod steady;
+pub mod waiters;
+
+use crate::progress::Progress;
+use crate::shared_store::{SharedStoreBench, SharedStoreFigures, StoreKind};
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `tokenkeeper bench`: overhead, burst scaling, memory per waiting request, steady load;
+/// writes BENCHMARKS.md and prints the same.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// A short smoke run for CI (under 30 s): smaller bursts, fewer rounds. Writes nothing
+    /// unless --output is given.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where to write the report (default BENCHMARKS.md for a full run).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress display.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Also measure P processes sharing one login through Redis at this URL (`redis://…`).
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+}
+
+/// Sizes of every part of the bench.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Overhead rounds.
+    pub overhead: overhead::Plan,
+    /// Bursts.
+    pub burst: burst::Plan,
+    /// Waiting tasks for the memory figure.
+    pub waiters: usize,
+    /// Steady load.
+    pub steady: steady::Plan,
+    /// Processes sharing one login, and for how long.
+    pub shared_processes: usize,
+    /// How long the shared-store processes send requests.
+    pub shared_duration: Duration,
+}
+
+impl Plan {
+    /// The full run (under 3 minutes).
+    pub fn full() -> Self {
+        Self {
+            overhead: overhead::Plan {
+                concurrency: 64,
+                round: Duration::from_secs(2),
+                rounds: 7,
+            },
+            burst: burst::Plan {
+                sizes: vec![1_000, 10_000, 100_000],
+                connections: 256,
+                ttl: Duration::from_secs(20),
+            },
+            waiters: 100_000,
+            steady: steady::Plan {
+                expiries: 5,
+                ttl: Duration::from_secs(1),
+                users: 32,
+            },
+            shared_processes: 8,
+            shared_duration: Duration::from_secs(6),
+        }
+    }
+
+    /// The CI smoke run (under 30 s).
+    pub fn quick() -> Self {
+        Self {
+            overhead: overhead::Plan {
+                concurrency: 64,
+                round: Duration::from_millis(500),
+                rounds: 2,
+            },
+            burst: burst::Plan {
+                sizes: vec![1_000, 10_000],
+                connections: 256,
+                ttl: Duration::from_secs(4),
+            },
+            waiters: 10_000,
+            steady: steady::Plan {
+                expiries: 2,
+                ttl: Duration::from_secs(1),
+                users: 16,
+            },
+            shared_processes: 4,
+            shared_duration: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Where and when.
+    pub machine: machine::Machine,
+    /// The command that produced it.
+    pub command: String,
+    /// Whether this was `--quick`.
+    pub quick: bool,
+    /// Bytes per waiting request.
+    pub waiters: waiters::WaiterCost,
+    /// Middleware vs bare reqwest.
+    pub overhead: overhead::Overhead,
+    /// Bursts.
+    pub bursts: Vec<burst::Burst>,
+    /// Connections the bursts were capped to.
+    pub burst_connections: usize,
+    /// Steady load.
+    pub steady: Vec<steady::Steady>,
+    /// P processes sharing one login (file store; Redis when asked).
+    pub shared_stores: Vec<SharedStoreFigures>,
+    /// The attach micro-benchmark, if criterion's output was found.
+    pub attach: Option<criterion::Attach>,
+    /// Wall time of the whole bench, seconds.
+    pub elapsed_s: f64,
+}
+
+/// Runs every part of `plan`, memory first (while the heap is still small). The shared-store
+/// processes are this binary run as its hidden worker subcommand, once per store in `stores`.
+pub async fn run(
+    plan: &Plan,
+    quick: bool,
+    command: String,
+    stores: &[StoreKind],
+    progress: &Progress,
+) -> anyhow::Result<BenchReport> {
+    let started = Instant::now();
+    let step = progress.step("memory per waiting request");
+    let waiters = waiters::measure(plan.waiters)
+        .await
+        .context("waiter memory")?;
+    step.finish_and_clear();
+    let step = progress.step("overhead: middleware vs bare reqwest");
+    let overhead = overhead::measure(&plan.overhead)
+        .await
+        .context("overhead")?;
+    step.finish_and_clear();
+    let step = progress.step("bursts");
+    let bursts = burst::measure(&plan.burst).await.context("bursts")?;
+    step.finish_and_clear();
+    let step = progress.step("steady load across expiries");
+    let steady = steady::measure(&plan.steady).await.context("steady load")?;
+    step.finish_and_clear();
+    let mut shared_stores = Vec::new();
+    for store in stores {
+        let step = progress.step(&format!(
+            "{} processes sharing a {} store",
+            plan.shared_processes,
+            store.name()
+        ));
+        let mut bench = SharedStoreBench::new(
+            std::env::current_exe().context("finding this binary for the store workers")?,
+        );
+        bench.processes = plan.shared_processes;
+        bench.duration = plan.shared_duration;
+        shared_stores.push(
+            bench
+                .run(store)
+                .await
+                .with_context(|| format!("{} store", store.name()))?,
+        );
+        step.finish_and_clear();
+    }
+    Ok(BenchReport {
+        machine: machine::Machine::detect(),
+        command,
+        quick,
+        waiters,
+        overhead,
+        bursts,
+        burst_connections: plan.burst.connections,
+        steady,
+        shared_stores,
+        attach: criterion::read(&criterion::directory()),
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `tokenkeeper bench` from flags to printed (and written) report.
+pub async fn execute(args: BenchArgs) -> anyhow::Result<()> {
+    let plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    let command = std::iter::once("tokenkeeper".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let progress = Progress::new(!args.quiet && !args.json);
+    let mut stores = vec![StoreKind::File];
+    if let Some(url) = &args.redis {
+        stores.push(StoreKind::Redis { url: url.clone() });
+    }
+    let report = run(&plan, args.quick, command, &stores, &progress).await?;
+    let text = markdown::render(&report);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{text}");
+    }
+    let output = match (&args.output, args.quick) {
+        (Some(path), _) => Some(path.clone()),
+        (None, false) => Some(PathBuf::from("BENCHMARKS.md")),
+        (None, true) => None,
+    };
+    if let Some(path) = output {
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+        if !args.json {
+            println!("\nwritten to {}", path.display());
+        }
+    }
+    Ok(())
+}
