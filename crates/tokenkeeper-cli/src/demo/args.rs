@@ -18,31 +18,31 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 200)]
     pub users: usize,
     /// How long each storm runs.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Access-token lifetime on the server.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub access_ttl: Duration,
     /// Reuse grace period on the server (0: any second presentation is reuse).
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub grace: Duration,
     /// Server latency on the API, applied after the request was decided (makes 401s late).
-    #[arg(long, default_value = "75ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "75ms", value_parser = parse_duration)]
     pub api_latency: Duration,
     /// Server latency on the refresh endpoints.
-    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     pub refresh_latency: Duration,
     /// Probability (0–1) that the server answers a refresh call with 503.
     #[arg(long, default_value_t = 0.0)]
     pub refresh_failure_rate: f64,
     /// Longest think time between a user's requests (uniformly random up to this).
-    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     pub think_max: Duration,
     /// Fraction of requests that are POSTs with a JSON body.
     #[arg(long, default_value_t = 0.3)]
     pub post_ratio: f64,
     /// Time a logged-out user spends at the login screen before signing in again.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub relogin_delay: Duration,
     /// Also run tokenkeeper in reactive mode (401s only), as a fourth row.
     #[arg(long)]
@@ -59,6 +59,19 @@ pub struct DemoArgs {
     /// No progress display.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// A duration such as `10s`, `75ms` or `1m 30s`; a bare number means seconds (`--duration 4`).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return if seconds.is_finite() && seconds >= 0.0 {
+            Ok(Duration::from_secs_f64(seconds))
+        } else {
+            Err(format!("{value} is not a duration"))
+        };
+    }
+    humantime::parse_duration(value).map_err(|e| format!("{value}: {e}"))
 }
 
 fn parse_style(value: &str) -> Result<Style, String> {
@@ -102,5 +115,36 @@ impl DemoArgs {
             relogin_delay: self.relogin_delay,
             clients,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_or_bare_seconds() {
+        assert_eq!(parse_duration("4"), Ok(Duration::from_secs(4)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("75ms"), Ok(Duration::from_millis(75)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn ci_flags_parse() {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            demo: DemoArgs,
+        }
+        let cli =
+            Cli::try_parse_from(["demo", "--users", "50", "--duration", "4"]).expect("flags parse");
+        let config = cli.demo.config().expect("valid");
+        assert_eq!(config.storm.users, 50);
+        assert_eq!(config.storm.duration, Duration::from_secs(4));
     }
 }
