@@ -6,7 +6,7 @@
 use crate::classify::{ResponseView, Verdict};
 use crate::error::{Error, LogoutReason};
 use crate::markers::{NoAuth, Retried};
-use crate::origin::Decision;
+use crate::origin::{Decision, OriginKey};
 use crate::session::stats::Counters;
 use crate::session::{Credential, Session};
 use bytes::{Bytes, BytesMut};
@@ -56,7 +56,7 @@ impl Middleware for AuthMiddleware {
             Decision::Attach => {}
         }
         let session = &self.session;
-        let origin = request.url().origin();
+        let origin = OriginKey::of(request.url());
         let credential = session.credential().await.map_err(fail)?;
         let already_retried = extensions.get::<Retried>().is_some();
         // Cloning costs a refcount for buffered bodies; streams cannot be cloned (`None`).
@@ -111,12 +111,12 @@ impl Middleware for AuthMiddleware {
 impl AuthMiddleware {
     /// Classifies a response, reading at most the classifier's limit of its body when a rule
     /// needs it, and hands the response back with its body intact.
-    async fn classify(&self, response: Response, sent_to: &url::Origin) -> (Verdict, Response) {
+    async fn classify(&self, response: Response, sent_to: &OriginKey) -> (Verdict, Response) {
         let classifier = self.session.classifier();
         let status = response.status();
         // After a redirect to another origin (which reqwest sent without our token), a refusal
         // is that origin's business, not a verdict on our token.
-        if !classifier.is_candidate(status) || response.url().origin() != *sent_to {
+        if !classifier.is_candidate(status) || OriginKey::of(response.url()) != *sent_to {
             return (Verdict::Accept, response);
         }
         if !classifier.needs_body(status) {

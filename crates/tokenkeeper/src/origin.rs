@@ -77,19 +77,45 @@ impl OriginPolicy {
             .map(|o| format!("http://{}", o.host))
     }
 
+    /// Runs on every request, so it compares in place instead of building an [`Origin`].
     pub(crate) fn decide(&self, url: &Url) -> Decision {
-        let Some(origin) = Origin::of(url) else {
+        let Some(host) = url.host_str() else {
             return Decision::PassThrough;
         };
-        let listed = self.allowed.contains(&origin);
+        let (scheme, port) = (url.scheme(), url.port_or_known_default());
+        let listed = self.allowed.iter().any(|allowed| {
+            allowed.port == port && allowed.scheme == scheme && allowed.host.eq_ignore_ascii_case(host)
+        });
         if !(listed || self.any) {
             return Decision::PassThrough;
         }
-        match origin.scheme.as_str() {
+        match scheme {
             "https" => Decision::Attach,
-            "http" if self.insecure_http || is_loopback(&origin.host) => Decision::Attach,
+            "http" if self.insecure_http || is_loopback(host) => Decision::Attach,
             "http" => Decision::Insecure,
             _ => Decision::PassThrough,
+        }
+    }
+}
+
+/// A request's origin, kept without allocating so a response can be checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OriginKey {
+    secure: bool,
+    port: Option<u16>,
+    host: u64,
+}
+
+impl OriginKey {
+    pub(crate) fn of(url: &Url) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        // `url` has already lower-cased the host (WHATWG URL parsing).
+        url.host_str().unwrap_or_default().hash(&mut hasher);
+        Self {
+            secure: url.scheme() == "https",
+            port: url.port_or_known_default(),
+            host: hasher.finish(),
         }
     }
 }
