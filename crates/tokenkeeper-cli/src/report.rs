@@ -18,15 +18,15 @@ pub fn render(report: &DemoReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "tokenkeeper demo: {} users for {:.0?} each, {} contract, access TTL {:?}, API latency {:?}, \
-refresh latency {:?}, grace {:?}, refresh failure rate {}, rotation + reuse detection on",
+        "tokenkeeper demo: {} users for {} each, {} contract, access TTL {}, API latency {}, \
+refresh latency {}, grace {}, refresh failure rate {}, rotation + reuse detection on",
         report.users,
-        config.storm.duration,
+        human(config.storm.duration),
         config.style,
-        config.access_ttl,
-        config.api_latency,
-        config.refresh_latency,
-        config.grace,
+        human(config.access_ttl),
+        human(config.api_latency),
+        human(config.refresh_latency),
+        human(config.grace),
         config.refresh_failure_rate,
     );
     let _ = writeln!(out);
@@ -71,9 +71,15 @@ pub fn table(report: &DemoReport) -> Table {
     row("reuse detections", &|r| r.reuse_detections.to_string());
     row("sessions revoked", &|r| r.sessions_revoked.to_string());
     row("forced re-logins", &|r| r.forced_relogins.to_string());
-    row("latency p50 (ms)", &|r| format!("{:.1}", r.latency.p50_ms));
-    row("latency p95 (ms)", &|r| format!("{:.1}", r.latency.p95_ms));
-    row("latency p99 (ms)", &|r| format!("{:.1}", r.latency.p99_ms));
+    row("ok latency p50 (ms)", &|r| {
+        format!("{:.1}", r.latency.p50_ms)
+    });
+    row("ok latency p95 (ms)", &|r| {
+        format!("{:.1}", r.latency.p95_ms)
+    });
+    row("ok latency p99 (ms)", &|r| {
+        format!("{:.1}", r.latency.p99_ms)
+    });
     row("ok requests/s", &|r| format!("{:.0}", r.ok_per_s));
     table
 }
@@ -111,6 +117,11 @@ were retried), {} successful refreshes",
             })
         })
         .collect()
+}
+
+/// `2s`, `75ms`, `0s`.
+fn human(duration: std::time::Duration) -> String {
+    humantime::format_duration(duration).to_string()
 }
 
 /// Splits `text` into lines of at most `width` characters at spaces.

@@ -84,8 +84,12 @@ pub struct Burst {
 
 /// Runs every burst. Sessions for the expired cases sign in first, together; while their
 /// tokens age past the TTL the valid-token bursts run (each with a session signed in just
-/// before, so its token stays valid throughout); then the expired bursts run.
-pub async fn measure(plan: &Plan) -> anyhow::Result<Vec<Burst>> {
+/// before, so its token stays valid throughout), then `meanwhile` (other work that fits in the
+/// wait); then the expired bursts run.
+pub async fn measure<T>(
+    plan: &Plan,
+    meanwhile: impl Future<Output = T>,
+) -> anyhow::Result<(Vec<Burst>, T)> {
     let server = ServerThread::start(ServerConfig::default().with_access_ttl(plan.ttl), 1)?;
     let base = server.base_url().to_owned();
     let mut aging = Vec::new();
@@ -109,12 +113,13 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Vec<Burst>> {
         let session = client::signed_in(&base, RefreshMode::default()).await?;
         results.push(run(&server, &session, n, Case::Valid, plan.connections).await?);
     }
+    let other = meanwhile.await;
     tokio::time::sleep_until(expired_at.into()).await;
     for (n, case, session) in aging {
         results.push(run(&server, &session, n, case, plan.connections).await?);
     }
     server.stop().await;
-    Ok(results)
+    Ok((results, other))
 }
 
 async fn run(

@@ -55,27 +55,49 @@ fn overhead(out: &mut String, report: &BenchReport) {
         "`GET /api/items/1` on the reference server (its own thread and tokio runtime, no \
 latency, token valid for an hour), {} concurrent request loops, keep-alive, loopback. Bare \
 reqwest attaches a precomputed `Authorization` header; tokenkeeper goes through \
-`reqwest-middleware` and `AuthMiddleware` with the same `reqwest::Client` settings. {} rounds \
-of {:.1} s per side, alternating (ABBA order); medians.\n",
+`reqwest-middleware` and `AuthMiddleware` with the same `reqwest::Client` settings; a third client goes through `reqwest-middleware` with \
+no middleware at all, to show what the stack itself costs. {} rounds of {:.1} s per client, \
+in an order that rotates and reverses from round to round.\n",
         o.concurrency,
         o.bare.rounds.len(),
         o.round_s
     );
-    let mut table = Table::new(["", "bare reqwest", "tokenkeeper", "tokenkeeper / bare"]);
+    let mut table = Table::new([
+        "",
+        "bare reqwest",
+        "reqwest-middleware, no middleware",
+        "tokenkeeper",
+        "stack / bare",
+        "tokenkeeper / bare",
+    ]);
     table.row([
         "requests/s".to_owned(),
         format!("{:.0}", o.bare.requests_per_s),
+        format!("{:.0}", o.stack.requests_per_s),
         format!("{:.0}", o.tokenkeeper.requests_per_s),
+        format!("{:.3}", o.stack_ratio),
         format!("**{:.3}**", o.ratio),
     ]);
-    for (name, bare, keeper) in [
-        ("p50 latency (µs)", o.bare.p50_us, o.tokenkeeper.p50_us),
-        ("p99 latency (µs)", o.bare.p99_us, o.tokenkeeper.p99_us),
+    for (name, bare, stack, keeper) in [
+        (
+            "p50 latency (µs)",
+            o.bare.p50_us,
+            o.stack.p50_us,
+            o.tokenkeeper.p50_us,
+        ),
+        (
+            "p99 latency (µs)",
+            o.bare.p99_us,
+            o.stack.p99_us,
+            o.tokenkeeper.p99_us,
+        ),
     ] {
         table.row([
             name.to_owned(),
             format!("{bare:.0}"),
+            format!("{stack:.0}"),
             format!("{keeper:.0}"),
+            format!("{:.3}", ratio(stack, bare)),
             format!("{:.3}", ratio(keeper, bare)),
         ]);
     }
@@ -87,14 +109,32 @@ of {:.1} s per side, alternating (ABBA order); medians.\n",
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let spread = |rounds: &[f64]| {
+        let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = rounds.iter().copied().fold(0.0, f64::max);
+        if min.is_finite() && min > 0.0 {
+            (max / min - 1.0) * 100.0
+        } else {
+            0.0
+        }
+    };
     let _ = writeln!(
         out,
-        "\nTarget: requests/s ratio ≥ 0.97 — **{}** ({:.3}). Failed requests: {}. Rounds \
-(requests/s): bare {}; tokenkeeper {}.\n",
+        "\nRatios of requests/s are medians of the per-round ratios (the three clients run back \
+to back in each round); latencies are medians of the rounds' percentiles. Target: tokenkeeper / \
+bare ≥ 0.97 — **{}** ({:.3}). The bare middleware stack measured {:.3} of bare reqwest in the \
+same rounds. On this machine one client's rounds differ by up to {:.0} % (bare) and {:.0} % \
+(tokenkeeper) from each other, so differences of a few percent between the clients are within \
+the noise; rerun to see how the ratio moves. Failed requests: {}. Rounds (requests/s): bare {}; \
+stack {}; tokenkeeper {}.\n",
         if o.ratio >= 0.97 { "met" } else { "not met" },
         o.ratio,
+        o.stack_ratio,
+        spread(&o.bare.rounds),
+        spread(&o.tokenkeeper.rounds),
         o.failures,
         list(&o.bare.rounds),
+        list(&o.stack.rounds),
         list(&o.tokenkeeper.rounds)
     );
 }
@@ -116,7 +156,9 @@ token expired and every request waits for the one refresh before it is sent. *Ex
 reactive mode*: requests go out with the expired token (attached before the connection cap), \
 the first 401 refreshes once, every other 401 is for the old generation and is retried with the \
 new token without refreshing. Peak RSS is the whole process (server thread included), reset \
-before each burst; bytes/request = (peak − RSS before) / N.\n",
+before each burst; bytes/request = (peak − RSS before) / N, a rough figure: the allocator \
+reuses memory earlier bursts freed, so it is understated for every burst after the largest \
+one (see the session-level figure below for the cost of one waiting request).\n",
         report.burst_connections, report.burst_connections
     );
     let mut table = Table::new([

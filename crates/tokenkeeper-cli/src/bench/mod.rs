@@ -72,13 +72,13 @@ impl Plan {
         Self {
             overhead: overhead::Plan {
                 concurrency: 64,
-                round: Duration::from_secs(2),
-                rounds: 7,
+                round: Duration::from_millis(1500),
+                rounds: 9,
             },
             burst: burst::Plan {
                 sizes: vec![1_000, 10_000, 100_000],
                 connections: 256,
-                ttl: Duration::from_secs(20),
+                ttl: Duration::from_secs(30),
             },
             waiters: 100_000,
             steady: steady::Plan {
@@ -163,11 +163,11 @@ pub async fn run(
         .await
         .context("overhead")?;
     step.finish_and_clear();
-    let step = progress.step("bursts");
-    let bursts = burst::measure(&plan.burst).await.context("bursts")?;
-    step.finish_and_clear();
-    let step = progress.step("steady load across expiries");
-    let steady = steady::measure(&plan.steady).await.context("steady load")?;
+    let step = progress.step("bursts, and steady load across expiries while tokens age");
+    let (bursts, steady) = burst::measure(&plan.burst, steady::measure(&plan.steady))
+        .await
+        .context("bursts")?;
+    let steady = steady.context("steady load")?;
     step.finish_and_clear();
     let mut shared_stores = Vec::new();
     for store in stores {

@@ -43,10 +43,16 @@ pub struct Side {
 pub struct Overhead {
     /// Bare reqwest.
     pub bare: Side,
+    /// reqwest through `reqwest-middleware` with no middleware, header attached by hand: the
+    /// cost of the middleware stack itself, which any reqwest-middleware adapter pays.
+    pub stack: Side,
     /// reqwest through tokenkeeper.
     pub tokenkeeper: Side,
-    /// tokenkeeper's median requests/s over bare's.
+    /// tokenkeeper's requests/s over bare's: the median of the per-round ratios (rounds run
+    /// back to back, so each ratio compares like with like on a noisy machine).
     pub ratio: f64,
+    /// The same for the bare middleware stack.
+    pub stack_ratio: f64,
     /// Requests that did not get a 200 (either side).
     pub failures: u64,
     /// Concurrency used.
@@ -61,6 +67,10 @@ enum Client {
         http: reqwest::Client,
         header: HeaderValue,
     },
+    Stack {
+        client: ClientWithMiddleware,
+        header: HeaderValue,
+    },
     Tokenkeeper(ClientWithMiddleware),
 }
 
@@ -69,6 +79,12 @@ impl Client {
     async fn get(&self, url: &str) -> bool {
         let response = match self {
             Client::Bare { http, header } => http
+                .get(url)
+                .header(AUTHORIZATION, header.clone())
+                .send()
+                .await
+                .ok(),
+            Client::Stack { client, header } => client
                 .get(url)
                 .header(AUTHORIZATION, header.clone())
                 .send()
@@ -148,9 +164,11 @@ fn side(rounds: &[Round]) -> Side {
     }
 }
 
-/// Measures the overhead: a server on its own thread (token TTL one hour, no latency), a bare
-/// client and a tokenkeeper client of the same settings, warmed up, then rounds alternating
-/// bare/tokenkeeper (ABBA order, so drift hits both alike); medians per side.
+/// Measures the overhead: a server on its own thread (token TTL one hour, no latency); a bare
+/// client, a bare `reqwest-middleware` stack and a tokenkeeper client, all of the same
+/// settings, warmed up; then rounds in which each runs once, in an order that rotates and
+/// reverses from round to round, so drift hits all alike. Medians per side; ratios are medians
+/// of the per-round ratios.
 pub async fn measure(plan: &Plan) -> anyhow::Result<Overhead> {
     let server = ServerThread::start(
         ServerConfig::default().with_access_ttl(Duration::from_secs(3600)),
@@ -161,51 +179,67 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Overhead> {
     let token = session.access_token().await?;
     let header = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
         .context("the access token is not a header value")?;
-    let bare = Client::Bare {
-        http: client::http(plan.concurrency)?,
-        header,
-    };
-    let keeper = Client::Tokenkeeper(client::through(
-        &session,
-        client::http(plan.concurrency)?,
-        None,
-    ));
+    let clients = [
+        Client::Bare {
+            http: client::http(plan.concurrency)?,
+            header: header.clone(),
+        },
+        Client::Stack {
+            client: reqwest_middleware::ClientBuilder::new(client::http(plan.concurrency)?).build(),
+            header,
+        },
+        Client::Tokenkeeper(client::through(
+            &session,
+            client::http(plan.concurrency)?,
+            None,
+        )),
+    ];
     let url: Arc<str> = Arc::from(format!("{base}/api/items/1"));
     let warm_up = Plan {
         round: Duration::from_millis(500),
         ..plan.clone()
     };
-    round(&bare, &url, &warm_up).await;
-    round(&keeper, &url, &warm_up).await;
+    for client in &clients {
+        round(client, &url, &warm_up).await;
+    }
 
-    let (mut bare_rounds, mut keeper_rounds) = (Vec::new(), Vec::new());
+    let mut rounds: [Vec<Round>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for i in 0..plan.rounds {
-        if i % 2 == 0 {
-            bare_rounds.push(round(&bare, &url, plan).await);
-            keeper_rounds.push(round(&keeper, &url, plan).await);
-        } else {
-            keeper_rounds.push(round(&keeper, &url, plan).await);
-            bare_rounds.push(round(&bare, &url, plan).await);
+        let mut order = [0, 1, 2];
+        order.rotate_left(i % 3);
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        for index in order {
+            rounds[index].push(round(&clients[index], &url, plan).await);
         }
     }
     server.stop().await;
-    let failures = bare_rounds
-        .iter()
-        .chain(&keeper_rounds)
-        .map(|r| r.failures)
-        .sum();
-    let (bare, tokenkeeper) = (side(&bare_rounds), side(&keeper_rounds));
-    let ratio = if bare.requests_per_s > 0.0 {
-        tokenkeeper.requests_per_s / bare.requests_per_s
-    } else {
-        0.0
-    };
+    let failures = rounds.iter().flatten().map(|r| r.failures).sum();
+    let [bare, stack, keeper] = &rounds;
     Ok(Overhead {
-        bare,
-        tokenkeeper,
-        ratio,
+        ratio: pairwise_ratio(keeper, bare),
+        stack_ratio: pairwise_ratio(stack, bare),
+        bare: side(bare),
+        stack: side(stack),
+        tokenkeeper: side(keeper),
         failures,
         concurrency: plan.concurrency,
         round_s: plan.round.as_secs_f64(),
     })
+}
+
+/// The median over rounds of `sides`'s requests/s over `base`'s in the same round.
+fn pairwise_ratio(side: &[Round], base: &[Round]) -> f64 {
+    let ratios: Vec<f64> = side
+        .iter()
+        .zip(base)
+        .filter(|(_, b)| b.requests > 0)
+        .map(|(s, b)| rate(s) / rate(b))
+        .collect();
+    metrics::median(&ratios).unwrap_or(0.0)
+}
+
+fn rate(round: &Round) -> f64 {
+    round.requests as f64 / round.elapsed.as_secs_f64().max(1e-9)
 }
