@@ -4,11 +4,10 @@
 //! and on an expiry refusal let the session refresh (once for everyone) and retry once.
 
 use crate::classify::{ResponseView, Verdict};
-use crate::error::{Error, LogoutReason};
+use crate::error::Error;
 use crate::markers::{NoAuth, Retried};
 use crate::origin::{Decision, OriginKey};
-use crate::session::stats::Counters;
-use crate::session::{Credential, Session};
+use crate::session::{AfterResponse, Credential, Session};
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
 use http::Extensions;
@@ -69,41 +68,22 @@ impl Middleware for AuthMiddleware {
 
         let response = next.clone().run(request, extensions).await?;
         let (verdict, response) = self.classify(response, &origin).await;
-        match verdict {
-            Verdict::Accept => {
-                session.note_accepted();
-                return Ok(response);
-            }
-            Verdict::Invalid => return Err(self.invalid(&credential).await),
-            Verdict::Refresh if already_retried => {
-                session
-                    .note_refused_after_refresh(credential.generation())
-                    .await;
-                return Ok(response);
-            }
-            Verdict::Refresh => {}
-        }
-
-        let fresh = session
-            .token_rejected(credential.generation())
+        let fresh = match session
+            .after_response(&credential, verdict, replay.is_some(), already_retried)
             .await
-            .map_err(fail)?;
+        {
+            AfterResponse::Deliver => return Ok(response),
+            AfterResponse::Fail(error) => return Err(fail(error)),
+            AfterResponse::Retry(fresh) => fresh,
+        };
         let Some(mut retry) = replay else {
-            // The body was a stream and is gone. The refresh happened, so the caller's next
-            // attempt succeeds; this one gets the original refusal.
-            Counters::bump(&session.counters().not_replayable);
             return Ok(response);
         };
-        Counters::bump(&session.counters().retries);
         extensions.insert(Retried);
         attach(&mut retry, &fresh);
         let response = next.run(retry, extensions).await?;
         let (verdict, response) = self.classify(response, &origin).await;
-        match verdict {
-            Verdict::Accept => session.note_accepted(),
-            Verdict::Invalid => return Err(self.invalid(&fresh).await),
-            Verdict::Refresh => session.note_refused_after_refresh(fresh.generation()).await,
-        }
+        session.after_retry(&fresh, verdict).await.map_err(fail)?;
         Ok(response)
     }
 }
@@ -149,11 +129,6 @@ impl AuthMiddleware {
             verdict,
             Response::from(http::Response::from_parts(parts, body)),
         )
-    }
-
-    async fn invalid(&self, credential: &Credential) -> reqwest_middleware::Error {
-        self.session.invalidate(credential.generation()).await;
-        fail(Error::SessionExpired(LogoutReason::TokenInvalid))
     }
 }
 

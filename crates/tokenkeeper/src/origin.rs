@@ -84,7 +84,9 @@ impl OriginPolicy {
         };
         let (scheme, port) = (url.scheme(), url.port_or_known_default());
         let listed = self.allowed.iter().any(|allowed| {
-            allowed.port == port && allowed.scheme == scheme && allowed.host.eq_ignore_ascii_case(host)
+            allowed.port == port
+                && allowed.scheme == scheme
+                && allowed.host.eq_ignore_ascii_case(host)
         });
         if !(listed || self.any) {
             return Decision::PassThrough;

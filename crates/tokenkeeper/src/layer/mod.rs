@@ -63,10 +63,9 @@ pub use grpc::SnapshotInterceptor;
 pub use grpc::{GrpcUnauthenticated, grpc_unauthenticated};
 
 use crate::classify::{ResponseView, Verdict};
-use crate::error::{Error, LogoutReason};
+use crate::error::Error;
 use crate::origin::Decision;
-use crate::session::stats::Counters;
-use crate::session::{Credential, Session};
+use crate::session::{AfterResponse, Credential, Session};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, poll_fn};
 use http::header::AUTHORIZATION;
@@ -302,34 +301,19 @@ impl<S> Call<S> {
 
         let response = send(&mut inner, request).await?;
         let (verdict, response) = classify(session, response).await;
-        match verdict {
-            Verdict::Accept => {
-                session.note_accepted();
-                return Ok(response);
-            }
-            Verdict::Invalid => return Err(invalid(session, &credential).await),
-            Verdict::Refresh if already_retried => {
-                session
-                    .note_refused_after_refresh(credential.generation())
-                    .await;
-                return Ok(response);
-            }
-            Verdict::Refresh => {}
-        }
-
-        let fresh = session
-            .token_rejected(credential.generation())
+        let fresh = match session
+            .after_response(&credential, verdict, replay.is_some(), already_retried)
             .await
-            .map_err(AuthError::Auth)?;
+        {
+            AfterResponse::Deliver => return Ok(response),
+            AfterResponse::Fail(error) => return Err(AuthError::Auth(error)),
+            AfterResponse::Retry(fresh) => fresh,
+        };
         let Some(mut retry) = replay else {
-            // The body was a stream and is gone. The refresh happened, so the caller's next
-            // attempt succeeds; this one gets the original refusal.
-            Counters::bump(&session.counters().not_replayable);
             return Ok(response);
         };
         // Let the refused response (and its connection) go before sending again.
         drop(response);
-        Counters::bump(&session.counters().retries);
         retry.extensions_mut().insert(Retried);
         attach(&mut retry, &fresh);
         poll_fn(|cx| inner.poll_ready(cx))
@@ -337,11 +321,10 @@ impl<S> Call<S> {
             .map_err(AuthError::Inner)?;
         let response = send(&mut inner, retry).await?;
         let (verdict, response) = classify(session, response).await;
-        match verdict {
-            Verdict::Accept => session.note_accepted(),
-            Verdict::Invalid => return Err(invalid(session, &fresh).await),
-            Verdict::Refresh => session.note_refused_after_refresh(fresh.generation()).await,
-        }
+        session
+            .after_retry(&fresh, verdict)
+            .await
+            .map_err(AuthError::Auth)?;
         Ok(response)
     }
 
@@ -391,11 +374,6 @@ fn attach<B>(request: &mut Request<B>, credential: &Credential) {
     request
         .headers_mut()
         .insert(AUTHORIZATION, credential.header_value());
-}
-
-async fn invalid<E>(session: &Session, credential: &Credential) -> AuthError<E> {
-    session.invalidate(credential.generation()).await;
-    AuthError::Auth(Error::SessionExpired(LogoutReason::TokenInvalid))
 }
 
 /// Classifies a response, reading at most the classifier's limit of its body when a rule needs

@@ -6,12 +6,18 @@
 //! refresh half-way and never loses a rotated refresh token. See [`flight`] for the refresh
 //! itself.
 
+mod adapter;
 mod builder;
 mod credential;
 mod flight;
 mod schedule;
 pub(crate) mod stats;
 
+#[cfg_attr(
+    not(any(feature = "reqwest", feature = "tower")),
+    allow(unused_imports)
+)]
+pub(crate) use adapter::AfterResponse;
 pub use builder::SessionBuilder;
 pub use credential::Credential;
 pub use schedule::{Proactive, RefreshMode};
