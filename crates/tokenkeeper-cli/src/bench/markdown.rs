@@ -78,6 +78,19 @@ in an order that rotates and reverses from round to round.\n",
         format!("{:.3}", o.stack_ratio),
         format!("**{:.3}**", o.ratio),
     ]);
+    let cpu = |side: &super::overhead::Side| {
+        side.cpu_us_per_request
+            .map_or("—".to_owned(), |us| format!("{us:.1}"))
+    };
+    let cpu_ratio = |ratio: Option<f64>| ratio.map_or("—".to_owned(), |r| format!("{r:.3}"));
+    table.row([
+        "CPU per request, client + server (µs)".to_owned(),
+        cpu(&o.bare),
+        cpu(&o.stack),
+        cpu(&o.tokenkeeper),
+        cpu_ratio(o.stack_cpu_ratio),
+        cpu_ratio(o.cpu_ratio),
+    ]);
     for (name, bare, stack, keeper) in [
         (
             "p50 latency (µs)",
@@ -125,7 +138,9 @@ to back in each round); latencies are medians of the rounds' percentiles. Target
 bare ≥ 0.97 — **{}** ({:.3}). The bare middleware stack measured {:.3} of bare reqwest in the \
 same rounds. On this machine one client's rounds differ by up to {:.0} % (bare) and {:.0} % \
 (tokenkeeper) from each other, so differences of a few percent between the clients are within \
-the noise; rerun to see how the ratio moves. Failed requests: {}. Rounds (requests/s): bare {}; \
+the noise; rerun to see how the ratio moves. CPU per request (the process's user + system \
+time over a round, client and server together, divided by its requests) does not depend on how much CPU other processes leave to this \
+one, though it still moves with load. Failed requests: {}. Rounds (requests/s): bare {}; \
 stack {}; tokenkeeper {}.\n",
         if o.ratio >= 0.97 { "met" } else { "not met" },
         o.ratio,

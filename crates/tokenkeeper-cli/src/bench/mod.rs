@@ -10,6 +10,7 @@
 
 pub mod burst;
 pub mod client;
+pub mod cpu;
 pub mod criterion;
 pub mod machine;
 pub mod markdown;

@@ -2,6 +2,7 @@
 //! same client settings, valid token, keep-alive, loopback, rounds interleaved.
 
 use super::client;
+use super::cpu;
 use super::server::ServerThread;
 use crate::metrics::{self, Latencies};
 use anyhow::Context;
@@ -34,6 +35,8 @@ pub struct Side {
     pub p50_us: f64,
     /// Median of the rounds' p99 latency, microseconds.
     pub p99_us: f64,
+    /// Median CPU time (client + server, whole process) per request, microseconds.
+    pub cpu_us_per_request: Option<f64>,
     /// Requests per second of every round, in order.
     pub rounds: Vec<f64>,
 }
@@ -53,6 +56,10 @@ pub struct Overhead {
     pub ratio: f64,
     /// The same for the bare middleware stack.
     pub stack_ratio: f64,
+    /// tokenkeeper's process CPU per request over bare's: median of the per-round ratios.
+    pub cpu_ratio: Option<f64>,
+    /// The same for the bare middleware stack.
+    pub stack_cpu_ratio: Option<f64>,
     /// Requests that did not get a 200 (either side).
     pub failures: u64,
     /// Concurrency used.
@@ -107,9 +114,12 @@ struct Round {
     failures: u64,
     latencies_us: Vec<f64>,
     elapsed: Duration,
+    /// CPU time the whole process (client and server) used during the round.
+    cpu: Option<Duration>,
 }
 
 async fn round(client: &Client, url: &Arc<str>, plan: &Plan) -> Round {
+    let cpu_before = cpu::process();
     let started = Instant::now();
     let deadline = started + plan.round;
     let loops: Vec<_> = (0..plan.concurrency)
@@ -142,6 +152,9 @@ async fn round(client: &Client, url: &Arc<str>, plan: &Plan) -> Round {
         failures,
         latencies_us: all,
         elapsed: started.elapsed(),
+        cpu: cpu::process()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before)),
     }
 }
 
@@ -160,6 +173,12 @@ fn side(rounds: &[Round]) -> Side {
         requests_per_s: metrics::median(&rps).unwrap_or(0.0),
         p50_us: metrics::median(&p50).unwrap_or(0.0),
         p99_us: metrics::median(&p99).unwrap_or(0.0),
+        cpu_us_per_request: metrics::median(
+            &rounds
+                .iter()
+                .filter_map(cpu_per_request)
+                .collect::<Vec<_>>(),
+        ),
         rounds: rps,
     }
 }
@@ -220,6 +239,8 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Overhead> {
     Ok(Overhead {
         ratio: pairwise_ratio(keeper, bare),
         stack_ratio: pairwise_ratio(stack, bare),
+        cpu_ratio: pairwise_cpu_ratio(keeper, bare),
+        stack_cpu_ratio: pairwise_cpu_ratio(stack, bare),
         bare: side(bare),
         stack: side(stack),
         tokenkeeper: side(keeper),
@@ -238,6 +259,22 @@ fn pairwise_ratio(side: &[Round], base: &[Round]) -> f64 {
         .map(|(s, b)| rate(s) / rate(b))
         .collect();
     metrics::median(&ratios).unwrap_or(0.0)
+}
+
+/// The median over rounds of `side`'s CPU per request over `base`'s in the same round.
+fn pairwise_cpu_ratio(side: &[Round], base: &[Round]) -> Option<f64> {
+    let ratios: Vec<f64> = side
+        .iter()
+        .zip(base)
+        .filter_map(|(s, b)| Some(cpu_per_request(s)? / cpu_per_request(b)?))
+        .collect();
+    metrics::median(&ratios)
+}
+
+/// Microseconds of process CPU per request in a round.
+fn cpu_per_request(round: &Round) -> Option<f64> {
+    let cpu = round.cpu?;
+    (round.requests > 0 && !cpu.is_zero()).then(|| cpu.as_secs_f64() * 1e6 / round.requests as f64)
 }
 
 fn rate(round: &Round) -> f64 {

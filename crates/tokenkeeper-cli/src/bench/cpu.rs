@@ -1,0 +1,47 @@
+//! CPU time this process has used (all threads, user + system), from `/proc/self/stat`.
+//!
+//! Throughput on a shared two-core machine swings with whatever else runs; CPU time per
+//! request does not depend on how much CPU the others leave us, so the overhead figure
+//! reports both.
+
+use std::time::Duration;
+
+/// Linux reports `/proc` times in USER_HZ ticks, 100 per second on every architecture.
+const TICKS_PER_SECOND: u64 = 100;
+
+/// User + system CPU time of the whole process so far.
+pub fn process() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_stat(&stat)
+}
+
+fn parse_stat(stat: &str) -> Option<Duration> {
+    // The command name is in parentheses and may contain spaces: start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the line (utime, stime) are 11 and 12 after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis(
+        (utime + stime) * 1000 / TICKS_PER_SECOND,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_parse() {
+        let stat = "1234 (tokenkeeper (x)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 4 0";
+        assert_eq!(parse_stat(stat), Some(Duration::from_secs(3)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        if cfg!(target_os = "linux") {
+            assert!(process().is_some());
+        }
+    }
+}
