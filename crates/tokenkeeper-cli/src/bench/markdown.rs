@@ -404,3 +404,102 @@ generation that came due should be refreshed by exactly one process, the others 
 fn ratio(value: f64, base: f64) -> f64 {
     if base > 0.0 { value / base } else { 0.0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::overhead::{Overhead, Side};
+    use crate::bench::waiters::WaiterCost;
+    use crate::metrics::Latencies;
+
+    fn side(rps: f64) -> Side {
+        Side {
+            requests_per_s: rps,
+            p50_us: 100.0,
+            p99_us: 400.0,
+            cpu_us_per_request: Some(50.0),
+            rounds: vec![rps],
+        }
+    }
+
+    fn burst(n: usize, case: Case, refresh_calls: u64, p99_ms: f64) -> Burst {
+        Burst {
+            n,
+            case,
+            refresh_calls,
+            failures: 0,
+            reuse_detections: 0,
+            wire_requests: n as u64,
+            latency: Latencies {
+                p99_ms,
+                ..Latencies::default()
+            },
+            elapsed_s: 1.0,
+            peak_rss: Some(64 * 1024 * 1024),
+            bytes_per_request: Some(300.0),
+            session: tokenkeeper::SessionStats::default(),
+        }
+    }
+
+    fn report() -> BenchReport {
+        BenchReport {
+            machine: crate::bench::machine::Machine::detect(),
+            command: "tokenkeeper bench".into(),
+            quick: false,
+            waiters: WaiterCost {
+                n: 1000,
+                idle_task_bytes: 400.0,
+                waiting_request_bytes: 420.0,
+                tokenkeeper_bytes: 20.0,
+                refreshes: 1,
+            },
+            overhead: Overhead {
+                bare: side(1000.0),
+                stack: side(990.0),
+                tokenkeeper: side(980.0),
+                ratio: 0.98,
+                stack_ratio: 0.99,
+                cpu_ratio: Some(1.01),
+                stack_cpu_ratio: Some(1.0),
+                failures: 0,
+                concurrency: 64,
+                round_s: 1.0,
+            },
+            bursts: vec![
+                burst(1000, Case::Valid, 0, 10.0),
+                burst(1000, Case::ExpiredProactive, 1, 12.5),
+            ],
+            burst_connections: 256,
+            steady: Vec::new(),
+            shared_stores: Vec::new(),
+            attach: None,
+            elapsed_s: 60.0,
+        }
+    }
+
+    #[test]
+    fn every_section_is_rendered_with_its_verdict() {
+        let text = render(&report());
+        for heading in [
+            "# Benchmarks",
+            "## 1. Overhead",
+            "## 2. Burst",
+            "### Memory per waiting request",
+            "## 3. Steady load",
+            "## 4. Attach fast path",
+            "## 5. Processes sharing one login",
+        ] {
+            assert!(text.contains(heading), "missing {heading}");
+        }
+        assert!(text.contains("**met** (0.980)"), "{text}");
+        assert!(text.contains("| +2.5 |"), "{text}");
+        assert!(text.contains("criterion's results were not found"));
+    }
+
+    #[test]
+    fn a_second_refresh_call_fails_the_burst_target() {
+        let mut report = report();
+        report.bursts[1].refresh_calls = 2;
+        assert!(render(&report).contains("0 reuse detections for every N — **not met**"));
+    }
+}
