@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{Refreshed, run_refresh};
-use crate::errors::json_error;
 use crate::extract::cookie;
 use crate::families::RejectReason;
 use crate::state::AppState;
@@ -62,7 +61,7 @@ pub(crate) async fn reissue(State(state): State<AppState>, headers: HeaderMap) -
     match run_refresh(&state.shared, token, Style::Cookie).await {
         Refreshed::Issued(pair) => {
             let Some(set_cookie) = set_refresh_cookie(&pair.refresh_token) else {
-                return internal();
+                return super::internal();
             };
             let mut response = Json(json!({ "accessToken": pair.access_token })).into_response();
             response.headers_mut().insert(SET_COOKIE, set_cookie);
@@ -70,19 +69,7 @@ pub(crate) async fn reissue(State(state): State<AppState>, headers: HeaderMap) -
         }
         Refreshed::Rejected(RejectReason::Expired) => rejected("EXPIRED_REFRESH_TOKEN"),
         Refreshed::Rejected(_) | Refreshed::BadInput(()) => rejected("INVALID_REFRESH_TOKEN"),
-        Refreshed::Unavailable => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "The refresh endpoint is temporarily unavailable; try again later",
-        ),
-        Refreshed::Internal => internal(),
+        Refreshed::Unavailable => super::unavailable(),
+        Refreshed::Internal => super::internal(),
     }
-}
-
-fn internal() -> Response {
-    json_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "The server could not issue a token",
-    )
 }

@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{Refreshed, run_refresh};
-use crate::errors::json_error;
 use crate::extract::bearer;
 use crate::families::RejectReason;
 use crate::state::AppState;
@@ -47,7 +46,7 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap) -
                 bearer_value(&pair.refresh_token),
             ) else {
                 // Our tokens are base64url and JWTs: always valid header values.
-                return internal();
+                return super::internal();
             };
             let mut response = Json(serde_json::json!({})).into_response();
             response.headers_mut().insert(AUTHORIZATION, access);
@@ -58,19 +57,7 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap) -
         }
         Refreshed::Rejected(RejectReason::Expired) => rejected("ExpiredRefreshToken"),
         Refreshed::Rejected(_) | Refreshed::BadInput(()) => rejected("InvalidRefreshToken"),
-        Refreshed::Unavailable => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "The refresh endpoint is temporarily unavailable; try again later",
-        ),
-        Refreshed::Internal => internal(),
+        Refreshed::Unavailable => super::unavailable(),
+        Refreshed::Internal => super::internal(),
     }
-}
-
-fn internal() -> Response {
-    json_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "The server could not issue a token",
-    )
 }

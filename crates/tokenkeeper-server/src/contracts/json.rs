@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{Refreshed, run_refresh};
-use crate::errors::json_error;
 use crate::extract::{self, BadBody, RawBody};
 use crate::families::RejectReason;
 use crate::state::AppState;
@@ -90,15 +89,7 @@ pub(crate) async fn refresh(
             }),
         )
             .into_response(),
-        Refreshed::Unavailable => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "The refresh endpoint is temporarily unavailable; try again later",
-        ),
-        Refreshed::Internal => json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "The server could not issue a token",
-        ),
+        Refreshed::Unavailable => super::unavailable(),
+        Refreshed::Internal => super::internal(),
     }
 }

@@ -102,3 +102,22 @@ fn decide<E>(shared: &Shared, token: &str, style: Style) -> Refreshed<E> {
         }
     }
 }
+
+/// 503 for an injected refresh failure, in the JSON error shape the json, header and cookie
+/// contracts share (oauth2 answers `temporarily_unavailable` in its own shape).
+pub(super) fn unavailable() -> axum::response::Response {
+    crate::errors::json_error(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "The refresh endpoint is temporarily unavailable; try again later",
+    )
+}
+
+/// 500 when a token could not be signed (never expected: the key is ours).
+pub(super) fn internal() -> axum::response::Response {
+    crate::errors::json_error(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "The server could not issue a token",
+    )
+}
