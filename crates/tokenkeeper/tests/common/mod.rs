@@ -275,3 +275,49 @@ pub async fn misbehaving_server() -> String {
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
+
+/// The late-401 scenario, shared by every adapter's suite: tokens live `LATE_TTL`, and the API
+/// checks a token on arrival but answers 200 ms later, so a refusal for a token arrives after
+/// the token was already replaced. The TTL is long enough that a delayed retry's fresh token
+/// never expires on the way, even on a loaded machine; short enough for several expiries.
+pub const LATE_TTL: Duration = Duration::from_millis(2000);
+/// How long the late-401 scenario's workers send.
+pub const LATE_RUN: Duration = Duration::from_millis(8000);
+
+/// The reference server for the late-401 scenario.
+pub async fn late_401_server() -> ServerHandle {
+    start(
+        ServerConfig::default()
+            .with_access_ttl(LATE_TTL)
+            .with_latency(Latency {
+                api: ms(200),
+                ..Latency::default()
+            }),
+    )
+    .await
+}
+
+/// The late-401 verdict: several expiries, never more refreshes than token lifetimes, every
+/// refresh call made by the session, no reuse, every request answered, and late refusals seen
+/// (and retried without a refresh).
+pub fn assert_late_401s_did_not_refresh_again(
+    server_delta: &Stats,
+    stats: &tokenkeeper::SessionStats,
+    elapsed: Duration,
+    ok: u64,
+) {
+    // Each generation lives at least one TTL on the server, so no more than this many can
+    // have expired while the workers ran.
+    let most = (elapsed.as_secs_f64() / LATE_TTL.as_secs_f64()).ceil() as u64 + 1;
+    assert!(server_delta.refresh_calls >= 3, "{server_delta:?}");
+    assert!(
+        server_delta.refresh_calls <= most,
+        "{} refreshes > {most}",
+        server_delta.refresh_calls
+    );
+    assert_eq!(server_delta.refresh_calls, stats.refreshes);
+    assert_eq!(server_delta.reuse_detections, 0);
+    assert_eq!(server_delta.api_ok, ok);
+    assert!(stats.stale_retries > 0, "no late 401 was seen: {stats:?}");
+    assert!(server_delta.api_401_expired > server_delta.refresh_calls);
+}
