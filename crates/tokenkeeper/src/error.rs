@@ -58,6 +58,14 @@ pub enum Error {
     /// The session was configured inconsistently.
     #[error("configuration: {0}")]
     Config(String),
+    /// The refused request was sent under an earlier login (a sign-in or sign-out happened
+    /// while it was in flight). Its refusal is not retried with the current login's token.
+    /// Adapters hand such refusals back as responses; only [`Session::token_rejected`] returns
+    /// this error.
+    ///
+    /// [`Session::token_rejected`]: crate::Session::token_rejected
+    #[error("the request was sent under an earlier login")]
+    LoginChanged,
     /// The refresh task ended without an outcome (the runtime is shutting down).
     #[error("the refresh task was cancelled")]
     RefreshCancelled,

@@ -76,7 +76,10 @@ pub use event::Event;
 pub use markers::NoAuth;
 #[cfg(feature = "reqwest")]
 pub use middleware::AuthMiddleware;
-pub use session::{Credential, Proactive, RefreshMode, Session, SessionBuilder, SessionStats};
+pub use session::{
+    Credential, InvalidTokenPolicy, Proactive, RefreshMode, Session, SessionBuilder, SessionStats,
+    Status,
+};
 pub use token::{TokenError, TokenSet};
 
 /// Re-exported so users name the same secret type the crate uses.

@@ -61,6 +61,13 @@ pub trait Refresher: Send + Sync + 'static {
     /// A strategy whose server omits the refresh token in its answer (allowed by RFC 6749)
     /// returns a set without one; the session then keeps the old refresh token.
     async fn refresh(&self, current: &TokenSet) -> Result<TokenSet, RefreshError>;
+
+    /// Whether this strategy obtains tokens with no prior login (client credentials). When
+    /// `true` and nobody is signed in, the session's first request starts a flight that calls
+    /// [`refresh`](Self::refresh) with an empty placeholder set, shared by every caller.
+    fn obtains_without_login(&self) -> bool {
+        false
+    }
 }
 
 /// Why a refresh failed, split by what the session should do about it.
@@ -77,6 +84,12 @@ pub enum RefreshError {
     /// There is no refresh token to present. Terminal.
     #[error("no refresh token")]
     NoRefreshToken,
+    /// The endpoint's answer says nothing about the refresh token: a redirect, 404, 405, 407,
+    /// 409, 421 or another 4xx that is not a rejection, or a 200 that is HTML or empty (a
+    /// misrouted gateway, a proxy, a captive portal). The tokens are kept, nothing is retried
+    /// at once, and requests get `RefreshUnavailable` while the token is expired.
+    #[error("not a verdict on the refresh token: {0}")]
+    Inconclusive(String),
     /// Unreachable, timed out, 5xx, 429. The tokens are kept and the refresh is retried.
     #[error("transient: {reason}")]
     Transient {
@@ -98,7 +111,18 @@ impl RefreshError {
 
     /// Whether this failure ends the session.
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, RefreshError::Transient { .. })
+        !matches!(
+            self,
+            RefreshError::Transient { .. } | RefreshError::Inconclusive(_)
+        )
+    }
+
+    /// The server's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RefreshError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 }
 
