@@ -69,6 +69,7 @@ pub mod refresh;
 mod session;
 pub mod store;
 mod token;
+mod untrusted;
 mod www_authenticate;
 
 pub use error::{Error, LogoutReason};

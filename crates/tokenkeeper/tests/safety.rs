@@ -1088,3 +1088,55 @@ async fn a_refresher_without_login_obtains_the_first_token_once() {
     assert_eq!(grant.calls.load(SeqCst), 1);
     assert!(session.status().borrow().is_signed_in());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. Text from a server is escaped, and never echoes a token we hold.
+
+/// A refresh endpoint that echoes our refresh token as its rejection body: the token never
+/// reaches the event, the logout reason or the caller's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_echoing_our_token_cannot_make_us_repeat_it() {
+    let server = Server::start().await;
+    server.answer(RefreshAnswer::Fixed {
+        status: 401,
+        headers: vec![],
+        body: "a-refresh",
+    });
+    let session = builder(&server).build().unwrap();
+    let client = client(&session);
+    session.sign_in(server.login("a")).await.unwrap();
+    let mut events = session.events();
+    server.expire("a-access");
+    let outcome = status_of(&client, server.url("/api/items/1")).await;
+    let error = outcome.unwrap_err();
+    let seen = format!(
+        "{error} {:?} {:?}",
+        drain(&mut events),
+        session.signed_out().await
+    );
+    assert!(seen.contains("RefreshRejected"), "{seen}");
+    assert!(seen.contains("[REDACTED]"), "{seen}");
+    assert!(!seen.contains("a-refresh"), "{seen}");
+}
+
+/// A `token_type` with a newline and an ANSI escape is escaped in the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_text_is_escaped_before_it_reaches_an_error() {
+    let server = Server::start().await;
+    server.answer(RefreshAnswer::Fixed {
+        status: 200,
+        headers: vec![("content-type", "application/json")],
+        body: r#"{"access_token":"x1","token_type":"Mac\n\u001b[31mforged log line"}"#,
+    });
+    let session = Session::builder()
+        .refresher(refresh::OAuth2::new(&server.url("/refresh")).unwrap())
+        .attach_to([server.base.as_str()])
+        .mode(RefreshMode::Reactive)
+        .build()
+        .unwrap();
+    let credential = session.sign_in(server.login("a")).await.unwrap();
+    let error = session.token_rejected(&credential).await.unwrap_err();
+    let text = format!("{error}");
+    assert!(text.contains("token_type"), "{text}");
+    assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text:?}");
+}

@@ -117,6 +117,26 @@ impl RefreshError {
         )
     }
 
+    /// The same failure with every text made safe: `tokens`' secrets replaced, control
+    /// characters escaped, length bounded. The session applies it to every refresher's error
+    /// (built-in or not) before the error reaches an event, a log line or a caller.
+    pub(crate) fn redacted(self, tokens: &TokenSet) -> Self {
+        let safe = |text: String| crate::untrusted::redact(&text, tokens);
+        match self {
+            RefreshError::Rejected(reason) => RefreshError::Rejected(safe(reason)),
+            RefreshError::InvalidResponse(reason) => RefreshError::InvalidResponse(safe(reason)),
+            RefreshError::Inconclusive(reason) => RefreshError::Inconclusive(safe(reason)),
+            RefreshError::Transient {
+                reason,
+                retry_after,
+            } => RefreshError::Transient {
+                reason: safe(reason),
+                retry_after,
+            },
+            RefreshError::NoRefreshToken => RefreshError::NoRefreshToken,
+        }
+    }
+
     /// The server's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

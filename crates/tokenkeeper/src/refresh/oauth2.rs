@@ -118,7 +118,8 @@ impl Refresher for OAuth2 {
             && !kind.eq_ignore_ascii_case("bearer")
         {
             return Err(RefreshError::InvalidResponse(format!(
-                "token_type `{kind}` is not Bearer"
+                "token_type `{}` is not Bearer",
+                crate::untrusted::escape(kind)
             )));
         }
         TokenSet::from_json(&json).map_err(|e| RefreshError::InvalidResponse(e.to_string()))

@@ -328,21 +328,23 @@ impl Inner {
             }
             Counters::bump(&self.counters.refresh_attempts);
             let limit = self.limits.attempt_timeout.min(remaining);
-            let (error, lost_answer) =
-                match tokio::time::timeout(limit, self.refresher.refresh(tokens)).await {
-                    Ok(Ok(tokens)) => return Ok(tokens),
-                    Ok(Err(error @ RefreshError::Inconclusive(_))) => {
-                        return Err(RefreshFailure::Other(Failure::Inconclusive(error)));
-                    }
-                    Ok(Err(error)) if error.is_terminal() => {
-                        return Err(RefreshFailure::Refused(error));
-                    }
-                    Ok(Err(error)) => (error, false),
-                    Err(_) => (
-                        RefreshError::transient(format!("no answer within {limit:?}")),
-                        true,
-                    ),
-                };
+            let called = tokio::time::timeout(limit, self.refresher.refresh(tokens)).await;
+            // Whatever the refresher says goes to events, logs and callers: made safe first.
+            let called = called.map(|result| result.map_err(|error| error.redacted(tokens)));
+            let (error, lost_answer) = match called {
+                Ok(Ok(tokens)) => return Ok(tokens),
+                Ok(Err(error @ RefreshError::Inconclusive(_))) => {
+                    return Err(RefreshFailure::Other(Failure::Inconclusive(error)));
+                }
+                Ok(Err(error)) if error.is_terminal() => {
+                    return Err(RefreshFailure::Refused(error));
+                }
+                Ok(Err(error)) => (error, false),
+                Err(_) => (
+                    RefreshError::transient(format!("no answer within {limit:?}")),
+                    true,
+                ),
+            };
             Counters::bump(&self.counters.transient_failures);
             tracing::warn!(%error, attempt, "refresh failed transiently; tokens kept");
             self.emit(Event::RefreshFailed {
