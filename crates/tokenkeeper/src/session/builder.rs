@@ -167,9 +167,11 @@ impl SessionBuilder {
         self
     }
 
-    /// After this many distinct routes (method and path) refused the token right after a
-    /// refresh, with no accepted response in between, the token is refused everywhere and the
-    /// session ends (default 3). Refusals from one route never end the session on their own.
+    /// After this many refreshed tokens in a row were refused on the retry of a request (with no
+    /// accepted response in between), the token is refused everywhere and the session ends
+    /// (default 3). Each refreshed token counts once however many requests carried it, and a
+    /// route that already refused a fresh token is not asked again, so refusals from one route
+    /// never end the session on their own.
     pub fn max_unauthorized_after_refresh(mut self, count: u32) -> Self {
         self.limits.max_unauthorized_after_refresh = count.max(1);
         self

@@ -522,11 +522,16 @@ impl Session {
     /// with. Refreshes only if `credential` is still current; if a newer one of the same login
     /// exists (the refusal arrived late) it is returned at once.
     ///
-    /// A credential of another login gets [`Error::LoginChanged`]: do not retry, hand the
-    /// refusal to its caller. One whose login ended gets [`Error::SessionExpired`].
+    /// A newer credential that is itself past its deadline (nobody refreshed it while the
+    /// request was out) is refreshed first. A credential of another login gets
+    /// [`Error::LoginChanged`]: do not retry, hand the refusal to its caller. One whose login
+    /// ended gets [`Error::SessionExpired`].
     pub async fn token_rejected(&self, credential: &Credential) -> Result<Arc<Credential>, Error> {
         match self.inner.standing(credential) {
             Standing::Current => self.inner.refresh_from(credential).await,
+            Standing::Stale(current) if current.is_expired() => {
+                self.inner.refresh_from(&current).await
+            }
             Standing::Stale(current) => {
                 Counters::bump(&self.inner.counters.stale_retries);
                 Ok(current)

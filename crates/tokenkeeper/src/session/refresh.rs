@@ -112,12 +112,29 @@ impl Inner {
             return (Err(Failure::Superseded), None);
         }
         let mut base = from.map_or(FROM_NOTHING, |from| from.store_generation);
+        // A newer stored pair that is too old to hand out: its refresh token is the live one
+        // (ours was rotated by whoever wrote it), so it is what the refresher presents.
+        let mut stale_newer: Option<TokenSet> = None;
         match self.bounded("load", self.store.load()).await {
             Ok(Some(stored)) if from.is_none_or(|from| is_newer(&stored, from)) => {
-                match self.adopt(stored, from) {
-                    Ok(Some(credential)) => return (Ok(Obtained::Adopted(credential)), None),
-                    Ok(None) => tracing::warn!("stored tokens are unusable; refreshing instead"),
-                    Err(error) => return (Err(Failure::Store(error)), None),
+                if self.schedule(&stored.tokens).is_past_hard(Instant::now()) {
+                    // Written longer ago than its lifetime (the writer or this process was
+                    // descheduled, a save stalled): adopting it would hand every waiter a
+                    // token the server already refuses.
+                    tracing::debug!(
+                        generation = stored.generation,
+                        "the stored tokens are past their deadline; refreshing them"
+                    );
+                    base = base.max(stored.generation);
+                    stale_newer = Some(stored.tokens);
+                } else {
+                    match self.adopt(stored, from) {
+                        Ok(Some(credential)) => return (Ok(Obtained::Adopted(credential)), None),
+                        Ok(None) => {
+                            tracing::warn!("stored tokens are unusable; refreshing instead")
+                        }
+                        Err(error) => return (Err(Failure::Store(error)), None),
+                    }
                 }
             }
             Ok(Some(stored)) => base = base.max(stored.generation),
@@ -134,9 +151,10 @@ impl Inner {
         }
 
         let placeholder;
-        let current = match from {
-            Some(from) => from.tokens(),
-            None => {
+        let current = match (&stale_newer, from) {
+            (Some(stored), _) => stored,
+            (None, Some(from)) => from.tokens(),
+            (None, None) => {
                 placeholder = TokenSet::new("");
                 &placeholder
             }

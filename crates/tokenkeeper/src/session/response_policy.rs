@@ -12,7 +12,11 @@
 //!    that route's answer: delivered, nothing refreshed, nothing counted (§3.8).
 //! 5. Otherwise one refresh decides: refresh (once for everyone) and retry once. An "invalid"
 //!    verdict ends the session at once only under [`InvalidTokenPolicy::EndSession`].
-//! 6. A retry that is refused too marks its route; refusals that span routes end the session.
+//! 6. A retry that is refused too marks its route; refusals that span routes and refreshed
+//!    tokens end the session.
+//!
+//! A retry never goes out with a token already past its deadline (a stall longer than the
+//! token's lifetime): that token is refreshed first.
 
 use super::builder::InvalidTokenPolicy;
 use super::routes::RouteKey;
@@ -65,10 +69,16 @@ impl Session {
                 AfterResponse::Deliver
             }
             Standing::Ended(reason) => AfterResponse::Fail(Error::SessionExpired(reason)),
-            Standing::Stale(current) => {
+            Standing::Stale(current) if !current.is_expired() => {
                 Counters::bump(&inner.counters.stale_retries);
                 self.retry_with(current, replayable)
             }
+            Standing::Stale(current) => match inner.refresh_from(&current).await {
+                // Nobody refreshed the newer token while this request was out: do it first.
+                Err(error) => AfterResponse::Fail(error),
+                Ok(fresh) if fresh.login() != credential.login() => AfterResponse::Deliver,
+                Ok(fresh) => self.retry_with(fresh, replayable),
+            },
             Standing::Current => {
                 if inner.routes.is_broken(route(), credential.generation()) {
                     Counters::bump(&inner.counters.route_refusals);

@@ -5,9 +5,12 @@
 //! a broken endpoint). Later refusals from that route with a token at least that fresh go back
 //! to the caller without another refresh and do not count toward ending the session.
 //!
-//! The session ends on refusals only when they span routes: `limit` distinct routes refused
-//! right after a refresh with no accepted response in between means the token is refused
-//! everywhere. Concurrent refusals of one route count once.
+//! The session ends on refusals only when they span routes and refreshes: `limit` refreshed
+//! tokens in a row (no accepted response in between) each refused on a route that had not
+//! refused before means the token is refused everywhere. Concurrent refusals count once: of one
+//! route, and of one refreshed token (a stall longer than the token's lifetime makes every
+//! request that waited for the refresh retry with an already expired token; that is one
+//! observation, not one per request).
 //!
 //! Memory is bounded: at most [`MAX_ROUTES`] broken routes are remembered; past that the one
 //! marked broken under the oldest generation is forgotten (it gets one more refresh-and-retry).
@@ -42,8 +45,8 @@ impl RouteKey {
 struct Ledger {
     /// Route → the generation whose retry it refused.
     broken: HashMap<RouteKey, u64>,
-    /// Routes refused right after a refresh since the last accepted response.
-    refused_since_accept: Vec<RouteKey>,
+    /// Refreshed tokens (generations) refused since the last accepted response.
+    refused_since_accept: Vec<u64>,
 }
 
 /// The per-route accounting of one session.
@@ -76,8 +79,8 @@ impl Routes {
             .is_some_and(|&broken_at| generation >= broken_at)
     }
 
-    /// `route` refused `generation`, a token fresh from a refresh. Returns how many distinct
-    /// routes did so since the last accepted response.
+    /// `route` refused `generation`, a token fresh from a refresh. Returns how many refreshed
+    /// tokens were refused since the last accepted response.
     pub(crate) fn refused_after_refresh(&self, route: RouteKey, generation: u64) -> usize {
         let mut ledger = self.ledger();
         if ledger.broken.len() >= MAX_ROUTES && !ledger.broken.contains_key(&route) {
@@ -92,8 +95,10 @@ impl Routes {
         }
         let entry = ledger.broken.entry(route).or_insert(generation);
         *entry = (*entry).min(generation);
-        if !ledger.refused_since_accept.contains(&route) {
-            ledger.refused_since_accept.push(route);
+        if !ledger.refused_since_accept.contains(&generation)
+            && ledger.refused_since_accept.len() < MAX_ROUTES
+        {
+            ledger.refused_since_accept.push(generation);
         }
         self.tracking.store(true, Relaxed);
         ledger.refused_since_accept.len()
@@ -149,19 +154,23 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_refusals_of_one_route_count_once() {
+    fn concurrent_refusals_count_once() {
         let routes = Routes::default();
         for _ in 0..10 {
             assert_eq!(routes.refused_after_refresh(route("/a"), 5), 1);
         }
-        assert_eq!(routes.refused_after_refresh(route("/b"), 5), 2);
+        // Requests that waited for one refresh and were all refused: one observation.
+        for path in ["/b", "/c", "/d"] {
+            assert_eq!(routes.refused_after_refresh(route(path), 5), 1);
+        }
+        assert_eq!(routes.refused_after_refresh(route("/e"), 6), 2);
     }
 
     #[test]
     fn an_accepted_response_resets_the_span_and_heals_its_route() {
         let routes = Routes::default();
         routes.refused_after_refresh(route("/a"), 5);
-        routes.refused_after_refresh(route("/b"), 5);
+        routes.refused_after_refresh(route("/b"), 6);
         routes.accepted(route("/c"));
         assert_eq!(routes.refused_after_refresh(route("/d"), 6), 1);
         assert!(routes.is_broken(route("/a"), 6));
