@@ -25,9 +25,10 @@ decides how the protected API words its 401s for it.
           RefreshTokenExpiredError. API 401s: {\"message\":\"TokenExpiredError\"} or
           JsonWebTokenError.
   header  POST /api/refresh-token with Authorization-refresh: Bearer <refresh>;
-          new tokens come back in the Authorization and Authorization-refresh
-          response headers. Rejection: 401 text InvalidRefreshToken. API 401s:
-          text ExpiredToken or InvalidToken.
+          new tokens come back raw in the Authorization and
+          Authorization-refresh response headers (Bearer-prefixed with
+          --header-bearer-prefix). Rejection: 401 text InvalidRefreshToken.
+          API 401s: text ExpiredToken or InvalidToken.
   cookie  POST /v3/jwt/reissue with the HttpOnly tk_refresh cookie set by
           /login; answers {\"accessToken\"} and a rotated cookie. Rejection: 401
           {\"result\":{\"errorCode\":\"INVALID_REFRESH_TOKEN\"}}. API 401s:
@@ -96,6 +97,12 @@ pub struct ServeArgs {
     /// Accepted user, repeatable (default: demo:demo).
     #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user)]
     users: Vec<(String, String)>,
+
+    /// Header contract: send the new tokens as `Bearer <token>` in the
+    /// Authorization and Authorization-refresh response headers instead of
+    /// raw (the default, as the header-contract article's server does).
+    #[arg(long)]
+    header_bearer_prefix: bool,
 }
 
 /// A humantime duration, or fractional seconds (`1.5s`, `0.25`).
@@ -136,7 +143,8 @@ impl ServeArgs {
                 api: self.api_latency,
             })
             .with_refresh_failure_rate(self.refresh_failure_rate)
-            .with_refresh_hang(self.refresh_hang);
+            .with_refresh_hang(self.refresh_hang)
+            .with_header_bearer_prefix(self.header_bearer_prefix);
         if let Some(secret) = &self.jwt_secret {
             config = config.with_jwt_secret(secret.clone());
         }
@@ -195,7 +203,7 @@ Login (any contract)
 Refresh contracts
   oauth2  POST {base}/oauth2/token     grant_type=password | grant_type=refresh_token (form)
   json    POST {base}/refresh/token    {{\"refreshToken\"}}
-  header  POST {base}/api/refresh-token  Authorization-refresh: Bearer <refresh>
+  header  POST {base}/api/refresh-token  Authorization-refresh: Bearer <refresh>  (tokens back {header_form})
   cookie  POST {base}/v3/jwt/reissue   cookie tk_refresh
 Protected API
   GET  {base}/api/items/{{id}}    POST {base}/api/items    Authorization: Bearer <access>
@@ -217,6 +225,11 @@ Ctrl-C to stop.",
         access = human(args.access_ttl),
         refresh = human(args.refresh_ttl),
         grace = human(args.grace),
+        header_form = if args.header_bearer_prefix {
+            "as `Bearer <token>`"
+        } else {
+            "raw"
+        },
     )
 }
 
@@ -235,6 +248,22 @@ mod tests {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_header_form_flag_reaches_the_config() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser as _;
+        let raw = Cli::try_parse_from(["serve"]).unwrap().serve;
+        assert!(!raw.config().header_bearer_prefix);
+        let prefixed = Cli::try_parse_from(["serve", "--header-bearer-prefix"])
+            .unwrap()
+            .serve;
+        assert!(prefixed.config().header_bearer_prefix);
     }
 
     #[test]

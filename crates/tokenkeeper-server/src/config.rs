@@ -39,7 +39,8 @@ impl Latency {
 ///
 /// `Default` gives a server on `127.0.0.1:0` (any free port) with a 60 s
 /// access token, a 24 h refresh token, no grace period, no latency, no faults,
-/// a random JWT secret and one user `demo`/`demo`.
+/// a random JWT secret, one user `demo`/`demo`, and raw tokens in the header
+/// contract's response headers.
 ///
 /// ```
 /// use std::time::Duration;
@@ -75,6 +76,11 @@ pub struct ServerConfig {
     pub jwt_secret: Option<String>,
     /// Accepted `(username, password)` pairs. Default `[("demo", "demo")]`.
     pub users: Vec<(String, String)>,
+    /// How the header contract returns new tokens in its response headers: `false` (default)
+    /// sends them raw (`Authorization: <access>`), as the header-contract article's server
+    /// does; `true` sends `Authorization: Bearer <access>` (and the same for
+    /// `Authorization-refresh`).
+    pub header_bearer_prefix: bool,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +95,7 @@ impl Default for ServerConfig {
             refresh_hang: false,
             jwt_secret: None,
             users: vec![("demo".to_owned(), "demo".to_owned())],
+            header_bearer_prefix: false,
         }
     }
 }
@@ -110,6 +117,7 @@ impl fmt::Debug for ServerConfig {
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("users", &users)
+            .field("header_bearer_prefix", &self.header_bearer_prefix)
             .finish()
     }
 }
@@ -186,6 +194,12 @@ impl ServerConfig {
     /// Adds one user to the list.
     pub fn with_user(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
         self.users.push((username.into(), password.into()));
+        self
+    }
+
+    /// Sets [`ServerConfig::header_bearer_prefix`].
+    pub fn with_header_bearer_prefix(mut self, prefixed: bool) -> Self {
+        self.header_bearer_prefix = prefixed;
         self
     }
 

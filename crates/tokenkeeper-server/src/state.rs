@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) faults: Faults,
     pub(crate) latency: LiveLatency,
+    /// [`ServerConfig::header_bearer_prefix`].
+    pub(crate) header_bearer_prefix: bool,
     users: Vec<(String, String)>,
     shutdown: watch::Sender<bool>,
 }
@@ -66,6 +68,7 @@ impl AppState {
                 counters: Counters::default(),
                 faults: Faults::new(config.refresh_failure_rate, config.refresh_hang),
                 latency: LiveLatency::new(config.latency),
+                header_bearer_prefix: config.header_bearer_prefix,
                 users: config.users.clone(),
                 shutdown,
             }),

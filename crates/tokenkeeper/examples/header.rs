@@ -4,7 +4,7 @@
 //! `cargo run -p tokenkeeper --example header`
 
 use std::time::Duration;
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 use tokenkeeper::{Error, Session, TokenSet, refresh};
 use tokenkeeper_server::ServerConfig;
 
@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .attach_to([server.base_url()])
         // This API says `ExpiredToken` or `InvalidToken` in its 401 bodies; an invalid token
         // ends the session without a refresh.
-        .classifier(rules::common())
+        .classifier(Classifier::well_known())
         .build()?;
     session.sign_in(TokenSet::from_response(&login)?).await?;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
