@@ -7,6 +7,7 @@ use crate::token::TokenError;
 use http::HeaderMap;
 use reqwest::cookie::{CookieStore, Jar};
 use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use url::Url;
 
@@ -43,7 +44,7 @@ use url::Url;
 /// session.sign_in(tokens).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Cookie {
     endpoint: Endpoint,
     jar: Arc<Jar>,
@@ -51,6 +52,16 @@ pub struct Cookie {
     /// The cookie [`seed_refresh_cookie`](Cookie::seed_refresh_cookie) put in the jar, until the
     /// server sets its own. Shared by clones: they share the jar too.
     seeded: Arc<Mutex<Option<Seeded>>>,
+}
+
+impl fmt::Debug for Cookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the jar: its `Debug` prints every cookie's value, the refresh token included.
+        f.debug_struct("Cookie")
+            .field("url", &self.endpoint.url.as_str())
+            .field("access_at", &self.access_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why signing in through the strategy's jar, or seeding it, failed. Never carries a token.
@@ -182,16 +193,15 @@ impl Cookie {
     /// Puts a refresh token you already hold in the jar, as the cookie `name` that the server
     /// expects, scoped for the refresh endpoint:
     ///
-    /// - host-only for the endpoint's host (no `Domain`),
-    /// - `Path` = the endpoint's directory (`/v3/jwt` for `/v3/jwt/reissue`), the default path a
-    ///   server's `Set-Cookie` without `Path` gets there,
-    /// - `Secure` when the endpoint is https (not for plain http to loopback, which a `Secure`
-    ///   cookie would not suit in a browser either),
+    /// - host-only for the endpoint's host (no `Domain`): no other host receives it,
+    /// - `Path` = the endpoint's directory (`/v3/jwt` for `/v3/jwt/reissue`, RFC 6265's default
+    ///   path for that URL): the API's other routes do not receive it,
+    /// - `Secure` exactly when the endpoint is https (plain http is allowed only to loopback),
     /// - `HttpOnly`.
     ///
     /// If the server's first rotated `Set-Cookie` for `name` has another scope (say `Path=/`),
     /// the seeded cookie is removed then, so the jar never sends the old token beside the new
-    /// one.
+    /// one. Seed instead of signing in through the jar, not after it.
     ///
     /// ```
     /// let refresher = tokenkeeper::refresh::Cookie::with_empty_jar("https://api.example.com/v3/jwt/reissue")?;
@@ -403,6 +413,17 @@ mod tests {
             cookie_header(plain.jar(), "http://localhost:8080/v3/jwt/reissue").as_deref(),
             Some("rt=r-1")
         );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_jar_contents() {
+        let refresher = Cookie::with_empty_jar(REISSUE).unwrap();
+        refresher
+            .seed_refresh_cookie("rt", "refresh-secret-value")
+            .unwrap();
+        let printed = format!("{refresher:?}");
+        assert!(!printed.contains("refresh-secret-value"), "{printed}");
+        assert!(printed.contains("127.0.0.1"), "{printed}");
     }
 
     #[test]
