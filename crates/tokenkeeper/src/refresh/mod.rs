@@ -14,6 +14,8 @@
 #[cfg(feature = "reqwest")]
 mod cookie;
 #[cfg(feature = "reqwest")]
+mod cookie_syntax;
+#[cfg(feature = "reqwest")]
 mod header;
 #[cfg(feature = "reqwest")]
 mod http;
