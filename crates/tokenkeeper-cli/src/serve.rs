@@ -25,9 +25,10 @@ decides how the protected API words its 401s for it.
           RefreshTokenExpiredError. API 401s: {\"message\":\"TokenExpiredError\"} or
           JsonWebTokenError.
   header  POST /api/refresh-token with Authorization-refresh: Bearer <refresh>;
-          new tokens come back in the Authorization and Authorization-refresh
-          response headers. Rejection: 401 text InvalidRefreshToken. API 401s:
-          text ExpiredToken or InvalidToken.
+          new tokens come back raw in the Authorization and
+          Authorization-refresh response headers (Bearer-prefixed with
+          --header-bearer-prefix). Rejection: 401 text InvalidRefreshToken.
+          API 401s: text ExpiredToken or InvalidToken.
   cookie  POST /v3/jwt/reissue with the HttpOnly tk_refresh cookie set by
           /login; answers {\"accessToken\"} and a rotated cookie. Rejection: 401
           {\"result\":{\"errorCode\":\"INVALID_REFRESH_TOKEN\"}}. API 401s:
@@ -138,6 +139,11 @@ pub struct ServeArgs {
     /// Most connections served at once; more wait until one closes.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_connections: usize,
+    /// Header contract: send the new tokens as `Bearer <token>` in the
+    /// Authorization and Authorization-refresh response headers instead of
+    /// raw (the default, as the header-contract article's server does).
+    #[arg(long)]
+    header_bearer_prefix: bool,
 }
 
 /// A humantime duration, or fractional seconds (`1.5s`, `0.25`).
@@ -182,7 +188,8 @@ impl ServeArgs {
             .with_max_families(self.max_families)
             .with_family_retention(self.family_retention)
             .with_header_read_timeout(self.header_read_timeout)
-            .with_max_connections(self.max_connections);
+            .with_max_connections(self.max_connections)
+            .with_header_bearer_prefix(self.header_bearer_prefix);
         config.allowed_origins = self.allowed_origins.clone();
         config.allowed_hosts = self.allowed_hosts.clone();
         if let Some(secret) = &self.jwt_secret {
@@ -251,7 +258,7 @@ Login (any contract)
 Refresh contracts
   oauth2  POST {base}/oauth2/token     grant_type=password | grant_type=refresh_token (form)
   json    POST {base}/refresh/token    {{\"refreshToken\"}}
-  header  POST {base}/api/refresh-token  Authorization-refresh: Bearer <refresh>
+  header  POST {base}/api/refresh-token  Authorization-refresh: Bearer <refresh>  (tokens back {header_form})
   cookie  POST {base}/v3/jwt/reissue   cookie tk_refresh
 Protected API
   GET  {base}/api/items/{{id}}    POST {base}/api/items    Authorization: Bearer <access>
@@ -277,6 +284,11 @@ Ctrl-C to stop.",
         header_timeout = human(args.header_read_timeout),
         max_families = args.max_families,
         max_connections = args.max_connections,
+        header_form = if args.header_bearer_prefix {
+            "as `Bearer <token>`"
+        } else {
+            "raw"
+        },
     )
 }
 
@@ -295,6 +307,22 @@ mod tests {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_header_form_flag_reaches_the_config() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser as _;
+        let raw = Cli::try_parse_from(["serve"]).unwrap().serve;
+        assert!(!raw.config().header_bearer_prefix);
+        let prefixed = Cli::try_parse_from(["serve", "--header-bearer-prefix"])
+            .unwrap()
+            .serve;
+        assert!(prefixed.config().header_bearer_prefix);
     }
 
     #[test]

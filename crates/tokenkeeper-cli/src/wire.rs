@@ -210,13 +210,21 @@ impl Wire {
 
     fn parse_refreshed(&self, headers: &HeaderMap, body: &[u8]) -> Option<Pair> {
         if self.style == Style::Header {
-            let bearer = |name: &HeaderName| {
-                let value = headers.get(name)?.to_str().ok()?;
-                value.strip_prefix("Bearer ").map(str::to_owned)
+            // The article's client stores the header values as they are (the server sends
+            // them raw); a `Bearer ` prefix, which `serve --header-bearer-prefix` adds, is
+            // dropped so the next call does not send `Bearer Bearer …`.
+            let token = |name: &HeaderName| {
+                let value = headers.get(name)?.to_str().ok()?.trim();
+                let token = match value.split_once(' ') {
+                    Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+                    _ if value.eq_ignore_ascii_case("bearer") => "",
+                    _ => value,
+                };
+                (!token.is_empty()).then(|| token.to_owned())
             };
             return Some(Pair {
-                access: bearer(&AUTHORIZATION)?,
-                refresh: Some(bearer(&AUTHORIZATION_REFRESH)?),
+                access: token(&AUTHORIZATION)?,
+                refresh: Some(token(&AUTHORIZATION_REFRESH)?),
             });
         }
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -249,6 +257,23 @@ mod tests {
         };
         let printed = format!("{pair:?}");
         assert!(!printed.contains("secret"), "{printed}");
+    }
+
+    #[test]
+    fn header_tokens_are_read_raw_or_prefixed() {
+        let wire = Wire::new(Style::Header, "http://127.0.0.1:1").unwrap();
+        for (access, refresh) in [("a-1", "r-1"), ("Bearer a-1", "Bearer r-1")] {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, access.parse().unwrap());
+            headers.insert(AUTHORIZATION_REFRESH, refresh.parse().unwrap());
+            let pair = wire.parse_refreshed(&headers, b"{}").unwrap();
+            assert_eq!(pair.access, "a-1");
+            assert_eq!(pair.refresh.as_deref(), Some("r-1"));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, "Bearer ".parse().unwrap());
+        headers.insert(AUTHORIZATION_REFRESH, "r-1".parse().unwrap());
+        assert!(wire.parse_refreshed(&headers, b"{}").is_none());
     }
 
     #[test]

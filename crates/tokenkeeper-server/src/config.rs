@@ -45,7 +45,8 @@ impl Latency {
 /// access token, a 24 h refresh token, no grace period, no latency, no faults,
 /// a random JWT secret and one user `demo`/`demo`; at most 100,000 sessions, dead ones
 /// forgotten 10 minutes after they died; at most 1,024 connections, each given 10 s to send
-/// a request's headers; no CORS; only loopback `Host` names.
+/// a request's headers; no CORS; only loopback `Host` names; raw tokens in the header
+/// contract's response headers.
 ///
 /// ```
 /// use std::time::Duration;
@@ -108,6 +109,11 @@ pub struct ServerConfig {
     /// Most connections served at once. Further connections wait in the listen backlog
     /// until one closes. Default 1,024.
     pub max_connections: usize,
+    /// How the header contract returns new tokens in its response headers: `false` (default)
+    /// sends them raw (`Authorization: <access>`), as the header-contract article's server
+    /// does; `true` sends `Authorization: Bearer <access>` (and the same for
+    /// `Authorization-refresh`).
+    pub header_bearer_prefix: bool,
 }
 
 impl Default for ServerConfig {
@@ -129,6 +135,7 @@ impl Default for ServerConfig {
             allowed_hosts: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            header_bearer_prefix: false,
         }
     }
 }
@@ -157,6 +164,7 @@ impl fmt::Debug for ServerConfig {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_connections", &self.max_connections)
+            .field("header_bearer_prefix", &self.header_bearer_prefix)
             .finish()
     }
 }
@@ -275,6 +283,12 @@ impl ServerConfig {
     /// Sets [`ServerConfig::max_connections`].
     pub fn with_max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// Sets [`ServerConfig::header_bearer_prefix`].
+    pub fn with_header_bearer_prefix(mut self, prefixed: bool) -> Self {
+        self.header_bearer_prefix = prefixed;
         self
     }
 

@@ -35,7 +35,7 @@ pub(crate) const BROWSER_ROUTES: [&str; 6] = [
 /// | `POST /logout` | revoke a family |
 /// | `POST /oauth2/token` | oauth2: password and refresh_token grants |
 /// | `POST /refresh/token` | json refresh |
-/// | `POST /api/refresh-token` | header refresh |
+/// | `POST /api/refresh-token` | header refresh: new tokens raw in the response headers (`Bearer `-prefixed with [`ServerConfig::header_bearer_prefix`](crate::ServerConfig::header_bearer_prefix)) |
 /// | `POST /v3/jwt/reissue` | cookie refresh |
 /// | `GET /api/items/{id}`, `POST /api/items` | protected API |
 /// | `GET /__stats`, `POST /__reset`, `GET|POST /__faults` | operator endpoints |

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) latency: LiveLatency,
     pub(crate) access: Policy,
+    /// [`ServerConfig::header_bearer_prefix`].
+    pub(crate) header_bearer_prefix: bool,
     users: Vec<(String, String)>,
     shutdown: watch::Sender<bool>,
 }
@@ -75,6 +77,7 @@ impl AppState {
                 faults: Faults::new(config.refresh_failure_rate, config.refresh_hang),
                 latency: LiveLatency::new(config.latency),
                 access: Policy::new(config)?,
+                header_bearer_prefix: config.header_bearer_prefix,
                 users: config.users.clone(),
                 shutdown,
             }),

@@ -1,10 +1,11 @@
 //! The header contract: the refresh token goes in `Authorization-refresh`, new tokens come back
-//! in response headers. Against the reference server, started in-process.
+//! raw in the `Authorization` / `Authorization-refresh` response headers (`refresh::Header`
+//! reads `Bearer `-prefixed values too). Against the reference server, started in-process.
 //!
 //! `cargo run -p tokenkeeper --example header`
 
 use std::time::Duration;
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 use tokenkeeper::{Error, Session, TokenSet, refresh};
 use tokenkeeper_server::ServerConfig;
 
@@ -23,9 +24,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session = Session::builder()
         .refresher(refresh::Header::new(&server.url("/api/refresh-token"))?)
         .attach_to([server.base_url()])
-        // This API says `ExpiredToken` or `InvalidToken` in its 401 bodies; an invalid token
-        // ends the session without a refresh.
-        .classifier(rules::common())
+        // This API says `ExpiredToken` or `InvalidToken` in its 401 bodies
+        // (`rules::plain_text_errors`, part of the well-known set); an invalid token ends the
+        // session without a refresh.
+        .classifier(Classifier::well_known())
         .build()?;
     session.sign_in(TokenSet::from_response(&login)?).await?;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 use tokenkeeper::{NoAuth, RefreshMode, Session, TokenSet, refresh};
 use tokenkeeper_server::ServerConfig;
 use tower::{ServiceBuilder, ServiceExt};
@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session = Session::builder()
         .refresher(refresh::Json::new(&server.url("/refresh/token"))?)
         .attach_to([server.base_url()])
-        .classifier(rules::common())
+        .classifier(Classifier::well_known())
         .mode(RefreshMode::Reactive)
         .build()?;
 

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 use tokenkeeper::layer::grpc_unauthenticated;
 use tokenkeeper::{Proactive, RefreshMode, Session, TokenSet, refresh};
 use tonic::client::GrpcService;
@@ -122,7 +122,7 @@ async fn main() -> Result<(), BoxError> {
     let session = Session::builder()
         .refresher(refresh::Json::new(&server.url("/refresh/token"))?)
         .attach_to([grpc_url.as_str()])
-        .classifier(rules::common().rule(grpc_unauthenticated()))
+        .classifier(Classifier::well_known().rule(grpc_unauthenticated()))
         .mode(RefreshMode::Reactive)
         .build()?;
     session.sign_in(login(&server).await?).await?;

@@ -3,15 +3,34 @@
 //! The default ([`Classifier::default`]) follows RFC 6750: a 401 on a request that carried our
 //! token means "refresh and retry" (`error="invalid_token"` covers both expired and revoked
 //! tokens; one refresh tells them apart), and `insufficient_scope` never triggers a refresh.
+//! It never reads a body.
+//!
 //! [`rules`] adds the conventions APIs use in their bodies; rules are tried in order and the
-//! first that recognises the response decides.
+//! first that recognises the response decides. Which set matches which server:
+//!
+//! | rule set | recognises in a 401 | verdicts | servers that speak it |
+//! |---|---|---|---|
+//! | [`rules::rfc6750_challenge`] | `WWW-Authenticate: Bearer error="invalid_token"` / `"insufficient_scope"` | refresh / accept | OAuth 2.0 resource servers; the reference server's oauth2 contract |
+//! | [`rules::plain_text_errors`] | a body that is one word: `ExpiredToken`, `InvalidToken` (and `TokenExpired`, `InvalidTokenError`, …) | refresh / invalid | the header-contract article's server (`data === "ExpiredToken"`); the reference server's header contract |
+//! | [`rules::jsonwebtoken_errors`] | `{"message":"TokenExpiredError"}`, `{"name":"JsonWebTokenError",…}`, `jwt expired` | refresh / invalid | Express + `jsonwebtoken` servers, the json-contract article's server; the reference server's json contract |
+//! | [`rules::result_error_code`] | `{"result":{"errorCode":"INVALID_TOKEN"}}` / `EXPIRED_TOKEN` | refresh (both) | the react-query article's server (`INVALID_TOKEN` for an expired token, a per-URL counter); the reference server's cookie contract |
+//! | [`rules::well_known`] = [`Classifier::well_known`] | all of the above, RFC 6750 first | | an API whose wording you do not know |
+//! | none ([`Classifier::default`]) | any 401 | refresh | the cookie-reissue and shared-promise articles' servers (every 401 refreshes) |
+//!
+//! "Invalid" ends the session at once, without a refresh call; use it only for APIs that say so
+//! deliberately (the header-contract article's client logs out on `InvalidToken`).
+//! [`rules::status`], [`rules::json_field`], [`rules::body_text`] and [`rules::from_fn`] cover
+//! other wordings; [`rules::grpc_unauthenticated`] covers gRPC.
 //!
 //! ```
 //! use tokenkeeper::classify::{rules, Classifier, Verdict};
 //!
+//! // An API that words its 401s the way the reference server's header contract does, plus a
+//! // custom code of its own.
 //! let classifier = Classifier::default()
-//!     .rule(rules::body_text("InvalidToken", Verdict::Invalid))
-//!     .rule(rules::json_field("/result/errorCode", "INVALID_TOKEN", Verdict::Invalid));
+//!     .rule(rules::rfc6750_challenge())
+//!     .rule(rules::plain_text_errors())
+//!     .rule(rules::json_field("/code", "SESSION_REVOKED", Verdict::Invalid));
 //! # let _ = classifier;
 //! ```
 
@@ -88,6 +107,25 @@ impl fmt::Debug for Classifier {
 }
 
 impl Classifier {
+    /// RFC 6750 plus every built-in body convention: `Classifier::default().rule(rules::well_known())`.
+    /// See the [module docs](self) for what it recognises.
+    ///
+    /// ```
+    /// use tokenkeeper::classify::{Classifier, ResponseView, Verdict};
+    /// use http::{HeaderMap, StatusCode};
+    ///
+    /// let classifier = Classifier::well_known();
+    /// let headers = HeaderMap::new();
+    /// let view = |body: &'static [u8]| ResponseView { status: StatusCode::UNAUTHORIZED, headers: &headers, body };
+    /// assert_eq!(classifier.classify(&view(b"ExpiredToken")), Verdict::Refresh);
+    /// assert_eq!(classifier.classify(&view(b"InvalidToken")), Verdict::Invalid);
+    /// assert_eq!(classifier.classify(&view(br#"{"message":"TokenExpiredError"}"#)), Verdict::Refresh);
+    /// assert_eq!(classifier.classify(&view(br#"{"result":{"errorCode":"INVALID_TOKEN"}}"#)), Verdict::Refresh);
+    /// ```
+    pub fn well_known() -> Self {
+        Self::default().rule(rules::well_known())
+    }
+
     /// Adds a rule, tried after the ones added before it and before the RFC 6750 default.
     pub fn rule(mut self, rule: impl Rule) -> Self {
         self.rules.push(Arc::new(rule));
@@ -142,6 +180,7 @@ pub mod rules {
     use super::{ResponseView, Rule, Verdict};
     use crate::www_authenticate;
     use http::StatusCode;
+    use std::sync::Arc;
 
     /// RFC 6750 §3.1 on `WWW-Authenticate: Bearer error=…`: `insufficient_scope` → accept (a
     /// refresh would not help), `invalid_token` → refresh. `None` when there is no Bearer error.
@@ -314,24 +353,198 @@ pub mod rules {
         }
     }
 
-    /// The rules for the reference server's four contracts (and the APIs they imitate):
-    /// `ExpiredToken`/`InvalidToken` plain bodies, `{"message":"TokenExpiredError"}` /
-    /// `{"message":"JsonWebTokenError"}`, and `{"result":{"errorCode":"EXPIRED_TOKEN"|"INVALID_TOKEN"}}`.
-    /// "Invalid" verdicts end the session without a refresh.
-    pub fn common() -> super::Classifier {
-        super::Classifier::default()
-            .rule(body_text("ExpiredToken", Verdict::Refresh))
-            .rule(body_text("InvalidToken", Verdict::Invalid))
-            .rule(json_field(
-                "/message",
-                "TokenExpiredError",
-                Verdict::Refresh,
-            ))
-            .rule(json_field(
-                "/message",
-                "JsonWebTokenError",
-                Verdict::Invalid,
-            ))
+    /// RFC 6750 §3.1 as a [`Rule`]: what [`rfc6750`] says about a 401's
+    /// `WWW-Authenticate: Bearer error=…` challenge. Put it first so a standard challenge
+    /// outranks any body convention: `insufficient_scope` then never ends or refreshes a
+    /// session, whatever the body says.
+    pub fn rfc6750_challenge() -> Rfc6750Challenge {
+        Rfc6750Challenge
+    }
+
+    /// See [`rfc6750_challenge`].
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Rfc6750Challenge;
+
+    impl Rule for Rfc6750Challenge {
+        fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
+            rfc6750(response)
+        }
+    }
+
+    /// Several rules as one, tried in order; the first that recognises a response decides.
+    /// The built-in sets ([`well_known`], [`plain_text_errors`], [`jsonwebtoken_errors`],
+    /// [`result_error_code`]) are `RuleSet`s; build your own with [`RuleSet::new`].
+    ///
+    /// ```
+    /// use tokenkeeper::classify::{rules, Classifier, Verdict};
+    ///
+    /// let mine = rules::RuleSet::new("my API")
+    ///     .rule(rules::json_field("/code", "TOKEN_EXPIRED", Verdict::Refresh))
+    ///     .rule(rules::json_field("/code", "TOKEN_REVOKED", Verdict::Invalid));
+    /// let classifier = Classifier::default().rule(rules::rfc6750_challenge()).rule(mine);
+    /// # let _ = classifier;
+    /// ```
+    #[derive(Clone)]
+    pub struct RuleSet {
+        name: &'static str,
+        rules: Vec<Arc<dyn Rule>>,
+    }
+
+    impl RuleSet {
+        /// An empty set; `name` shows in `Debug` output.
+        pub fn new(name: &'static str) -> Self {
+            Self {
+                name,
+                rules: Vec::new(),
+            }
+        }
+
+        /// Adds a rule, tried after the ones added before it.
+        pub fn rule(mut self, rule: impl Rule) -> Self {
+            self.rules.push(Arc::new(rule));
+            self
+        }
+
+        /// The name given to [`RuleSet::new`].
+        pub fn name(&self) -> &'static str {
+            self.name
+        }
+    }
+
+    impl std::fmt::Debug for RuleSet {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RuleSet")
+                .field("name", &self.name)
+                .field("rules", &self.rules.len())
+                .finish()
+        }
+    }
+
+    impl Rule for RuleSet {
+        fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
+            self.rules
+                .iter()
+                .filter(|rule| rule.applies_to(response.status))
+                .find_map(|rule| rule.classify(response))
+        }
+
+        fn applies_to(&self, status: StatusCode) -> bool {
+            self.rules.iter().any(|rule| rule.applies_to(status))
+        }
+
+        fn needs_body(&self) -> bool {
+            self.rules.iter().any(|rule| rule.needs_body())
+        }
+    }
+
+    /// Words a plain-text 401 body consists of, and what each means.
+    const PLAIN_TEXT_WORDS: [(&str, Verdict); 6] = [
+        ("ExpiredToken", Verdict::Refresh),
+        ("TokenExpired", Verdict::Refresh),
+        ("TokenExpiredError", Verdict::Refresh),
+        ("InvalidToken", Verdict::Invalid),
+        ("InvalidTokenError", Verdict::Invalid),
+        ("JsonWebTokenError", Verdict::Invalid),
+    ];
+
+    /// A 401 whose whole body (trimmed, also as a JSON string `"…"`) is one word:
+    /// `ExpiredToken`, `TokenExpired` or `TokenExpiredError` → refresh; `InvalidToken`,
+    /// `InvalidTokenError` or `JsonWebTokenError` → the token is invalid, end the session.
+    ///
+    /// This is the header-contract article's server (`data === "ExpiredToken"` /
+    /// `data === "InvalidToken"`, and its client logs out on `InvalidToken`), and the reference
+    /// server's header contract.
+    ///
+    /// ```
+    /// use tokenkeeper::classify::{rules, Classifier};
+    ///
+    /// let classifier = Classifier::default().rule(rules::plain_text_errors());
+    /// # let _ = classifier;
+    /// ```
+    pub fn plain_text_errors() -> RuleSet {
+        PLAIN_TEXT_WORDS.iter().fold(
+            RuleSet::new("plain_text_errors"),
+            |set, &(word, verdict)| set.rule(PlainWord { word, verdict }),
+        )
+    }
+
+    /// One word as the whole body, bare or as a JSON string.
+    #[derive(Debug, Clone)]
+    struct PlainWord {
+        word: &'static str,
+        verdict: Verdict,
+    }
+
+    impl Rule for PlainWord {
+        fn classify(&self, response: &ResponseView<'_>) -> Option<Verdict> {
+            let body = response.body.trim_ascii();
+            // A server that answers with a JSON string (`"ExpiredToken"`) means the same word;
+            // the articles' axios clients compare the parsed value.
+            let body = body
+                .strip_prefix(b"\"")
+                .and_then(|rest| rest.strip_suffix(b"\""))
+                .unwrap_or(body);
+            (body == self.word.as_bytes()).then_some(self.verdict)
+        }
+        fn needs_body(&self) -> bool {
+            true
+        }
+    }
+
+    /// Where Node servers put a `jsonwebtoken` error's name or message in a JSON body.
+    const JWT_ERROR_FIELDS: [&str; 3] = ["/message", "/name", "/error"];
+
+    /// The error names (and the expiry message) of Node's `jsonwebtoken` library, in a JSON
+    /// 401 body's `message`, `name` or `error` field: `TokenExpiredError` or `jwt expired` →
+    /// refresh; `JsonWebTokenError` or `InvalidTokenError` → the token is invalid, end the
+    /// session.
+    ///
+    /// This is the json-contract article's Express server (`{"message":"TokenExpiredError"}`),
+    /// servers that send the library's error object as it is
+    /// (`{"name":"TokenExpiredError","message":"jwt expired",…}`), and the reference server's
+    /// json contract.
+    ///
+    /// ```
+    /// use tokenkeeper::classify::{rules, Classifier};
+    ///
+    /// let classifier = Classifier::default().rule(rules::jsonwebtoken_errors());
+    /// # let _ = classifier;
+    /// ```
+    pub fn jsonwebtoken_errors() -> RuleSet {
+        let meanings = [
+            ("TokenExpiredError", Verdict::Refresh),
+            ("jwt expired", Verdict::Refresh),
+            ("JsonWebTokenError", Verdict::Invalid),
+            ("InvalidTokenError", Verdict::Invalid),
+        ];
+        let mut set = RuleSet::new("jsonwebtoken_errors");
+        for field in JWT_ERROR_FIELDS {
+            for (value, verdict) in meanings {
+                set = set.rule(json_field(field, value, verdict));
+            }
+        }
+        set
+    }
+
+    /// `{"result":{"errorCode":"INVALID_TOKEN"}}` or `EXPIRED_TOKEN` in a 401 body → refresh.
+    ///
+    /// This is the react-query article's server, which answers `INVALID_TOKEN` when the access
+    /// token has merely *expired*: its client keeps going (the next try succeeds once the token
+    /// is refreshed) and sends the user to login only after more than two such answers on one
+    /// URL. So `INVALID_TOKEN` means "refresh and retry" here, and the session's own rule does
+    /// the counting: a refusal that a refresh did not fix is that route's answer, and the
+    /// session ends when the refresh token is rejected. The reference server's cookie contract
+    /// speaks the same codes. For an API whose `INVALID_TOKEN` really means "log out now", add
+    /// `json_field("/result/errorCode", "INVALID_TOKEN", Verdict::Invalid)` before this set.
+    ///
+    /// ```
+    /// use tokenkeeper::classify::{rules, Classifier};
+    ///
+    /// let classifier = Classifier::default().rule(rules::result_error_code());
+    /// # let _ = classifier;
+    /// ```
+    pub fn result_error_code() -> RuleSet {
+        RuleSet::new("result_error_code")
             .rule(json_field(
                 "/result/errorCode",
                 "EXPIRED_TOKEN",
@@ -340,8 +553,24 @@ pub mod rules {
             .rule(json_field(
                 "/result/errorCode",
                 "INVALID_TOKEN",
-                Verdict::Invalid,
+                Verdict::Refresh,
             ))
+    }
+
+    /// Every built-in convention, RFC 6750 first: [`rfc6750_challenge`], then
+    /// [`plain_text_errors`], [`jsonwebtoken_errors`] and [`result_error_code`]. A 401 none of
+    /// them recognises still means "refresh" (the [`Classifier`](super::Classifier) default).
+    ///
+    /// The sets look at different bodies (a bare word, a `message`/`name`/`error` field, a
+    /// `result.errorCode` field), so combining them never changes what one of them decides.
+    /// Use it when you do not know the API's wording, or with
+    /// [`Classifier::well_known`](super::Classifier::well_known).
+    pub fn well_known() -> RuleSet {
+        RuleSet::new("well_known")
+            .rule(rfc6750_challenge())
+            .rule(plain_text_errors())
+            .rule(jsonwebtoken_errors())
+            .rule(result_error_code())
     }
 }
 
@@ -391,33 +620,180 @@ mod tests {
         );
     }
 
-    #[test]
-    fn common_rules_tell_expired_from_invalid() {
+    /// Classifies each body as a 401 without headers and checks the verdict.
+    fn check(classifier: &Classifier, cases: &[(&[u8], Verdict)]) {
         let headers = HeaderMap::new();
-        let classifier = rules::common();
-        let cases: [(&[u8], Verdict); 7] = [
-            (b"ExpiredToken", Verdict::Refresh),
-            (b"InvalidToken\n", Verdict::Invalid),
-            (br#"{"message":"TokenExpiredError"}"#, Verdict::Refresh),
-            (br#"{"message":"JsonWebTokenError"}"#, Verdict::Invalid),
-            (
-                br#"{"result":{"errorCode":"EXPIRED_TOKEN"}}"#,
-                Verdict::Refresh,
-            ),
-            (
-                br#"{"result":{"errorCode":"INVALID_TOKEN"}}"#,
-                Verdict::Invalid,
-            ),
-            (b"\xff\xfe garbage", Verdict::Refresh),
-        ];
         for (body, verdict) in cases {
             assert_eq!(
                 classifier.classify(&view(401, &headers, body)),
+                *verdict,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn plain_text_errors_read_one_word_bodies() {
+        let classifier = Classifier::default().rule(rules::plain_text_errors());
+        check(
+            &classifier,
+            &[
+                (b"ExpiredToken", Verdict::Refresh),
+                (b" TokenExpired\r\n", Verdict::Refresh),
+                (b"TokenExpiredError", Verdict::Refresh),
+                (b"\"ExpiredToken\"", Verdict::Refresh),
+                (b"InvalidToken\n", Verdict::Invalid),
+                (b"\"InvalidToken\"", Verdict::Invalid),
+                (b"InvalidTokenError", Verdict::Invalid),
+                (b"JsonWebTokenError", Verdict::Invalid),
+                // Not the whole body, another case, or unrelated: the RFC 6750 default.
+                (b"InvalidToken: signature", Verdict::Refresh),
+                (b"invalidtoken", Verdict::Refresh),
+                (b"\"InvalidToken", Verdict::Refresh),
+                (br#"{"message":"InvalidToken"}"#, Verdict::Refresh),
+            ],
+        );
+        assert!(classifier.needs_body(StatusCode::UNAUTHORIZED));
+        assert!(!classifier.needs_body(StatusCode::FORBIDDEN));
+    }
+
+    #[test]
+    fn jsonwebtoken_errors_read_message_name_and_error() {
+        let classifier = Classifier::default().rule(rules::jsonwebtoken_errors());
+        check(
+            &classifier,
+            &[
+                (br#"{"message":"TokenExpiredError"}"#, Verdict::Refresh),
+                (
+                    br#"{"name":"TokenExpiredError","message":"jwt expired","expiredAt":"2024-01-01T00:00:00.000Z"}"#,
+                    Verdict::Refresh,
+                ),
+                (br#"{"error":"TokenExpiredError"}"#, Verdict::Refresh),
+                (br#"{"message":"jwt expired"}"#, Verdict::Refresh),
+                (br#"{"message":"JsonWebTokenError"}"#, Verdict::Invalid),
+                (
+                    br#"{"name":"JsonWebTokenError","message":"invalid signature"}"#,
+                    Verdict::Invalid,
+                ),
+                (br#"{"message":"InvalidTokenError"}"#, Verdict::Invalid),
+                (br#"{"error":"InvalidTokenError"}"#, Verdict::Invalid),
+                // Other fields, other values, other shapes: the RFC 6750 default.
+                (br#"{"detail":"JsonWebTokenError"}"#, Verdict::Refresh),
+                (br#"{"message":"jwt malformed"}"#, Verdict::Refresh),
+                (br#"{"message":["JsonWebTokenError"]}"#, Verdict::Refresh),
+                (b"JsonWebTokenError is not JSON", Verdict::Refresh),
+            ],
+        );
+        assert!(classifier.needs_body(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
+    fn result_error_code_refreshes_on_invalid_and_expired_token() {
+        let classifier = Classifier::default().rule(rules::result_error_code());
+        check(
+            &classifier,
+            &[
+                (
+                    br#"{"result":{"errorCode":"INVALID_TOKEN"}}"#,
+                    Verdict::Refresh,
+                ),
+                (
+                    br#"{"result":{"errorCode":"EXPIRED_TOKEN","message":"x"}}"#,
+                    Verdict::Refresh,
+                ),
+                (
+                    br#"{"result":{"errorCode":"INVALID_REFRESH_TOKEN"}}"#,
+                    Verdict::Refresh,
+                ),
+                (br#"{"errorCode":"INVALID_TOKEN"}"#, Verdict::Refresh),
+            ],
+        );
+        // It refreshes, so it can be told apart from the default only by what it lets an
+        // earlier rule decide: an override placed before it wins.
+        let strict = Classifier::default()
+            .rule(rules::json_field(
+                "/result/errorCode",
+                "INVALID_TOKEN",
+                Verdict::Invalid,
+            ))
+            .rule(rules::result_error_code());
+        check(
+            &strict,
+            &[
+                (
+                    br#"{"result":{"errorCode":"INVALID_TOKEN"}}"#,
+                    Verdict::Invalid,
+                ),
+                (
+                    br#"{"result":{"errorCode":"EXPIRED_TOKEN"}}"#,
+                    Verdict::Refresh,
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_rfc6750_challenge_rule_accepts_insufficient_scope() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer error="insufficient_scope""#),
+        );
+        let rule = rules::rfc6750_challenge();
+        assert_eq!(
+            rule.classify(&view(401, &headers, b"")),
+            Some(Verdict::Accept)
+        );
+        assert_eq!(rule.classify(&view(401, &HeaderMap::new(), b"")), None);
+        assert!(!rule.needs_body());
+    }
+
+    #[test]
+    fn well_known_puts_rfc6750_first() {
+        let classifier = Classifier::well_known();
+        check(
+            &classifier,
+            &[
+                (b"ExpiredToken", Verdict::Refresh),
+                (b"InvalidToken\n", Verdict::Invalid),
+                (br#"{"message":"TokenExpiredError"}"#, Verdict::Refresh),
+                (br#"{"message":"JsonWebTokenError"}"#, Verdict::Invalid),
+                (
+                    br#"{"result":{"errorCode":"EXPIRED_TOKEN"}}"#,
+                    Verdict::Refresh,
+                ),
+                (
+                    br#"{"result":{"errorCode":"INVALID_TOKEN"}}"#,
+                    Verdict::Refresh,
+                ),
+                (b"\xff\xfe garbage", Verdict::Refresh),
+            ],
+        );
+        // A standard challenge outranks the body: `insufficient_scope` with a body that
+        // would end the session is accepted, `invalid_token` with one is refreshed.
+        for (challenge, verdict) in [
+            (r#"Bearer error="insufficient_scope""#, Verdict::Accept),
+            (r#"Bearer error="invalid_token""#, Verdict::Refresh),
+            (r#"Bearer realm="api""#, Verdict::Invalid),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+            assert_eq!(
+                classifier.classify(&view(401, &headers, b"InvalidToken")),
                 verdict,
-                "{body:?}"
+                "{challenge}"
             );
         }
         assert!(classifier.needs_body(StatusCode::UNAUTHORIZED));
+        assert!(!classifier.is_candidate(StatusCode::FORBIDDEN));
+        assert_eq!(
+            format!("{:?}", rules::well_known()),
+            "RuleSet { name: \"well_known\", rules: 4 }"
+        );
     }
 
     #[test]
@@ -465,7 +841,7 @@ mod tests {
             if let Ok(value) = HeaderValue::from_str(&www_authenticate) {
                 headers.insert(http::header::WWW_AUTHENTICATE, value);
             }
-            let classifier = rules::common();
+            let classifier = Classifier::well_known();
             let verdict = classifier.classify(&view(status, &headers, &body));
             // Only a 401 can ask for a refresh under the built-in rules.
             proptest::prop_assert!(verdict != Verdict::Refresh || status == 401);

@@ -58,7 +58,7 @@ impl Middleware for AuthMiddleware {
         let origin = OriginKey::of(request.url());
         let credential = session.credential().await.map_err(fail)?;
         let already_retried = extensions.get::<Retried>().is_some();
-        // A standard method clones without allocating; the route is only hashed on a refusal.
+        // A standard method clones without allocating.
         let method = request.method().clone();
         // Cloning costs a refcount for buffered bodies; streams cannot be cloned (`None`).
         let replay = if already_retried {
@@ -66,11 +66,23 @@ impl Middleware for AuthMiddleware {
         } else {
             request.try_clone()
         };
+        // The route (method and path) for the per-route accounting of refusals: read from the
+        // replay copy, and only on a refusal. Without a copy (a stream) it is hashed now. Not
+        // from the response: a response rebuilt after its body was read has no URL.
+        let unreplayable_route = replay
+            .is_none()
+            .then(|| RouteKey::new(&method, request.url().path()));
+        let route_of = |replay: &Option<Request>| match (unreplayable_route, replay) {
+            (Some(route), _) => route,
+            (None, Some(copy)) => RouteKey::new(&method, copy.url().path()),
+            // Not reached: without a copy the route was hashed up front.
+            (None, None) => RouteKey::new(&method, ""),
+        };
         attach(&mut request, &credential);
 
         let response = next.clone().run(request, extensions).await?;
         let (verdict, response) = self.classify(response, &origin).await;
-        let route = || RouteKey::new(&method, response.url().path());
+        let route = || route_of(&replay);
         let fresh = match session
             .after_response(
                 &credential,
@@ -90,9 +102,10 @@ impl Middleware for AuthMiddleware {
         };
         extensions.insert(Retried);
         attach(&mut retry, &fresh);
+        let route = RouteKey::new(&method, retry.url().path());
         let response = next.run(retry, extensions).await?;
         let (verdict, response) = self.classify(response, &origin).await;
-        let route = || RouteKey::new(&method, response.url().path());
+        let route = || route;
         session
             .after_retry(&fresh, verdict, route)
             .await

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tokenkeeper::RefreshMode;
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 
 /// 1,000 concurrent requests meet an expired token: exactly one refresh, 1,000 successes,
 /// no reuse detection.
 async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
     let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
     let (session, client) = session(&server, contract, |b| {
-        b.mode(mode).classifier(rules::common())
+        b.mode(mode).classifier(Classifier::well_known())
     })
     .await;
     // Only the first token expires during the test: however slow the machine, the burst
@@ -50,7 +50,8 @@ async fn late_401s_do_not_refresh_again(contract: Contract) {
     let server = late_401_server().await;
     let run_for = LATE_RUN;
     let (session, client) = session(&server, contract, |b| {
-        b.mode(RefreshMode::Reactive).classifier(rules::common())
+        b.mode(RefreshMode::Reactive)
+            .classifier(Classifier::well_known())
     })
     .await;
     let before = server.stats();

@@ -8,7 +8,7 @@ use common::*;
 use secrecy::ExposeSecret;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 use tokenkeeper::store::{MemoryStore, TokenStore};
 use tokenkeeper::{Error, RefreshMode, Session, TokenSet};
 
@@ -52,7 +52,7 @@ async fn tokens_never_reach_logs_debug_or_errors() {
     let session = Session::builder()
         .refresher_arc(refresher)
         .attach_to([server.base_url()])
-        .classifier(rules::common())
+        .classifier(Classifier::well_known())
         .invalid_token_policy(tokenkeeper::InvalidTokenPolicy::EndSession)
         .mode(RefreshMode::Reactive)
         .store(Arc::clone(&store))

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::convert::Infallible;
 use std::time::Duration;
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 use tokenkeeper::layer::grpc_unauthenticated;
 use tokenkeeper::{Error, Event, Proactive, RefreshMode, Session, SessionBuilder};
 use tonic::client::GrpcService;
@@ -207,7 +207,7 @@ async fn setup(
     let builder = Session::builder()
         .refresher_arc(refresher)
         .attach_to([grpc.as_str()])
-        .classifier(rules::common().rule(grpc_unauthenticated()));
+        .classifier(Classifier::well_known().rule(grpc_unauthenticated()));
     let session = configure(builder).build().unwrap();
     session.sign_in(tokens).await.unwrap();
     (reference, grpc, session)

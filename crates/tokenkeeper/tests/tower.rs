@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 use tokenkeeper::layer::{AuthError, AuthService, ResponseBody};
 use tokenkeeper::{Error, LogoutReason, NoAuth, RefreshMode, Session, SessionBuilder, TokenSet};
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -80,7 +80,7 @@ async fn get(api: &Api, url: &str) -> Result<(u16, Bytes), Failure> {
 async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
     let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
     let (session, api) = tower_session(&server, contract, |b| {
-        b.mode(mode).classifier(rules::common())
+        b.mode(mode).classifier(Classifier::well_known())
     })
     .await;
     // Only the first token expires during the test, however slow the machine.
@@ -123,7 +123,8 @@ async fn late_401s_do_not_refresh_again(contract: Contract) {
     let server = late_401_server().await;
     let run_for = LATE_RUN;
     let (session, api) = tower_session(&server, contract, |b| {
-        b.mode(RefreshMode::Reactive).classifier(rules::common())
+        b.mode(RefreshMode::Reactive)
+            .classifier(Classifier::well_known())
     })
     .await;
     let before = server.stats();
@@ -191,7 +192,8 @@ contract_suite! {
 async fn expired_session() -> (ServerHandle, Session, Api<BoxBody<Bytes, Infallible>>) {
     let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
     let (session, api) = tower_session(&server, Contract::Json, |b| {
-        b.mode(RefreshMode::Reactive).classifier(rules::common())
+        b.mode(RefreshMode::Reactive)
+            .classifier(Classifier::well_known())
     })
     .await;
     server.set_access_ttl(LONG_TTL);
@@ -272,7 +274,7 @@ async fn bodies_over_the_replay_limit_are_not_retried() {
         .refresher_arc(refresher)
         .attach_to([server.base_url()])
         .mode(RefreshMode::Reactive)
-        .classifier(rules::common())
+        .classifier(Classifier::well_known())
         .build()
         .unwrap();
     session.sign_in(tokens).await.unwrap();
@@ -475,7 +477,7 @@ async fn an_invalid_token_ends_the_session_without_refreshing() {
     let session = Session::builder()
         .refresher_arc(refresher)
         .attach_to([server.base_url()])
-        .classifier(rules::common())
+        .classifier(Classifier::well_known())
         .invalid_token_policy(tokenkeeper::InvalidTokenPolicy::EndSession)
         .build()
         .unwrap();

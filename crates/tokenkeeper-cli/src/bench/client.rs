@@ -7,7 +7,7 @@ use reqwest::ResponseBuilderExt as _;
 use reqwest_middleware::ClientWithMiddleware;
 use std::sync::Arc;
 use std::time::Duration;
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 use tokenkeeper::{RefreshMode, Session, TokenSet, refresh};
 use tokenkeeper_server::Style;
 use tokio::sync::Semaphore;
@@ -28,7 +28,7 @@ pub async fn signed_in(base_url: &str, mode: RefreshMode) -> anyhow::Result<Sess
     let session = Session::builder()
         .refresher(refresh::Json::new(&wire.refresh_url())?)
         .attach_to([base_url])
-        .classifier(rules::common())
+        .classifier(Classifier::well_known())
         .mode(mode)
         .build()
         .context("configuring the session")?;

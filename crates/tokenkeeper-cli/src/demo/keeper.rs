@@ -6,7 +6,7 @@ use crate::wire::Wire;
 use anyhow::Context;
 use reqwest_middleware::ClientWithMiddleware;
 use std::sync::Arc;
-use tokenkeeper::classify::rules;
+use tokenkeeper::classify::Classifier;
 use tokenkeeper::refresh::{self, Refresher};
 use tokenkeeper::{RefreshMode, Session, SessionStats, TokenSet};
 use tokenkeeper_server::Style;
@@ -26,7 +26,7 @@ impl Keeper {
         let session = Session::builder()
             .refresher(refresher)
             .attach_to([wire.url("")])
-            .classifier(rules::common())
+            .classifier(Classifier::well_known())
             .mode(mode)
             .build()
             .context("configuring the session")?;

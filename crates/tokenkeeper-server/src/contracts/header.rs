@@ -2,7 +2,10 @@
 //! `Authorization-refresh: Bearer <refresh>`.
 //!
 //! Success: `200`, body `{}`, new tokens in the response headers
-//! `Authorization: Bearer <access>` and `Authorization-refresh: Bearer <refresh>`.
+//! `Authorization` and `Authorization-refresh`, **raw** by default
+//! (`Authorization: <access>`), as the header-contract article's server sends
+//! them; `Bearer `-prefixed with
+//! [`ServerConfig::header_bearer_prefix`](crate::ServerConfig::header_bearer_prefix).
 //! Rejection: `401` text/plain `ExpiredRefreshToken` when the refresh token
 //! expired, `InvalidRefreshToken` otherwise (including a missing or
 //! non-bearer header). Injected faults: `503 {"error":"unavailable"}`.
@@ -23,8 +26,14 @@ use crate::tokens::Style;
 pub(crate) const AUTHORIZATION_REFRESH: HeaderName =
     HeaderName::from_static("authorization-refresh");
 
-fn bearer_value(token: &str) -> Option<HeaderValue> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+/// `token` as a response header value: raw, or `Bearer <token>` when `prefixed`.
+fn token_value(token: &str, prefixed: bool) -> Option<HeaderValue> {
+    let mut value = if prefixed {
+        HeaderValue::from_str(&format!("Bearer {token}"))
+    } else {
+        HeaderValue::from_str(token)
+    }
+    .ok()?;
     value.set_sensitive(true);
     Some(value)
 }
@@ -41,9 +50,10 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap) -
         .ok_or(());
     match run_refresh(&state.shared, token, Style::Header).await {
         Refreshed::Issued(pair) => {
+            let prefixed = state.shared.header_bearer_prefix;
             let (Some(access), Some(refresh)) = (
-                bearer_value(&pair.access_token),
-                bearer_value(&pair.refresh_token),
+                token_value(&pair.access_token, prefixed),
+                token_value(&pair.refresh_token, prefixed),
             ) else {
                 // Our tokens are base64url and JWTs: always valid header values.
                 return super::internal();

@@ -212,16 +212,18 @@ pub async fn refresh(
         }
         Style::Header => {
             assert_eq!(reply.json(), json!({}));
-            let bearer = |name: &str| {
-                reply
-                    .header(name)
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .unwrap()
-                    .to_owned()
+            // Raw, as the header-contract article's server sends them (the default).
+            let raw = |name: &str| {
+                let value = reply.header(name).unwrap();
+                assert!(
+                    !value.is_empty() && !value.contains(' '),
+                    "{name} is not a raw token"
+                );
+                value.to_owned()
             };
             Pair {
-                access: bearer("authorization"),
-                refresh: bearer("authorization-refresh"),
+                access: raw("authorization"),
+                refresh: raw("authorization-refresh"),
             }
         }
         Style::Cookie => {

@@ -105,6 +105,47 @@ async fn cookie_full_cycle() {
     full_cycle(Style::Cookie).await;
 }
 
+/// The header contract answers with raw tokens by default and `Bearer <token>` with
+/// `header_bearer_prefix`; the tokens are the same kind either way and rotate.
+#[tokio::test]
+async fn header_tokens_are_raw_by_default_and_prefixed_on_request() {
+    let c = client();
+    for prefixed in [false, true] {
+        let s = server(ServerConfig::default().with_header_bearer_prefix(prefixed)).await;
+        let mut refresh_token = login(&c, &s, Style::Header).await.refresh;
+        for _ in 0..2 {
+            let reply = Reply::read(
+                c.post(s.url("/api/refresh-token"))
+                    .header("authorization-refresh", format!("Bearer {refresh_token}"))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            let token = |name: &str| {
+                let value = reply.header(name).unwrap();
+                let token = if prefixed {
+                    value.strip_prefix("Bearer ").unwrap()
+                } else {
+                    value
+                };
+                assert!(!token.is_empty() && !token.contains(' '), "{name}: {value}");
+                token.to_owned()
+            };
+            let access = token("authorization");
+            assert_eq!(claims(&access)["sty"], "header");
+            assert_ok_item(&get_item(&c, &s, "1", Some(&access)).await, "1");
+            let rotated = token("authorization-refresh");
+            assert_ne!(rotated, refresh_token);
+            refresh_token = rotated;
+        }
+        assert_eq!(s.stats().rotations, 2);
+        assert_eq!(s.stats().reuse_detections, 0);
+        s.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn login_answers_and_sets_the_cookie() {
     let s = server(ServerConfig::default().with_access_ttl(Duration::from_millis(1500))).await;

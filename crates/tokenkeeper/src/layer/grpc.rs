@@ -113,7 +113,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::classify::{Classifier, ResponseView, Verdict, rules};
+    use crate::classify::{Classifier, ResponseView, Verdict};
     use http::{HeaderMap, HeaderValue, StatusCode};
 
     const GRPC_STATUS: &str = "grpc-status";
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn trailers_only_unauthenticated_refreshes_without_reading_the_body() {
-        let classifier = rules::common().rule(grpc_unauthenticated());
+        let classifier = Classifier::well_known().rule(grpc_unauthenticated());
         assert!(classifier.is_candidate(StatusCode::OK));
         assert!(!classifier.needs_body(StatusCode::OK));
         assert_eq!(verdict(&classifier, 200, Some("16")), Verdict::Refresh);

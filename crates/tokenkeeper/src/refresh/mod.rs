@@ -4,8 +4,8 @@
 //! |---|---|
 //! | [`OAuth2`] | RFC 6749 §6: form `grant_type=refresh_token` to the token URL |
 //! | [`Json`] | `POST {"refreshToken": …}` → `{"accessToken", "refreshToken"}` |
-//! | [`Header`] | `Authorization-refresh: Bearer …` → tokens in the response headers |
-//! | [`Cookie`] | refresh token in an HttpOnly cookie → `{"accessToken"}` + `Set-Cookie` |
+//! | [`Header`] | `Authorization-refresh: Bearer …` → tokens in the response headers, raw or `Bearer `-prefixed |
+//! | [`Cookie`] | refresh token in an HttpOnly cookie → `{"accessToken"}` + `Set-Cookie`; sign in through its jar ([`Cookie::login`]) or seed it ([`Cookie::seed_refresh_cookie`]) |
 //! | [`from_fn`] | anything else, as an async closure |
 //!
 //! Strategies send with their own plain `reqwest::Client`, never through the session's
@@ -13,6 +13,8 @@
 
 #[cfg(feature = "reqwest")]
 mod cookie;
+#[cfg(feature = "reqwest")]
+mod cookie_syntax;
 #[cfg(feature = "reqwest")]
 mod header;
 #[cfg(feature = "reqwest")]
@@ -23,7 +25,7 @@ mod json;
 mod oauth2;
 
 #[cfg(feature = "reqwest")]
-pub use cookie::Cookie;
+pub use cookie::{Cookie, CookieError};
 #[cfg(feature = "reqwest")]
 pub use header::Header;
 #[cfg(feature = "reqwest")]

@@ -80,7 +80,8 @@ impl Session {
                 Ok(fresh) => self.retry_with(fresh, replayable),
             },
             Standing::Current => {
-                if inner.routes.is_broken(route(), credential.generation()) {
+                let route = route();
+                if inner.routes.is_broken(route, credential.generation()) {
                     Counters::bump(&inner.counters.route_refusals);
                     return AfterResponse::Deliver;
                 }
@@ -96,7 +97,12 @@ impl Session {
                         Counters::bump(&inner.counters.other_login_refusals);
                         AfterResponse::Deliver
                     }
-                    Ok(fresh) => self.retry_with(fresh, replayable),
+                    Ok(fresh) => {
+                        if replayable {
+                            inner.routes.retrying(route, fresh.generation());
+                        }
+                        self.retry_with(fresh, replayable)
+                    }
                 }
             }
         }

@@ -45,6 +45,11 @@ impl RouteKey {
 struct Ledger {
     /// Route → the generation whose retry it refused.
     broken: HashMap<RouteKey, u64>,
+    /// Route → the fresh generation its retry is carrying right now. Another refusal from that
+    /// route with a token at least as fresh is the same answer the retry is about to get: it
+    /// is delivered instead of starting another refresh. Not evicted: when full, nothing more
+    /// is marked (a burst over thousands of routes must not pay for it).
+    testing: HashMap<RouteKey, u64>,
     /// Refreshed tokens (generations) refused since the last accepted response.
     refused_since_accept: Vec<u64>,
 }
@@ -68,21 +73,31 @@ impl Routes {
         self.tracking.load(Relaxed)
     }
 
-    /// Whether `route` already refused a token at least as fresh as `generation` after a refresh.
+    /// Whether `route` already refused a token at least as fresh as `generation` after a
+    /// refresh, or is being retried with one right now.
     pub(crate) fn is_broken(&self, route: RouteKey, generation: u64) -> bool {
         if !self.is_tracking() {
             return false;
         }
-        self.ledger()
-            .broken
-            .get(&route)
-            .is_some_and(|&broken_at| generation >= broken_at)
+        let ledger = self.ledger();
+        let at_least = |at: Option<&u64>| at.is_some_and(|&at| generation >= at);
+        at_least(ledger.broken.get(&route)) || at_least(ledger.testing.get(&route))
+    }
+
+    /// `route` is about to be retried with `generation`, fresh from a refresh.
+    pub(crate) fn retrying(&self, route: RouteKey, generation: u64) {
+        let mut ledger = self.ledger();
+        if ledger.testing.len() < MAX_ROUTES {
+            ledger.testing.insert(route, generation);
+            self.tracking.store(true, Relaxed);
+        }
     }
 
     /// `route` refused `generation`, a token fresh from a refresh. Returns how many refreshed
     /// tokens were refused since the last accepted response.
     pub(crate) fn refused_after_refresh(&self, route: RouteKey, generation: u64) -> usize {
         let mut ledger = self.ledger();
+        ledger.testing.remove(&route);
         if ledger.broken.len() >= MAX_ROUTES && !ledger.broken.contains_key(&route) {
             let oldest = ledger
                 .broken
@@ -109,8 +124,9 @@ impl Routes {
     pub(crate) fn accepted(&self, route: RouteKey) {
         let mut ledger = self.ledger();
         ledger.broken.remove(&route);
+        ledger.testing.remove(&route);
         ledger.refused_since_accept.clear();
-        if ledger.broken.is_empty() {
+        if ledger.broken.is_empty() && ledger.testing.is_empty() {
             self.tracking.store(false, Relaxed);
         }
     }
@@ -119,6 +135,7 @@ impl Routes {
     pub(crate) fn forget(&self) {
         let mut ledger = self.ledger();
         ledger.broken.clear();
+        ledger.testing.clear();
         ledger.refused_since_accept.clear();
         self.tracking.store(false, Relaxed);
     }
@@ -177,6 +194,20 @@ mod tests {
         routes.accepted(route("/a"));
         assert!(!routes.is_broken(route("/a"), 6));
         routes.forget();
+        assert!(!routes.is_tracking());
+    }
+
+    #[test]
+    fn a_route_being_retried_with_a_fresh_token_is_not_refreshed_again() {
+        let routes = Routes::default();
+        routes.retrying(route("/a"), 6);
+        assert!(
+            routes.is_broken(route("/a"), 6),
+            "the same answer is on its way"
+        );
+        assert!(!routes.is_broken(route("/a"), 5));
+        routes.accepted(route("/a"));
+        assert!(!routes.is_broken(route("/a"), 6), "the retry worked");
         assert!(!routes.is_tracking());
     }
 
