@@ -65,6 +65,8 @@ const clients = [
   keyClient('tk-jwt-rs256', 'client-rs256.pem', 'RS256'),
   keyClient('tk-jwt-es256', 'client-es256.pem', 'ES256'),
   secretClient('tk-burst', 'client_secret_basic'),
+  secretClient('tk-burst-reactive', 'client_secret_basic'),
+  secretClient('tk-wrong', 'client_secret_basic'),
   secretClient('tk-late', 'client_secret_basic'),
   secretClient('tk-revoke', 'client_secret_basic'),
   secretClient('tk-processes', 'client_secret_basic'),
@@ -128,15 +130,12 @@ const provider = new Provider(issuer, {
   },
 });
 
+// The token endpoint's errors say only "grant request is invalid"; the detail tells reuse.
 provider.on('grant.error', (ctx, error) => {
   const id = ctx.oidc?.client?.clientId;
-  if (id && error.error_description === 'refresh token already used') {
+  if (id && error.error_detail === 'refresh token already used') {
     statsFor(id).reuse_detections += 1;
   }
-});
-provider.on('revocation.success', (ctx) => {
-  const id = ctx.oidc?.client?.clientId;
-  if (id) statsFor(id).revocations += 1;
 });
 
 provider.use(async (ctx, next) => {
@@ -161,6 +160,10 @@ provider.use(async (ctx, next) => {
     const grant = ctx.oidc?.params?.grant_type ?? 'unknown';
     const byStatus = (statsFor(id).token_requests[grant] ??= {});
     byStatus[ctx.status] = (byStatus[ctx.status] ?? 0) + 1;
+  }
+  if (ctx.path === '/token/revocation' && ctx.method === 'POST' && ctx.status === 200) {
+    const id = ctx.oidc?.client?.clientId;
+    if (id) statsFor(id).revocations += 1;
   }
 });
 
