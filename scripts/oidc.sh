@@ -4,14 +4,16 @@
 #
 #     eval "$(bash scripts/oidc.sh)"      # exports TOKENKEEPER_OIDC_ISSUER
 #     bash scripts/oidc.sh stop           # shuts down the provider this script started
+#     bash scripts/oidc.sh status         # exit status 0 when a provider answers
 #
 # Idempotent: if TOKENKEEPER_OIDC_ISSUER (or http://127.0.0.1:$TOKENKEEPER_OIDC_PORT, default
 # port 6392) already serves a discovery document for that issuer, it is reused. Otherwise the
 # provider is installed into scripts/oidc/node_modules with `npm ci` from the committed
 # package-lock.json (only when the lock file changed since the last install; nothing else is
 # downloaded) and started in the background, bound to 127.0.0.1 only, with the configuration in
-# scripts/oidc/provider.mjs. Needs Node.js >= 20.19 and npm. Everything but the export line goes
-# to stderr.
+# scripts/oidc/provider.mjs. Needs Node.js and npm (tested with Node 20.20, on which
+# oidc-provider 9 warns "Unsupported runtime": it is supported on Node 22 LTS and later, and works
+# here). Everything but the export line goes to stderr.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -46,6 +48,11 @@ our_pid() {
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'provider.mjs' && echo "$pid"
 }
 
+if [ "${1:-}" = "status" ]; then
+  ping
+  exit
+fi
+
 if [ "${1:-}" = "stop" ]; then
   if pid="$(our_pid)"; then
     kill "$pid"
@@ -76,7 +83,7 @@ case "$issuer" in
 esac
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  say "Node.js (>= 20.19) and npm are required to run the OpenID provider"
+  say "Node.js and npm are required to run the OpenID provider"
   exit 1
 fi
 

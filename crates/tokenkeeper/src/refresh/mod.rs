@@ -20,19 +20,59 @@
 //! and client for machine-to-machine tokens.
 //!
 //! ## Why there is no token-exchange strategy
-//! RFC 8693 token exchange has the shape of a grant (a form to the token endpoint, a token
-//! response), but not the shape of a refresh. Its input is a *subject token* the client holds
-//! from somewhere else (a user's session, a workload identity), and what the exchange may do
-//! depends on that token's own lifecycle: an expired or revoked subject token must be renewed
-//! at its source before the exchange is retried, and a subject that signed out must end the
-//! exchanged session too. A [`Refresher`] sees only the exchanged tokens, so a built-in strategy
-//! would either hide those decisions (guessing which failures are whose) or need a second
-//! session-like interface for the source. The response also differs in ways that matter for
-//! safety: `issued_token_type` is required, and `token_type` may be `N_A` for a token that is
-//! not an access token, which must never be attached as a bearer token. [`from_fn`] covers a
-//! concrete exchange in a few lines, with the subject token taken from wherever the
-//! application keeps it (for example another session's `access_token()`), and the failure
-//! mapping written down where the application can see it.
+//! RFC 8693 token exchange is a grant at the same token endpoint, but it is not a refresh: its
+//! input is a *subject token* that belongs to another lifecycle (a user's session, a workload
+//! identity), and the right reaction to a failure depends on that lifecycle. An expired subject
+//! token must be renewed at its source and the exchange retried; a revoked one must end the
+//! exchanged session too. A [`Refresher`] sees only its own tokens, so a built-in strategy would
+//! need a second, session-like interface for the source and would have to guess whose failure
+//! each error is. The answer differs as well: `issued_token_type` is required and `token_type`
+//! may be `N_A`, for a token that must never be attached as a bearer token. Finally, the
+//! certified provider the interop suite runs against (oidc-provider) has no token exchange, so a
+//! built-in strategy could only be tested against a server written here. [`from_fn`] expresses a
+//! concrete exchange in a few lines, with the failure mapping where the application can see it:
+//!
+//! ```no_run
+//! use tokenkeeper::refresh::{self, RefreshError};
+//! use tokenkeeper::secrecy::ExposeSecret;
+//! use tokenkeeper::{Error, Session, TokenSet};
+//!
+//! # fn example(user: Session) {
+//! // `user` is the signed-in user's session; the exchanged token is for the billing API.
+//! let exchange = refresh::from_fn(move |_current: TokenSet| {
+//!     let user = user.clone();
+//!     async move {
+//!         let subject = user.access_token().await.map_err(|e| match e {
+//!             Error::RefreshUnavailable(_) => RefreshError::transient(e.to_string()),
+//!             other => RefreshError::Rejected(other.to_string()),
+//!         })?;
+//!         let response = reqwest::Client::new()
+//!             .post("https://id.example.com/token")
+//!             .form(&[
+//!                 ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+//!                 ("subject_token", subject.expose_secret()),
+//!                 ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+//!                 ("audience", "billing-api"),
+//!                 ("client_id", "gateway"),
+//!             ])
+//!             .send()
+//!             .await
+//!             .map_err(|e| RefreshError::transient(e.without_url().to_string()))?;
+//!         if !response.status().is_success() {
+//!             return Err(RefreshError::Rejected(format!("HTTP {}", response.status())));
+//!         }
+//!         let body: serde_json::Value = response
+//!             .json()
+//!             .await
+//!             .map_err(|_| RefreshError::InvalidResponse("not JSON".into()))?;
+//!         if body["token_type"].as_str().is_none_or(|t| !t.eq_ignore_ascii_case("bearer")) {
+//!             return Err(RefreshError::InvalidResponse("not a bearer token".into()));
+//!         }
+//!         TokenSet::from_json(&body).map_err(|e| RefreshError::InvalidResponse(e.to_string()))
+//!     }
+//! });
+//! # let _ = exchange; }
+//! ```
 
 #[cfg(feature = "reqwest")]
 mod client_auth;
