@@ -36,7 +36,18 @@ decides how the protected API words its 401s for it.
 Every refresh rotates the refresh token. Presenting an already-used refresh
 token is reuse: the whole session (family) is revoked, its access tokens too.
 Protected API: GET /api/items/{id}, POST /api/items (echoes the JSON body).
-Operator endpoints: GET /__stats, POST /__reset, GET|POST /__faults.
+Operator endpoints: GET /__stats, POST /__reset, GET|POST /__faults; each needs the
+header X-Tokenkeeper-Admin: 1 (curl -H 'x-tokenkeeper-admin: 1' ...).
+
+Safe to leave running: only loopback Host names are served (421 otherwise, against
+DNS rebinding; add names with --allow-host); a browser page may call the login,
+refresh and API routes only from an origin given with --allow-origin (others get
+403, and there is no CORS by default); operator endpoints never answer a browser
+origin. Sessions are pruned once dead (--family-retention after their tokens expired
+or they were revoked) and capped (--max-families; when every session is live, new
+logins get 503 with Retry-After). Each connection gets --header-read-timeout to send
+a request's headers, idle keep-alive connections included, and at most
+--max-connections are served at once (more wait).
 
 Durations accept humantime (500ms, 2s, 1m, 24h) or fractional seconds (1.5s).";
 
@@ -75,12 +86,13 @@ pub struct ServeArgs {
     api_latency: Duration,
 
     /// Probability (0.0 to 1.0) that a refresh request is answered 503
-    /// without touching the session. Changeable live: POST /__faults.
+    /// without touching the session. Changeable live: POST /__faults (with
+    /// -H 'x-tokenkeeper-admin: 1').
     #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
     refresh_failure_rate: f64,
 
     /// Never answer refresh requests (until shutdown). Changeable live:
-    /// POST /__faults.
+    /// POST /__faults (with -H 'x-tokenkeeper-admin: 1').
     #[arg(long)]
     refresh_hang: bool,
 
@@ -96,6 +108,36 @@ pub struct ServeArgs {
     /// Accepted user, repeatable (default: demo:demo).
     #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user)]
     users: Vec<(String, String)>,
+
+    /// Browser origin (scheme://host[:port], e.g. http://localhost:5173) allowed to call
+    /// the login, refresh and API routes with credentials (CORS), repeatable. Default:
+    /// none, no CORS; requests from other origins get 403. Never applies to /__ routes.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+
+    /// Host name served besides localhost, 127.0.0.0/8 and [::1], repeatable (for a
+    /// name that points at this machine). Other Host headers get 421.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
+
+    /// Most sessions (refresh-token families) held at once. When every one is live, new
+    /// logins get 503 with Retry-After; live sessions are never evicted.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_families: usize,
+
+    /// How long a dead session (revoked, or its tokens expired) is remembered, so its
+    /// tokens are answered as expired/revoked/reused rather than unknown.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    family_retention: Duration,
+
+    /// Time a connection gets to send a request's headers (also the idle keep-alive
+    /// limit between requests).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+
+    /// Most connections served at once; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
 }
 
 /// A humantime duration, or fractional seconds (`1.5s`, `0.25`).
@@ -136,7 +178,13 @@ impl ServeArgs {
                 api: self.api_latency,
             })
             .with_refresh_failure_rate(self.refresh_failure_rate)
-            .with_refresh_hang(self.refresh_hang);
+            .with_refresh_hang(self.refresh_hang)
+            .with_max_families(self.max_families)
+            .with_family_retention(self.family_retention)
+            .with_header_read_timeout(self.header_read_timeout)
+            .with_max_connections(self.max_connections);
+        config.allowed_origins = self.allowed_origins.clone();
+        config.allowed_hosts = self.allowed_hosts.clone();
         if let Some(secret) = &self.jwt_secret {
             config = config.with_jwt_secret(secret.clone());
         }
@@ -185,10 +233,18 @@ fn banner(server: &ServerHandle, args: &ServeArgs, user: &str, password: &str) -
     } else {
         faults.join(", ")
     };
+    let cors = if args.allowed_origins.is_empty() {
+        "off (no --allow-origin: browser pages from other origins are refused)".to_owned()
+    } else {
+        format!("for {}", args.allowed_origins.join(", "))
+    };
     format!(
         "\
 tokenkeeper reference server listening on {base}
   access ttl {access}, refresh ttl {refresh}, grace {grace}, faults: {faults}
+  CORS {cors}
+  at most {max_families} sessions (dead ones kept {retention}), {max_connections} connections, \
+{header_timeout} to send headers
 
 Login (any contract)
   POST {base}/login              {{\"username\",\"password\",\"style\"}}  style: oauth2|json|header|cookie
@@ -199,7 +255,7 @@ Refresh contracts
   cookie  POST {base}/v3/jwt/reissue   cookie tk_refresh
 Protected API
   GET  {base}/api/items/{{id}}    POST {base}/api/items    Authorization: Bearer <access>
-Operator
+Operator (each needs the header x-tokenkeeper-admin: 1)
   GET {base}/__stats   POST {base}/__reset   GET|POST {base}/__faults
   POST /logout {{\"refreshToken\"}} ends a session.
 
@@ -208,7 +264,7 @@ Try it (json contract; set ACCESS and REFRESH from each answer):
   curl -s {base}/api/items/1 -H \"authorization: Bearer $ACCESS\"
   curl -s {base}/refresh/token -H 'content-type: application/json' -d \"{{\\\"refreshToken\\\":\\\"$REFRESH\\\"}}\"
   # run the refresh again with the old $REFRESH: reuse, the session is revoked
-  curl -s {base}/__stats
+  curl -s {base}/__stats -H 'x-tokenkeeper-admin: 1'
 oauth2:
   curl -s {base}/oauth2/token -d grant_type=password -d username={user} -d password={password}
   curl -s {base}/oauth2/token -d grant_type=refresh_token -d refresh_token=$REFRESH
@@ -217,6 +273,10 @@ Ctrl-C to stop.",
         access = human(args.access_ttl),
         refresh = human(args.refresh_ttl),
         grace = human(args.grace),
+        retention = human(args.family_retention),
+        header_timeout = human(args.header_read_timeout),
+        max_families = args.max_families,
+        max_connections = args.max_connections,
     )
 }
 
@@ -248,5 +308,92 @@ mod tests {
         assert_eq!(parse_rate("0.5").unwrap(), 0.5);
         assert!(parse_rate("1.5").is_err());
         assert!(parse_rate("NaN").is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(flags: &[&str]) -> ServeArgs {
+        use clap::Parser as _;
+        Cli::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))
+            .unwrap()
+            .serve
+    }
+
+    #[test]
+    fn safety_defaults_and_flags_reach_the_config() {
+        let defaults = args(&[]).config();
+        let server_defaults = ServerConfig::default();
+        assert!(defaults.allowed_origins.is_empty());
+        assert!(defaults.allowed_hosts.is_empty());
+        assert_eq!(defaults.max_families, server_defaults.max_families);
+        assert_eq!(defaults.family_retention, server_defaults.family_retention);
+        assert_eq!(
+            defaults.header_read_timeout,
+            server_defaults.header_read_timeout
+        );
+        assert_eq!(defaults.max_connections, server_defaults.max_connections);
+
+        let config = args(&[
+            "--allow-origin",
+            "http://localhost:5173",
+            "--allow-origin",
+            "http://127.0.0.1:3000",
+            "--allow-host",
+            "dev.box",
+            "--max-families",
+            "500",
+            "--family-retention",
+            "30s",
+            "--header-read-timeout",
+            "2s",
+            "--max-connections",
+            "64",
+        ])
+        .config();
+        assert_eq!(
+            config.allowed_origins,
+            ["http://localhost:5173", "http://127.0.0.1:3000"]
+        );
+        assert_eq!(config.allowed_hosts, ["dev.box"]);
+        assert_eq!(config.max_families, 500);
+        assert_eq!(config.family_retention, Duration::from_secs(30));
+        assert_eq!(config.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(config.max_connections, 64);
+        assert!(config.validate().is_ok());
+        assert!(args(&["--allow-origin", "*"]).config().validate().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_banner_shows_operator_calls_with_the_admin_header() {
+        let args = args(&["--port", "0"]);
+        let server = tokenkeeper_server::start(args.config()).await.unwrap();
+        let text = banner(&server, &args, "demo", "demo");
+        let base = server.base_url();
+        assert!(
+            text.contains(&format!(
+                "curl -s {base}/__stats -H 'x-tokenkeeper-admin: 1'"
+            )),
+            "{text}"
+        );
+        for line in text
+            .lines()
+            .filter(|line| line.contains("curl") && line.contains("/__"))
+        {
+            assert!(line.contains("x-tokenkeeper-admin: 1"), "{line}");
+        }
+        assert!(text.contains("CORS off"), "{text}");
+        // The printed call works as printed.
+        let stats = reqwest::Client::new()
+            .get(format!("{base}/__stats"))
+            .header("x-tokenkeeper-admin", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stats.status(), reqwest::StatusCode::OK);
+        server.shutdown().await;
     }
 }

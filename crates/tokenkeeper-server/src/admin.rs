@@ -1,4 +1,7 @@
 //! Operator endpoints: `GET /__stats`, `POST /__reset`, `GET|POST /__faults`.
+//!
+//! Every one needs the header `X-Tokenkeeper-Admin: 1` and is never answered to a browser
+//! origin ([`crate::access`]).
 
 use axum::Json;
 use axum::extract::State;

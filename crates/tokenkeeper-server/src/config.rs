@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Origin, valid_host_name};
 use crate::errors::ServerError;
+
+/// Largest accepted [`ServerConfig::max_connections`] (the semaphore counts in `u32`).
+const MAX_CONNECTIONS: usize = 1 << 20;
 
 /// Artificial latency added to each kind of endpoint, after the request has
 /// been decided and before the response is sent.
@@ -39,7 +43,9 @@ impl Latency {
 ///
 /// `Default` gives a server on `127.0.0.1:0` (any free port) with a 60 s
 /// access token, a 24 h refresh token, no grace period, no latency, no faults,
-/// a random JWT secret and one user `demo`/`demo`.
+/// a random JWT secret and one user `demo`/`demo`; at most 100,000 sessions, dead ones
+/// forgotten 10 minutes after they died; at most 1,024 connections, each given 10 s to send
+/// a request's headers; no CORS; only loopback `Host` names.
 ///
 /// ```
 /// use std::time::Duration;
@@ -75,6 +81,33 @@ pub struct ServerConfig {
     pub jwt_secret: Option<String>,
     /// Accepted `(username, password)` pairs. Default `[("demo", "demo")]`.
     pub users: Vec<(String, String)>,
+    /// Most refresh-token families (sessions) held at once. A login that finds the table full
+    /// forgets every dead family (revoked, or all its tokens expired); if every family is still
+    /// live it is refused with 503 and `Retry-After` (live sessions are never evicted).
+    /// Default 100,000.
+    pub max_families: usize,
+    /// How long a dead family (revoked, or its newest refresh and access tokens expired) is
+    /// kept so that its tokens are still answered as expired, revoked or reused rather than
+    /// unknown. Default 10 minutes.
+    pub family_retention: Duration,
+    /// Whether dead families are pruned. Default true; false keeps every family until a
+    /// reset (memory grows with every login: only for measuring what pruning saves).
+    pub prune_families: bool,
+    /// Origins (`scheme://host[:port]`, e.g. `http://localhost:5173`) that may call the
+    /// login, refresh and API routes from a browser, with credentials. Default none: no CORS
+    /// headers at all. Operator routes (`/__…`) never answer CORS, whatever this says.
+    pub allowed_origins: Vec<String>,
+    /// Host names accepted in the `Host` header besides loopback (`localhost`, `127.0.0.0/8`,
+    /// `[::1]`) and the bound address. Anything else is refused with 421 on every route, which
+    /// defeats DNS rebinding. Default none.
+    pub allowed_hosts: Vec<String>,
+    /// How long a connection may take to send a request's headers, counted from when the
+    /// server starts waiting for them: on a new connection, and between requests on a
+    /// keep-alive one (so it also closes idle connections). Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Most connections served at once. Further connections wait in the listen backlog
+    /// until one closes. Default 1,024.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +122,13 @@ impl Default for ServerConfig {
             refresh_hang: false,
             jwt_secret: None,
             users: vec![("demo".to_owned(), "demo".to_owned())],
+            max_families: 100_000,
+            family_retention: Duration::from_secs(10 * 60),
+            prune_families: true,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -110,6 +150,13 @@ impl fmt::Debug for ServerConfig {
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("users", &users)
+            .field("max_families", &self.max_families)
+            .field("family_retention", &self.family_retention)
+            .field("prune_families", &self.prune_families)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -189,6 +236,48 @@ impl ServerConfig {
         self
     }
 
+    /// Sets [`ServerConfig::max_families`].
+    pub fn with_max_families(mut self, max: usize) -> Self {
+        self.max_families = max;
+        self
+    }
+
+    /// Sets [`ServerConfig::family_retention`].
+    pub fn with_family_retention(mut self, retention: Duration) -> Self {
+        self.family_retention = retention;
+        self
+    }
+
+    /// Sets [`ServerConfig::prune_families`].
+    pub fn with_prune_families(mut self, prune: bool) -> Self {
+        self.prune_families = prune;
+        self
+    }
+
+    /// Adds an origin to [`ServerConfig::allowed_origins`].
+    pub fn with_allowed_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// Adds a host name to [`ServerConfig::allowed_hosts`].
+    pub fn with_allowed_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.push(host.into());
+        self
+    }
+
+    /// Sets [`ServerConfig::header_read_timeout`].
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_connections`].
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
     /// Checks the values that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ServerError> {
         if !valid_rate(self.refresh_failure_rate) {
@@ -213,6 +302,32 @@ impl ServerConfig {
             return Err(ServerError::InvalidConfig(
                 "jwt_secret must not be empty".to_owned(),
             ));
+        }
+        if self.max_families == 0 {
+            return Err(ServerError::InvalidConfig(
+                "max_families must be at least 1".to_owned(),
+            ));
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err(ServerError::InvalidConfig(
+                "header_read_timeout must be greater than zero".to_owned(),
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            return Err(ServerError::InvalidConfig(format!(
+                "max_connections must be within 1..={MAX_CONNECTIONS}, got {}",
+                self.max_connections
+            )));
+        }
+        for origin in &self.allowed_origins {
+            Origin::parse(origin).map_err(ServerError::InvalidConfig)?;
+        }
+        for host in &self.allowed_hosts {
+            if !valid_host_name(host) {
+                return Err(ServerError::InvalidConfig(format!(
+                    "allowed host {host:?} is not a host name or IP address (no scheme, port or path)"
+                )));
+            }
         }
         Ok(())
     }

@@ -1,37 +1,56 @@
-//! Refresh-token families: the rotation / reuse-detection state machine.
+//! Refresh-token families: the rotation / reuse-detection state machine, with bounded memory.
 //!
-//! A login creates a family (a session) with one current refresh token. Each
-//! refresh of the current token rotates it: a new pair is issued and the old
-//! token becomes *rotated*. Presenting a rotated token again is reuse
-//! (RFC 9700 §4.14.2): the whole family is revoked, so neither its refresh
-//! tokens nor its access tokens are accepted any more. With a grace period,
-//! the immediately previous token is accepted once more within the grace
-//! window and answers with the very pair its rotation produced.
+//! A login creates a family (a session) at generation 0. Each refresh with the family's current
+//! token rotates it: a new pair is issued at the next generation. Refresh tokens are signed
+//! (family, generation) pairs ([`crate::refresh_tokens`]), so a presented token tells which
+//! family it belongs to and how old it is without any per-token record: presenting a token older
+//! than the family's current one is reuse (RFC 9700 §4.14.2) and revokes the whole family, so
+//! neither its refresh tokens nor its access tokens are accepted any more. With a grace period,
+//! the immediately previous token is accepted once more within the grace window and answers
+//! with the very pair its rotation produced (the only pair a family keeps, and only while the
+//! window lasts).
 //!
-//! Every decision takes the table's write lock, so concurrent refreshes of one
-//! family are decided one after the other: exactly one rotates. The protected
-//! API only takes the read lock to ask whether a family is still active.
+//! Every decision takes the table's write lock, so concurrent refreshes of one family are
+//! decided one after the other: exactly one rotates. The protected API only takes the read lock
+//! to ask whether a family is still active.
 //!
 //! Decision order for a presented refresh token:
-//! 1. not in the table → `unknown`;
-//! 2. the family's current token: family revoked → `revoked`; past its
-//!    refresh TTL → `expired`; otherwise rotate;
-//! 3. a rotated token: the immediately previous one, within the grace period,
-//!    not yet replayed, family not revoked → grace (same pair); otherwise
-//!    `reuse`, which revokes the family if it was not already revoked.
+//! 1. not ours (bad signature) or its family is not in the table → `unknown`;
+//! 2. the family's current token: family revoked → `revoked`; past its refresh TTL →
+//!    `expired`; otherwise rotate;
+//! 3. an older token: the immediately previous one, within the grace period, not yet replayed,
+//!    family not revoked → grace (same pair); otherwise `reuse`, which revokes the family if it
+//!    was not already revoked.
+//!
+//! # Memory
+//!
+//! A family is *dead* once it is revoked, or once its newest refresh token and its newest
+//! access token have both expired: nothing it issued can be used any more. A dead family is
+//! kept for [`Limits::retention`] so that its tokens are still answered as expired, revoked or
+//! reused, then pruned: its tokens become unknown (still refused, and an access token of a
+//! pruned family is invalid). Pruning runs during logins and refreshes (the only requests that
+//! add or grow state), at most once per [`sweep_interval`], so an idle server does no work.
+//!
+//! The table holds at most [`Limits::max_families`] families. A login that finds it full first
+//! prunes, then forgets every dead family at once (retention or not); if every family is still
+//! live the login is refused ([`LoginOutcome::Full`], answered 503 with `Retry-After`). Live
+//! families are never evicted: that would log a user out behind their back. Refreshes never add
+//! a family, so they are never refused for space.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use crate::tokens::{IssuedPair, Style, TokenMinter, new_refresh_token, random_token};
+use crate::refresh_tokens::{FamilyId, RefreshTokens};
+use crate::tokens::{IssuedPair, Style, TokenMinter};
 
 /// Why a refresh was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum RejectReason {
     /// An already-rotated token was presented.
     Reuse,
-    /// The token was never issued here.
+    /// The token was never issued here (or its family was pruned or reset).
     Unknown,
     /// The token outlived the refresh TTL.
     Expired,
@@ -73,53 +92,120 @@ pub(crate) enum RefreshOutcome {
     },
 }
 
+/// The result of a login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LoginOutcome {
+    /// A new family and its first pair.
+    Issued(IssuedPair),
+    /// The table is full of live families.
+    Full {
+        /// When the earliest live family dies, which frees a place; `None` when pruning is
+        /// off and no place will ever free up until a reset.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// How much the table may hold and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Lifetime of each refresh token, from its issue.
+    pub(crate) refresh_ttl: Duration,
+    /// Grace window for replaying the previous token.
+    pub(crate) grace: Duration,
+    /// How long a dead family is kept before it is pruned.
+    pub(crate) retention: Duration,
+    /// Most families held at once.
+    pub(crate) max_families: usize,
+    /// Whether dead families are pruned at all (off: kept until a reset).
+    pub(crate) prune: bool,
+}
+
+/// A duration so long that a deadline this far ahead never comes (about 100 years).
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `at + duration`, or a deadline that never comes when that does not fit in an `Instant`.
+fn after(at: Instant, duration: Duration) -> Instant {
+    at.checked_add(duration)
+        .or_else(|| at.checked_add(FOREVER))
+        .unwrap_or(at)
+}
+
+/// How often pruning may run: the retention, within 10 ms..=1 s. A dead family outlives its
+/// retention by at most this much (given traffic).
+pub(crate) fn sweep_interval(retention: Duration) -> Duration {
+    retention.clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// The pair a rotation produced, kept for a grace replay while the window lasts.
+#[derive(Debug)]
+struct LastRotation {
+    at: Instant,
+    pair: Arc<IssuedPair>,
+    replayed: bool,
+}
+
 /// A session.
 #[derive(Debug)]
 struct Family {
     sub: Arc<str>,
-    revoked: bool,
-    /// The refresh token that may be rotated next.
-    current: Arc<str>,
+    /// Generation of the current refresh token; every older one is reuse.
+    generation: u64,
+    /// When the current refresh token expires.
+    refresh_expires_at: Instant,
+    /// When the newest access token of the family expires.
+    access_expires_at: Instant,
+    revoked_at: Option<Instant>,
+    /// Only with a grace period, and only until the window passed.
+    last_rotation: Option<LastRotation>,
+}
+
+impl Family {
+    /// When nothing the family issued is usable any more: its revocation, or the later of its
+    /// newest tokens' expiries (in the future while it lives).
+    fn dies_at(&self) -> Instant {
+        self.revoked_at
+            .unwrap_or_else(|| self.refresh_expires_at.max(self.access_expires_at))
+    }
 }
 
 #[derive(Debug)]
-enum TokenState {
-    Current,
-    Rotated {
-        at: Instant,
-        successor: Arc<IssuedPair>,
-        grace_used: bool,
-    },
-}
-
-#[derive(Debug)]
-struct TokenEntry {
-    family: Arc<str>,
-    expires_at: Instant,
-    state: TokenState,
-}
-
-#[derive(Debug, Default)]
 struct Inner {
-    families: HashMap<Arc<str>, Family>,
-    tokens: HashMap<Arc<str>, TokenEntry>,
+    families: HashMap<FamilyId, Family>,
+    /// No pruning before this.
+    next_sweep: Instant,
+    /// While full of live families: when the first of them dies. Logins before that are
+    /// refused without scanning the table again.
+    full_until: Option<Instant>,
+}
+
+impl Inner {
+    fn new(now: Instant) -> Self {
+        Self {
+            families: HashMap::new(),
+            next_sweep: now,
+            full_until: None,
+        }
+    }
 }
 
 /// The family table.
 #[derive(Debug)]
 pub(crate) struct Families {
     inner: RwLock<Inner>,
-    refresh_ttl: Duration,
-    grace: Duration,
+    limits: Limits,
+    refresh_tokens: RefreshTokens,
+    /// Families pruned since start or the last reset.
+    pruned: AtomicU64,
 }
 
 impl Families {
     /// An empty table.
-    pub(crate) fn new(refresh_ttl: Duration, grace: Duration) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         Self {
-            inner: RwLock::new(Inner::default()),
-            refresh_ttl,
-            grace,
+            inner: RwLock::new(Inner::new(Instant::now())),
+            limits,
+            refresh_tokens: RefreshTokens::random(),
+            pruned: AtomicU64::new(0),
         }
     }
 
@@ -131,38 +217,120 @@ impl Families {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a family for `sub` and issues its first pair in `style`.
+    /// Families in the table now, live and dead.
+    pub(crate) fn len(&self) -> usize {
+        self.read().families.len()
+    }
+
+    /// Families pruned since start or the last [`Families::clear`].
+    pub(crate) fn pruned(&self) -> u64 {
+        self.pruned.load(Ordering::Relaxed)
+    }
+
+    /// Drops every family dead for longer than the retention (every dead one when `all_dead`);
+    /// gives memory back when the table became mostly empty.
+    fn prune(&self, inner: &mut Inner, now: Instant, all_dead: bool) {
+        if !self.limits.prune {
+            return;
+        }
+        inner.next_sweep = after(now, sweep_interval(self.limits.retention));
+        let retention = if all_dead {
+            Duration::ZERO
+        } else {
+            self.limits.retention
+        };
+        let grace = self.limits.grace;
+        let before = inner.families.len();
+        inner.families.retain(|_, family| {
+            if family
+                .last_rotation
+                .as_ref()
+                .is_some_and(|last| now.saturating_duration_since(last.at) >= grace)
+            {
+                family.last_rotation = None;
+            }
+            now < after(family.dies_at(), retention)
+        });
+        let removed = before - inner.families.len();
+        if removed > 0 {
+            self.pruned.fetch_add(removed as u64, Ordering::Relaxed);
+            inner.full_until = None;
+            tracing::debug!(removed, left = inner.families.len(), "families pruned");
+        }
+        // A HashMap never shrinks by itself: without this, a burst of logins would keep its
+        // peak table allocated after every family of the burst is gone.
+        let (len, capacity) = (inner.families.len(), inner.families.capacity());
+        if capacity > 64 && len < capacity / 4 {
+            inner.families.shrink_to(len * 2);
+        }
+    }
+
+    fn maybe_prune(&self, inner: &mut Inner, now: Instant) {
+        if now >= inner.next_sweep {
+            self.prune(inner, now, false);
+        }
+    }
+
+    /// Makes room for one more family, or says when there will be some.
+    fn room(&self, inner: &mut Inner, now: Instant) -> Result<(), Option<Duration>> {
+        let max = self.limits.max_families;
+        if inner.families.len() < max {
+            return Ok(());
+        }
+        let until = |at: Instant| Some(at.saturating_duration_since(now));
+        if let Some(full_until) = inner.full_until
+            && now < full_until
+        {
+            return Err(until(full_until));
+        }
+        self.prune(inner, now, true);
+        if inner.families.len() < max {
+            return Ok(());
+        }
+        if !self.limits.prune {
+            return Err(None);
+        }
+        // Every family is live: the first to die frees a place.
+        let first_death = inner.families.values().map(Family::dies_at).min();
+        inner.full_until = first_death;
+        Err(first_death.and_then(until))
+    }
+
+    /// Starts a family for `sub` and issues its first pair in `style`, if there is room.
     pub(crate) fn login(
         &self,
         sub: &str,
         style: Style,
         minter: &TokenMinter,
         now: Instant,
-    ) -> Result<IssuedPair, jsonwebtoken::errors::Error> {
-        let family: Arc<str> = random_token(12).into();
-        let access_token = minter.mint_access(sub, &family, style)?;
-        let refresh: Arc<str> = new_refresh_token().into();
+    ) -> Result<LoginOutcome, jsonwebtoken::errors::Error> {
         let mut inner = self.write();
-        inner.tokens.insert(
-            refresh.clone(),
-            TokenEntry {
-                family: family.clone(),
-                expires_at: now + self.refresh_ttl,
-                state: TokenState::Current,
-            },
-        );
+        self.maybe_prune(&mut inner, now);
+        if let Err(retry_after) = self.room(&mut inner, now) {
+            return Ok(LoginOutcome::Full { retry_after });
+        }
+        let mut id = FamilyId::random();
+        while inner.families.contains_key(&id) {
+            // 96 random bits: a collision is all but impossible, but never merge two sessions.
+            id = FamilyId::random();
+        }
+        let access_token = minter.mint_access(sub, &id.encode(), style)?;
+        let refresh_token = self.refresh_tokens.issue(&id, 0);
         inner.families.insert(
-            family,
+            id,
             Family {
                 sub: sub.into(),
-                revoked: false,
-                current: refresh.clone(),
+                generation: 0,
+                refresh_expires_at: after(now, self.limits.refresh_ttl),
+                access_expires_at: after(now, minter.access_ttl()),
+                revoked_at: None,
+                last_rotation: None,
             },
         );
-        Ok(IssuedPair {
+        Ok(LoginOutcome::Issued(IssuedPair {
             access_token,
-            refresh_token: refresh.to_string(),
-        })
+            refresh_token,
+        }))
     }
 
     /// Decides a refresh with `token`; a rotation issues tokens in `style`.
@@ -173,95 +341,107 @@ impl Families {
         minter: &TokenMinter,
         now: Instant,
     ) -> Result<RefreshOutcome, jsonwebtoken::errors::Error> {
-        let mut guard = self.write();
-        let inner = &mut *guard;
         let reject = |reason| RefreshOutcome::Rejected {
             reason,
             revoked_family: false,
         };
-        let Some(entry) = inner.tokens.get_mut(token) else {
+        // The signature is checked before taking the lock: garbage costs no contention.
+        let Some((id, generation)) = self.refresh_tokens.open(token) else {
             return Ok(reject(RejectReason::Unknown));
         };
-        let Some(family) = inner.families.get_mut(&entry.family) else {
-            // Cannot happen (families are only forgotten all at once), but an
-            // orphan token is as good as unknown.
+        let mut inner = self.write();
+        self.maybe_prune(&mut inner, now);
+        let Some(family) = inner.families.get_mut(&id) else {
             return Ok(reject(RejectReason::Unknown));
         };
-        match &mut entry.state {
-            TokenState::Current => {
-                if family.revoked {
-                    return Ok(reject(RejectReason::Revoked));
-                }
-                if now >= entry.expires_at {
-                    return Ok(reject(RejectReason::Expired));
-                }
-                let access_token = minter.mint_access(&family.sub, &entry.family, style)?;
-                let refresh: Arc<str> = new_refresh_token().into();
-                let pair = Arc::new(IssuedPair {
-                    access_token,
-                    refresh_token: refresh.to_string(),
-                });
-                entry.state = TokenState::Rotated {
-                    at: now,
-                    successor: pair.clone(),
-                    grace_used: false,
-                };
-                family.current = refresh.clone();
-                let family_id = entry.family.clone();
-                inner.tokens.insert(
-                    refresh,
-                    TokenEntry {
-                        family: family_id,
-                        expires_at: now + self.refresh_ttl,
-                        state: TokenState::Current,
-                    },
-                );
-                Ok(RefreshOutcome::Rotated(pair))
-            }
-            TokenState::Rotated {
-                at,
-                successor,
-                grace_used,
-            } => {
-                let immediately_previous = *successor.refresh_token == *family.current;
-                let within_grace = now.saturating_duration_since(*at) < self.grace;
-                if !family.revoked && immediately_previous && within_grace && !*grace_used {
-                    *grace_used = true;
-                    return Ok(RefreshOutcome::Grace(successor.clone()));
-                }
-                let revoked_family = !family.revoked;
-                family.revoked = true;
-                Ok(RefreshOutcome::Rejected {
-                    reason: RejectReason::Reuse,
-                    revoked_family,
-                })
-            }
+        if generation > family.generation {
+            // Signed by us but never issued: only possible across a reset that reused the id.
+            return Ok(reject(RejectReason::Unknown));
         }
+        if generation == family.generation {
+            if family.revoked_at.is_some() {
+                return Ok(reject(RejectReason::Revoked));
+            }
+            if now >= family.refresh_expires_at {
+                return Ok(reject(RejectReason::Expired));
+            }
+            let Some(next) = generation.checked_add(1) else {
+                // 2^64 rotations: the family has outlived any TTL. Never wrap around.
+                return Ok(reject(RejectReason::Expired));
+            };
+            let access_token = minter.mint_access(&family.sub, &id.encode(), style)?;
+            let pair = Arc::new(IssuedPair {
+                access_token,
+                refresh_token: self.refresh_tokens.issue(&id, next),
+            });
+            family.generation = next;
+            family.refresh_expires_at = after(now, self.limits.refresh_ttl);
+            family.access_expires_at = family
+                .access_expires_at
+                .max(after(now, minter.access_ttl()));
+            family.last_rotation = (!self.limits.grace.is_zero()).then(|| LastRotation {
+                at: now,
+                pair: pair.clone(),
+                replayed: false,
+            });
+            return Ok(RefreshOutcome::Rotated(pair));
+        }
+        let immediately_previous = generation.checked_add(1) == Some(family.generation);
+        if family.revoked_at.is_none()
+            && immediately_previous
+            && let Some(last) = &mut family.last_rotation
+            && now.saturating_duration_since(last.at) < self.limits.grace
+            && !last.replayed
+        {
+            last.replayed = true;
+            return Ok(RefreshOutcome::Grace(last.pair.clone()));
+        }
+        let revoked_family = family.revoked_at.is_none();
+        family.revoked_at.get_or_insert(now);
+        family.last_rotation = None;
+        if revoked_family {
+            inner.full_until = None;
+        }
+        Ok(RefreshOutcome::Rejected {
+            reason: RejectReason::Reuse,
+            revoked_family,
+        })
     }
 
-    /// True when `family` exists and is not revoked. Read lock only.
-    pub(crate) fn is_active(&self, family: &str) -> bool {
+    /// True when the family with claim `fam` exists and is not revoked. Read lock only.
+    pub(crate) fn is_active(&self, fam: &str) -> bool {
+        let Some(id) = FamilyId::decode(fam) else {
+            return false;
+        };
         self.read()
             .families
-            .get(family)
-            .is_some_and(|family| !family.revoked)
+            .get(&id)
+            .is_some_and(|family| family.revoked_at.is_none())
     }
 
-    /// Revokes the family of `token` (logout). `None` when the token is not
-    /// known; `Some(true)` when this call revoked the family.
-    pub(crate) fn revoke(&self, token: &str) -> Option<bool> {
-        let mut guard = self.write();
-        let inner = &mut *guard;
-        let entry = inner.tokens.get(token)?;
-        let family = inner.families.get_mut(&entry.family)?;
-        let newly = !family.revoked;
-        family.revoked = true;
+    /// Revokes the family of `token` (logout). `None` when the token is not known;
+    /// `Some(true)` when this call revoked the family.
+    pub(crate) fn revoke(&self, token: &str, now: Instant) -> Option<bool> {
+        let (id, generation) = self.refresh_tokens.open(token)?;
+        let mut inner = self.write();
+        let family = inner.families.get_mut(&id)?;
+        if generation > family.generation {
+            return None;
+        }
+        let newly = family.revoked_at.is_none();
+        family.revoked_at.get_or_insert(now);
+        family.last_rotation = None;
+        if newly {
+            // A place may free up now: the next login at the cap looks again.
+            inner.full_until = None;
+        }
         Some(newly)
     }
 
-    /// Forgets every family and token.
+    /// Forgets every family and zeroes the pruned count.
     pub(crate) fn clear(&self) {
-        *self.write() = Inner::default();
+        *self.write() = Inner::new(Instant::now());
+        self.pruned.store(0, Ordering::Relaxed);
     }
 }
 
@@ -270,17 +450,47 @@ impl Families {
 mod tests {
     use super::*;
 
-    fn setup(grace: Duration) -> (Families, TokenMinter) {
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn limits() -> Limits {
+        Limits {
+            refresh_ttl: MINUTE,
+            grace: Duration::ZERO,
+            retention: Duration::from_secs(10),
+            max_families: 1000,
+            prune: true,
+        }
+    }
+
+    fn setup(limits: Limits) -> (Families, TokenMinter) {
         (
-            Families::new(Duration::from_secs(60), grace),
+            Families::new(limits),
             TokenMinter::new(b"secret", Duration::from_secs(5)),
         )
+    }
+
+    fn issued(outcome: LoginOutcome) -> IssuedPair {
+        match outcome {
+            LoginOutcome::Issued(pair) => pair,
+            other => panic!("expected a login, got {other:?}"),
+        }
+    }
+
+    fn login(families: &Families, minter: &TokenMinter, now: Instant) -> IssuedPair {
+        issued(families.login("demo", Style::Json, minter, now).unwrap())
     }
 
     fn rotated(outcome: RefreshOutcome) -> Arc<IssuedPair> {
         match outcome {
             RefreshOutcome::Rotated(pair) => pair,
             other => panic!("expected a rotation, got {other:?}"),
+        }
+    }
+
+    fn rejected(reason: RejectReason, revoked_family: bool) -> RefreshOutcome {
+        RefreshOutcome::Rejected {
+            reason,
+            revoked_family,
         }
     }
 
@@ -293,9 +503,9 @@ mod tests {
 
     #[test]
     fn rotation_then_reuse_revokes_the_family() {
-        let (families, minter) = setup(Duration::ZERO);
+        let (families, minter) = setup(limits());
         let now = Instant::now();
-        let first = families.login("demo", Style::Json, &minter, now).unwrap();
+        let first = login(&families, &minter, now);
         let fam = family_of(&minter, &first.access_token);
         assert!(families.is_active(&fam));
 
@@ -309,41 +519,56 @@ mod tests {
         let reuse = families
             .refresh(&first.refresh_token, Style::Json, &minter, now)
             .unwrap();
-        assert_eq!(
-            reuse,
-            RefreshOutcome::Rejected {
-                reason: RejectReason::Reuse,
-                revoked_family: true
-            }
-        );
+        assert_eq!(reuse, rejected(RejectReason::Reuse, true));
         assert!(!families.is_active(&fam));
         // Reusing again is still reuse, but the family is revoked only once.
         assert_eq!(
             families
                 .refresh(&first.refresh_token, Style::Json, &minter, now)
                 .unwrap(),
-            RefreshOutcome::Rejected {
-                reason: RejectReason::Reuse,
-                revoked_family: false
-            }
+            rejected(RejectReason::Reuse, false)
         );
         // The current token of the revoked family is refused as revoked.
         assert_eq!(
             families
                 .refresh(&second.refresh_token, Style::Json, &minter, now)
                 .unwrap(),
-            RefreshOutcome::Rejected {
-                reason: RejectReason::Revoked,
-                revoked_family: false
-            }
+            rejected(RejectReason::Revoked, false)
         );
     }
 
     #[test]
-    fn grace_returns_the_same_pair_once() {
-        let (families, minter) = setup(Duration::from_secs(10));
+    fn any_older_token_is_reuse_however_many_rotations_ago() {
+        let (families, minter) = setup(limits());
         let now = Instant::now();
-        let first = families.login("demo", Style::OAuth2, &minter, now).unwrap();
+        let first = login(&families, &minter, now);
+        let mut current = first.refresh_token.clone();
+        for _ in 0..1000 {
+            current = rotated(
+                families
+                    .refresh(&current, Style::Json, &minter, now)
+                    .unwrap(),
+            )
+            .refresh_token
+            .clone();
+        }
+        assert_eq!(
+            families
+                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .unwrap(),
+            rejected(RejectReason::Reuse, true)
+        );
+        assert!(!families.is_active(&family_of(&minter, &first.access_token)));
+    }
+
+    #[test]
+    fn grace_returns_the_same_pair_once() {
+        let (families, minter) = setup(Limits {
+            grace: Duration::from_secs(10),
+            ..limits()
+        });
+        let now = Instant::now();
+        let first = issued(families.login("demo", Style::OAuth2, &minter, now).unwrap());
         let second = rotated(
             families
                 .refresh(&first.refresh_token, Style::OAuth2, &minter, now)
@@ -366,20 +591,17 @@ mod tests {
                 now + Duration::from_secs(2),
             )
             .unwrap();
-        assert!(matches!(
-            again,
-            RefreshOutcome::Rejected {
-                reason: RejectReason::Reuse,
-                revoked_family: true
-            }
-        ));
+        assert_eq!(again, rejected(RejectReason::Reuse, true));
     }
 
     #[test]
     fn grace_ends_after_the_window_and_after_the_next_rotation() {
-        let (families, minter) = setup(Duration::from_secs(10));
+        let (families, minter) = setup(Limits {
+            grace: Duration::from_secs(10),
+            ..limits()
+        });
         let now = Instant::now();
-        let first = families.login("demo", Style::Json, &minter, now).unwrap();
+        let first = login(&families, &minter, now);
         families
             .refresh(&first.refresh_token, Style::Json, &minter, now)
             .unwrap();
@@ -391,15 +613,9 @@ mod tests {
                 now + Duration::from_secs(10),
             )
             .unwrap();
-        assert!(matches!(
-            late,
-            RefreshOutcome::Rejected {
-                reason: RejectReason::Reuse,
-                ..
-            }
-        ));
+        assert_eq!(late, rejected(RejectReason::Reuse, true));
 
-        let a = families.login("demo", Style::Json, &minter, now).unwrap();
+        let a = login(&families, &minter, now);
         let b = rotated(
             families
                 .refresh(&a.refresh_token, Style::Json, &minter, now)
@@ -411,23 +627,22 @@ mod tests {
                 .unwrap(),
         );
         // `a` is two rotations back: not the immediately previous token.
-        assert!(matches!(
+        assert_eq!(
             families
                 .refresh(&a.refresh_token, Style::Json, &minter, now)
                 .unwrap(),
-            RefreshOutcome::Rejected {
-                reason: RejectReason::Reuse,
-                ..
-            }
-        ));
+            rejected(RejectReason::Reuse, true)
+        );
     }
 
     #[test]
     fn expired_unknown_and_cleared() {
-        let families = Families::new(Duration::from_secs(1), Duration::ZERO);
-        let minter = TokenMinter::new(b"secret", Duration::from_secs(5));
+        let (families, minter) = setup(Limits {
+            refresh_ttl: Duration::from_secs(1),
+            ..limits()
+        });
         let now = Instant::now();
-        let pair = families.login("demo", Style::Json, &minter, now).unwrap();
+        let pair = login(&families, &minter, now);
         assert_eq!(
             families
                 .refresh(
@@ -437,17 +652,11 @@ mod tests {
                     now + Duration::from_secs(1)
                 )
                 .unwrap(),
-            RefreshOutcome::Rejected {
-                reason: RejectReason::Expired,
-                revoked_family: false
-            }
+            rejected(RejectReason::Expired, false)
         );
         assert_eq!(
             families.refresh("nope", Style::Json, &minter, now).unwrap(),
-            RefreshOutcome::Rejected {
-                reason: RejectReason::Unknown,
-                revoked_family: false
-            }
+            rejected(RejectReason::Unknown, false)
         );
         let fam = family_of(&minter, &pair.access_token);
         families.clear();
@@ -456,21 +665,232 @@ mod tests {
             families
                 .refresh(&pair.refresh_token, Style::Json, &minter, now)
                 .unwrap(),
-            RefreshOutcome::Rejected {
-                reason: RejectReason::Unknown,
-                revoked_family: false
-            }
+            rejected(RejectReason::Unknown, false)
         );
     }
 
     #[test]
     fn logout_revokes() {
-        let (families, minter) = setup(Duration::ZERO);
+        let (families, minter) = setup(limits());
         let now = Instant::now();
-        let pair = families.login("demo", Style::Json, &minter, now).unwrap();
-        assert_eq!(families.revoke(&pair.refresh_token), Some(true));
-        assert_eq!(families.revoke(&pair.refresh_token), Some(false));
-        assert_eq!(families.revoke("nope"), None);
+        let pair = login(&families, &minter, now);
+        assert_eq!(families.revoke(&pair.refresh_token, now), Some(true));
+        assert_eq!(families.revoke(&pair.refresh_token, now), Some(false));
+        assert_eq!(families.revoke("nope", now), None);
         assert!(!families.is_active(&family_of(&minter, &pair.access_token)));
+    }
+
+    #[test]
+    fn expired_families_are_kept_for_the_retention_then_pruned() {
+        let (families, minter) = setup(limits());
+        let start = Instant::now();
+        let pairs: Vec<_> = (0..100).map(|_| login(&families, &minter, start)).collect();
+        assert_eq!(families.len(), 100);
+        // Expired (refresh TTL 60 s, access TTL 5 s) but within the 10 s retention: still
+        // answered as expired, not pruned.
+        let expired = start + MINUTE;
+        assert_eq!(
+            families
+                .refresh(&pairs[0].refresh_token, Style::Json, &minter, expired)
+                .unwrap(),
+            rejected(RejectReason::Expired, false)
+        );
+        assert_eq!(families.len(), 100);
+        assert_eq!(families.pruned(), 0);
+        // Past the retention, the next login prunes them all.
+        let later = expired + Duration::from_secs(10);
+        login(&families, &minter, later);
+        assert_eq!(families.len(), 1);
+        assert_eq!(families.pruned(), 100);
+        assert_eq!(
+            families
+                .refresh(&pairs[1].refresh_token, Style::Json, &minter, later)
+                .unwrap(),
+            rejected(RejectReason::Unknown, false)
+        );
+    }
+
+    #[test]
+    fn a_refreshed_family_lives_on_and_its_old_tokens_stay_reuse() {
+        let (families, minter) = setup(limits());
+        let start = Instant::now();
+        let first = login(&families, &minter, start);
+        let mut current = first.refresh_token.clone();
+        // Refreshed every 50 s for 10 minutes: each rotation extends the family's life.
+        let mut now = start;
+        for _ in 0..12 {
+            now += Duration::from_secs(50);
+            current = rotated(
+                families
+                    .refresh(&current, Style::Json, &minter, now)
+                    .unwrap(),
+            )
+            .refresh_token
+            .clone();
+        }
+        assert_eq!(families.len(), 1);
+        assert_eq!(families.pruned(), 0);
+        assert_eq!(
+            families
+                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .unwrap(),
+            rejected(RejectReason::Reuse, true)
+        );
+    }
+
+    #[test]
+    fn revoked_families_are_pruned_after_the_retention_and_stay_invalid() {
+        let (families, minter) = setup(limits());
+        let start = Instant::now();
+        let pair = login(&families, &minter, start);
+        let fam = family_of(&minter, &pair.access_token);
+        families.revoke(&pair.refresh_token, start);
+        let later = start + Duration::from_secs(10);
+        login(&families, &minter, later);
+        assert_eq!(families.pruned(), 1);
+        assert!(!families.is_active(&fam));
+        assert_eq!(families.revoke(&pair.refresh_token, later), None);
+    }
+
+    #[test]
+    fn pruning_off_keeps_everything() {
+        let (families, minter) = setup(Limits {
+            prune: false,
+            ..limits()
+        });
+        let start = Instant::now();
+        for _ in 0..10 {
+            login(&families, &minter, start);
+        }
+        login(&families, &minter, start + 10 * MINUTE);
+        assert_eq!(families.len(), 11);
+        assert_eq!(families.pruned(), 0);
+    }
+
+    #[test]
+    fn a_table_full_of_live_families_refuses_logins_until_one_dies() {
+        let (families, minter) = setup(Limits {
+            max_families: 3,
+            ..limits()
+        });
+        let start = Instant::now();
+        let pairs: Vec<_> = (0..3)
+            .map(|i| login(&families, &minter, start + Duration::from_secs(i)))
+            .collect();
+        // Full of live families: refused, with the time until the first one dies (its refresh
+        // token expires 60 s after its login).
+        let at = start + Duration::from_secs(30);
+        assert_eq!(
+            families.login("demo", Style::Json, &minter, at).unwrap(),
+            LoginOutcome::Full {
+                retry_after: Some(Duration::from_secs(30))
+            }
+        );
+        // The live families are untouched and keep working.
+        let next = rotated(
+            families
+                .refresh(&pairs[2].refresh_token, Style::Json, &minter, at)
+                .unwrap(),
+        );
+        // A logout frees a place at once, whatever the retention.
+        families.revoke(&pairs[0].refresh_token, at);
+        login(&families, &minter, at);
+        assert_eq!(families.len(), 3);
+        assert_eq!(families.pruned(), 1);
+        // Full again; once the second family's refresh token expired (and its access token),
+        // the next login evicts it, within its retention.
+        assert!(matches!(
+            families.login("demo", Style::Json, &minter, at).unwrap(),
+            LoginOutcome::Full { .. }
+        ));
+        let dead = start + Duration::from_secs(61);
+        login(&families, &minter, dead);
+        assert_eq!(families.len(), 3);
+        assert_eq!(
+            families
+                .refresh(&pairs[1].refresh_token, Style::Json, &minter, dead)
+                .unwrap(),
+            rejected(RejectReason::Unknown, false)
+        );
+        // The refreshed family was never evicted, and reuse is still detected in it.
+        rotated(
+            families
+                .refresh(&next.refresh_token, Style::Json, &minter, dead)
+                .unwrap(),
+        );
+        assert_eq!(
+            families
+                .refresh(&pairs[2].refresh_token, Style::Json, &minter, dead)
+                .unwrap(),
+            rejected(RejectReason::Reuse, true)
+        );
+    }
+
+    #[test]
+    fn with_pruning_off_a_full_table_has_no_retry_after() {
+        let (families, minter) = setup(Limits {
+            max_families: 1,
+            prune: false,
+            ..limits()
+        });
+        let start = Instant::now();
+        let pair = login(&families, &minter, start);
+        families.revoke(&pair.refresh_token, start);
+        assert_eq!(
+            families
+                .login("demo", Style::Json, &minter, start + MINUTE)
+                .unwrap(),
+            LoginOutcome::Full { retry_after: None }
+        );
+    }
+
+    #[test]
+    fn the_grace_pair_is_dropped_once_its_window_passed() {
+        let (families, minter) = setup(Limits {
+            grace: Duration::from_secs(1),
+            ..limits()
+        });
+        let start = Instant::now();
+        let first = login(&families, &minter, start);
+        rotated(
+            families
+                .refresh(&first.refresh_token, Style::Json, &minter, start)
+                .unwrap(),
+        );
+        assert!(
+            families
+                .read()
+                .families
+                .values()
+                .all(|f| f.last_rotation.is_some())
+        );
+        // The next sweep (any login after the window) drops it.
+        login(&families, &minter, start + Duration::from_secs(11));
+        assert!(
+            families
+                .read()
+                .families
+                .values()
+                .all(|f| f.last_rotation.is_none())
+        );
+    }
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let (families, minter) = setup(Limits {
+            refresh_ttl: Duration::MAX,
+            retention: Duration::MAX,
+            ..limits()
+        });
+        let now = Instant::now();
+        let pair = login(&families, &minter, now);
+        rotated(
+            families
+                .refresh(&pair.refresh_token, Style::Json, &minter, now)
+                .unwrap(),
+        );
+        families.revoke(&pair.refresh_token, now);
+        login(&families, &minter, now + Duration::from_secs(3600));
+        assert_eq!(families.len(), 2);
     }
 }

@@ -8,6 +8,23 @@
 //! are grouped in families: presenting an already-used refresh token revokes
 //! the whole family (RFC 9700), unless within an optional grace period.
 //!
+//! It is safe to leave running on a developer's machine:
+//!
+//! - **No web page can drive it.** Only loopback `Host` names are served (421 otherwise:
+//!   DNS rebinding); requests from a browser origin that is not listed in
+//!   [`ServerConfig::allowed_origins`] are refused (403) and listed ones get CORS on the
+//!   login, refresh and API routes only; the operator routes (`/__stats`, `/__reset`,
+//!   `/__faults`) never answer CORS and need the header [`ADMIN_HEADER`]` : 1`.
+//! - **Memory is bounded.** A refresh token is a signed (family, generation), so nothing is
+//!   stored per refresh; a family is pruned [`ServerConfig::family_retention`] after it died
+//!   (revoked, or all its tokens expired), and at most [`ServerConfig::max_families`] are
+//!   held: when all are live, new logins get 503 with `Retry-After`, and no live session is
+//!   ever evicted.
+//! - **Slow clients cannot hold connections.** Each connection gets
+//!   [`ServerConfig::header_read_timeout`] to send a request's headers (also while idle
+//!   between requests), and at most [`ServerConfig::max_connections`] are served at once;
+//!   more wait in the listen backlog.
+//!
 //! Start it in-process (tests, demos) with [`start`], or embed [`router`] in
 //! your own axum app. `tokenkeeper serve` runs it from the command line.
 //!
@@ -24,22 +41,25 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod admin;
 mod api;
 mod config;
+mod connections;
 mod contracts;
-mod cors;
 mod errors;
 mod extract;
 mod families;
 mod faults;
 mod login;
+mod refresh_tokens;
 mod routes;
 mod server;
 mod state;
 mod stats;
 mod tokens;
 
+pub use access::{ADMIN_HEADER, ADMIN_HEADER_VALUE};
 pub use config::{Latency, ServerConfig};
 pub use contracts::cookie::{REFRESH_COOKIE, REFRESH_COOKIE_PATH};
 pub use errors::ServerError;

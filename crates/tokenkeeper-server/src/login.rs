@@ -6,22 +6,28 @@
 //! cookie for the cookie contract; wrong credentials get
 //! `401 {"error":"invalid_credentials"}`.
 //!
+//! When the session table is full of live sessions
+//! ([`ServerConfig::max_families`](crate::ServerConfig::max_families)), a login gets
+//! `503 {"error":"too_many_sessions"}` with `Retry-After` (seconds until the first session
+//! dies) when that is known.
+//!
 //! `POST /logout` takes `{"refreshToken"}` (or the `tk_refresh` cookie) and
 //! revokes that token's whole family; `204` whether or not the token was known
 //! (RFC 7009 style), and the cookie is cleared.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::contracts::cookie::{REFRESH_COOKIE, clear_refresh_cookie, set_refresh_cookie};
 use crate::errors::json_error;
 use crate::extract::{self, BadBody, RawBody};
+use crate::families::LoginOutcome;
 use crate::faults::delay;
 use crate::state::{AppState, Shared};
 use crate::stats::bump;
@@ -32,6 +38,11 @@ use crate::tokens::{IssuedPair, Style, seconds_json};
 pub(crate) enum LoginFailure {
     /// Unknown user or wrong password.
     InvalidCredentials,
+    /// The session table is full of live sessions; one dies after `retry_after` (when known).
+    Full {
+        /// Time until a place frees up, if it ever does without a reset.
+        retry_after: Option<Duration>,
+    },
     /// Signing failed (never expected).
     Internal,
 }
@@ -49,10 +60,15 @@ pub(crate) async fn authenticate(
             .families
             .login(username, style, &shared.minter, Instant::now())
         {
-            Ok(pair) => {
+            Ok(LoginOutcome::Issued(pair)) => {
                 bump(&shared.counters.logins);
                 tracing::debug!(%style, "login");
                 Ok(pair)
+            }
+            Ok(LoginOutcome::Full { retry_after }) => {
+                bump(&shared.counters.logins_refused);
+                tracing::warn!(?retry_after, "login refused: the session table is full");
+                Err(LoginFailure::Full { retry_after })
             }
             Err(error) => {
                 tracing::error!(%error, "cannot sign an access token");
@@ -113,12 +129,31 @@ pub(crate) async fn login(
             "invalid_credentials",
             "The username or password is incorrect",
         ),
+        Err(LoginFailure::Full { retry_after }) => with_retry_after(
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_sessions",
+                "The server holds as many live sessions as it may; try again later",
+            ),
+            retry_after,
+        ),
         Err(LoginFailure::Internal) => json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             "The server could not issue a token",
         ),
     }
+}
+
+/// Adds `Retry-After: <whole seconds, rounded up, at least 1>` when the wait is known.
+pub(crate) fn with_retry_after(mut response: Response, retry_after: Option<Duration>) -> Response {
+    if let Some(wait) = retry_after {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -151,7 +186,7 @@ pub(crate) async fn logout(
             }
         }
     };
-    if shared.families.revoke(&token) == Some(true) {
+    if shared.families.revoke(&token, Instant::now()) == Some(true) {
         bump(&shared.counters.families_revoked);
         tracing::debug!("logout: family revoked");
     }

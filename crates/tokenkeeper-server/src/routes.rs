@@ -3,14 +3,28 @@
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::errors::json_error;
 use crate::extract::BODY_LIMIT;
 use crate::state::AppState;
-use crate::{admin, api, contracts, cors, login};
+use crate::{access, admin, api, contracts, login};
+
+/// Every operator route starts with this; see [`access::admin`].
+pub(crate) const OPERATOR_PREFIX: &str = "/__";
+/// The protected API: `POST /api/items` and `GET /api/items/{id}`.
+pub(crate) const ITEMS: &str = "/api/items";
+/// What a browser app calls besides [`ITEMS`]: the routes that answer CORS for listed origins.
+pub(crate) const BROWSER_ROUTES: [&str; 6] = [
+    "/login",
+    "/logout",
+    "/oauth2/token",
+    "/refresh/token",
+    "/api/refresh-token",
+    "/v3/jwt/reissue",
+];
 
 /// Every route of the reference server, ready to serve or to nest in your own
 /// axum app.
@@ -28,6 +42,13 @@ use crate::{admin, api, contracts, cors, login};
 ///
 /// Bodies are limited to [`BODY_LIMIT`] bytes; unknown routes and methods get
 /// JSON 404/405s.
+///
+/// Before any route runs, every request passes three checks (details on each):
+/// a `Host` that is not loopback, the bound address or an
+/// [allowed host](crate::ServerConfig::allowed_hosts) gets 421 (DNS rebinding); an `Origin`
+/// that is not [allowed](crate::ServerConfig::allowed_origins) gets 403, and listed origins
+/// get CORS on the login, refresh and API routes only; operator routes (`/__…`) need the
+/// header [`ADMIN_HEADER`](crate::ADMIN_HEADER)` : 1`, else 403.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/login", post(login::login))
@@ -36,7 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/refresh/token", post(contracts::json::refresh))
         .route("/api/refresh-token", post(contracts::header::refresh))
         .route("/v3/jwt/reissue", post(contracts::cookie::reissue))
-        .route("/api/items", post(api::create_item))
+        .route(ITEMS, post(api::create_item))
         .route("/api/items/{id}", get(api::get_item))
         .route("/__stats", get(admin::stats))
         .route("/__reset", post(admin::reset))
@@ -44,7 +65,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(from_fn(cors::cors))
+        // Innermost last: the host check runs first, then the origin check, then the admin
+        // header check.
+        .layer(from_fn(access::admin::guard))
+        .layer(from_fn_with_state(state.clone(), access::origin::guard))
+        .layer(from_fn_with_state(state.clone(), access::host::guard))
         .with_state(state)
 }
 

@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{Latency, ServerConfig};
+use crate::connections::{self, Slots};
 use crate::errors::ServerError;
 use crate::faults::FaultSettings;
 use crate::routes::router;
@@ -42,26 +42,25 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
     let app = router(state.clone());
+    let limits = connections::Limits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+    };
+    let slots = Slots::new(limits.max_connections);
     let signal = state.clone();
-    let task = tokio::spawn(async move {
-        let shutdown = async move { signal.shared.shutdown_signal().await };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "server stopped with an error");
-        }
-    });
+    let task = tokio::spawn(connections::serve(
+        listener,
+        app,
+        limits,
+        slots.clone(),
+        async move { signal.shared.shutdown_signal().await },
+    ));
     tracing::info!(%addr, "tokenkeeper reference server listening");
     Ok(ServerHandle {
         addr,
         state,
+        slots,
         task: Some(task),
     })
 }
@@ -72,6 +71,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
 pub struct ServerHandle {
     addr: SocketAddr,
     state: AppState,
+    slots: Slots,
     task: Option<JoinHandle<()>>,
 }
 
@@ -97,12 +97,18 @@ impl ServerHandle {
         &self.state
     }
 
+    /// Connections open now (at most [`ServerConfig::max_connections`]).
+    pub fn open_connections(&self) -> usize {
+        self.slots.open()
+    }
+
     /// A snapshot of the counters, read in-process.
     pub fn stats(&self) -> Stats {
         self.state.stats()
     }
 
-    /// Zeroes the counters and forgets every family (as `POST /__reset`).
+    /// Zeroes the counters and forgets every family, in-process (as `POST /__reset` with
+    /// the [`ADMIN_HEADER`](crate::ADMIN_HEADER)).
     pub fn reset(&self) {
         self.state.reset();
     }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use rand::RngCore as _;
 use tokio::sync::watch;
 
+use crate::access::Policy;
 use crate::config::{Latency, ServerConfig};
 use crate::errors::ServerError;
-use crate::families::Families;
+use crate::families::{Families, Limits};
 use crate::faults::{FaultSettings, Faults, LiveLatency};
 use crate::stats::{Counters, Stats};
 use crate::tokens::TokenMinter;
@@ -32,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) faults: Faults,
     pub(crate) latency: LiveLatency,
+    pub(crate) access: Policy,
     users: Vec<(String, String)>,
     shutdown: watch::Sender<bool>,
 }
@@ -62,10 +64,17 @@ impl AppState {
         Ok(Self {
             shared: Arc::new(Shared {
                 minter: TokenMinter::new(&secret, config.access_ttl),
-                families: Families::new(config.refresh_ttl, config.grace_period),
+                families: Families::new(Limits {
+                    refresh_ttl: config.refresh_ttl,
+                    grace: config.grace_period,
+                    retention: config.family_retention,
+                    max_families: config.max_families,
+                    prune: config.prune_families,
+                }),
                 counters: Counters::default(),
                 faults: Faults::new(config.refresh_failure_rate, config.refresh_hang),
                 latency: LiveLatency::new(config.latency),
+                access: Policy::new(config)?,
                 users: config.users.clone(),
                 shutdown,
             }),
@@ -74,7 +83,12 @@ impl AppState {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
+        let families = &self.shared.families;
+        Stats {
+            families: families.len() as u64,
+            families_pruned: families.pruned(),
+            ..self.shared.counters.snapshot()
+        }
     }
 
     /// Zeroes every counter and forgets every family: all tokens issued so

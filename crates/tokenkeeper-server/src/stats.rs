@@ -31,6 +31,14 @@ pub struct RejectedCounts {
 pub struct Stats {
     /// Successful logins (`POST /login` and oauth2 `grant_type=password`).
     pub logins: u64,
+    /// Logins refused with 503 because the session table was full of live sessions
+    /// ([`ServerConfig::max_families`](crate::ServerConfig::max_families)).
+    pub logins_refused: u64,
+    /// Refresh-token families (sessions) held now, live and dead (a gauge, not a counter).
+    pub families: u64,
+    /// Dead families forgotten since start or the last reset (see
+    /// [`ServerConfig::family_retention`](crate::ServerConfig::family_retention)).
+    pub families_pruned: u64,
     /// Requests to any refresh endpoint, whatever their outcome (including
     /// rejected, failed and hung ones).
     pub refresh_calls: u64,
@@ -64,6 +72,7 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) logins: AtomicU64,
+    pub(crate) logins_refused: AtomicU64,
     pub(crate) refresh_calls: AtomicU64,
     pub(crate) rotations: AtomicU64,
     pub(crate) rejected_reuse: AtomicU64,
@@ -99,9 +108,10 @@ impl Counters {
         });
     }
 
-    fn all(&self) -> [&AtomicU64; 17] {
+    fn all(&self) -> [&AtomicU64; 18] {
         [
             &self.logins,
+            &self.logins_refused,
             &self.refresh_calls,
             &self.rotations,
             &self.rejected_reuse,
@@ -133,6 +143,10 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             logins: get(&self.logins),
+            logins_refused: get(&self.logins_refused),
+            // Read from the family table by `AppState::stats`.
+            families: 0,
+            families_pruned: 0,
             refresh_calls: get(&self.refresh_calls),
             rotations: get(&self.rotations),
             refresh_rejected: RejectedCounts {

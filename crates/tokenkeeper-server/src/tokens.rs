@@ -1,5 +1,5 @@
-//! Minting and checking tokens: HS256 access JWTs with fractional
-//! NumericDates, opaque random refresh tokens.
+//! Minting and checking access tokens: HS256 JWTs with fractional NumericDates. Refresh
+//! tokens are made by [`crate::refresh_tokens`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -223,11 +223,6 @@ pub(crate) fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// A new opaque refresh token: 256 random bits, base64url without padding.
-pub(crate) fn new_refresh_token() -> String {
-    random_token(32)
-}
-
 /// A JSON number of seconds: an integer when whole, fractional otherwise.
 pub(crate) fn seconds_json(duration: Duration) -> serde_json::Value {
     if duration.subsec_nanos() == 0 {
@@ -279,18 +274,6 @@ mod tests {
             minter().check("garbage", unix_now()),
             AccessCheck::Invalid(Style::OAuth2)
         );
-    }
-
-    #[test]
-    fn refresh_tokens_are_256_bit_base64url() {
-        let token = new_refresh_token();
-        assert_eq!(token.len(), 43);
-        assert!(
-            token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
-        assert_ne!(token, new_refresh_token());
     }
 
     #[test]

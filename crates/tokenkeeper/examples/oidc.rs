@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokenkeeper::secrecy::ExposeSecret;
-use tokenkeeper::{Session, TokenSet, refresh};
+use tokenkeeper::{Session, refresh};
 
 /// A client of scripts/oidc/provider.mjs (a development provider: the secret is no secret).
 const CLIENT_ID: &str = "tk-example-m2m";
@@ -39,22 +39,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("client auth {:?}", metadata.token_endpoint_auth_methods());
 
     let before = token_requests(&issuer).await?;
-    let m2m = Arc::new(
-        refresh::ClientCredentials::new(provider)
-            .scope("api:read")
-            .resource(RESOURCE),
-    );
+    let m2m = refresh::ClientCredentials::new(provider)
+        .scope("api:read")
+        .resource(RESOURCE);
     let session = Session::builder()
-        .refresher_arc(m2m.clone())
+        .refresher(m2m)
         .attach_to([issuer.as_str()])
         .build()?;
-    // A client-credentials session needs no login: the first request obtains the token. (Until
-    // the session does that by itself, the first token is obtained here.)
-    if let Err(tokenkeeper::Error::LoginRequired) = session.access_token().await {
-        session
-            .sign_in(refresh::Refresher::refresh(&*m2m, &TokenSet::new("")).await?)
-            .await?;
-    }
+    // A client-credentials session needs no login: the first request obtains the token.
 
     // 100 tasks ask for the token five times a second, across several 2 s token lifetimes.
     let run_for = Duration::from_secs(7);

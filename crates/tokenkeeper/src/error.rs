@@ -20,8 +20,9 @@ pub enum LogoutReason {
     /// The API said the access token is invalid (not merely expired), by a configured rule.
     #[error("the API rejected the access token as invalid")]
     TokenInvalid,
-    /// Requests kept failing with 401 right after a successful refresh.
-    #[error("{0} consecutive requests were refused right after a refresh")]
+    /// Requests kept failing with 401 right after a successful refresh: this many refreshed
+    /// tokens in a row were refused, on routes that had not refused before.
+    #[error("{0} refreshed tokens in a row were refused")]
     RepeatedUnauthorized(u32),
     /// Another process or machine sharing the store signed out.
     #[error("the shared token store was cleared")]
@@ -58,6 +59,14 @@ pub enum Error {
     /// The session was configured inconsistently.
     #[error("configuration: {0}")]
     Config(String),
+    /// The refused request was sent under an earlier login (a sign-in or sign-out happened
+    /// while it was in flight). Its refusal is not retried with the current login's token.
+    /// Adapters hand such refusals back as responses; only [`Session::token_rejected`] returns
+    /// this error.
+    ///
+    /// [`Session::token_rejected`]: crate::Session::token_rejected
+    #[error("the request was sent under an earlier login")]
+    LoginChanged,
     /// The refresh task ended without an outcome (the runtime is shutting down).
     #[error("the refresh task was cancelled")]
     RefreshCancelled,

@@ -32,10 +32,10 @@
 //!   machine-to-machine tokens; [`refresh::Json`], [`refresh::Header`], [`refresh::Cookie`],
 //!   [`refresh::from_fn`]).
 //! - [`classify`]: how a response tells "expired" from "invalid" from "not ours".
-//! - [`store`]: where tokens live; shared stores ([`store::FileStore`], `store::RedisStore` with
-//!   feature `redis`) coordinate refreshes across processes and machines.
-//! - [`AuthMiddleware`]: the thin reqwest-middleware adapter (feature `reqwest`, default).
-//! - `layer::AuthLayer`: the same semantics as a tower `Layer`, for hyper and tonic clients
+//! - [`store`]: where tokens live; shared stores ([`store::FileStore`], [`store::RedisStore`]
+//!   with feature `redis`) coordinate refreshes across processes and machines.
+//! - [`AuthMiddleware`]: the thin [`reqwest_middleware`] adapter (feature `reqwest`, default).
+//! - [`layer::AuthLayer`]: the same semantics as a tower `Layer`, for hyper and tonic clients
 //!   (feature `tower`; feature `tonic` adds the gRPC body and a synchronous interceptor).
 //!
 //! ## Semantics
@@ -51,8 +51,28 @@
 //!   timeout passed).
 //! - **Secrets stay secret.** Tokens live in [`secrecy`] types and the header is marked sensitive:
 //!   no token reaches `Debug`, `Display`, logs or errors.
-
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+//!
+//! ## Features
+//! - `reqwest` (default): [`AuthMiddleware`] and the built-in HTTP refresh strategies.
+//! - `redis`: [`store::RedisStore`].
+//! - `tower`: [`layer::AuthLayer`], for any `tower::Service<http::Request<B>>`.
+//! - `tonic` (implies `tower`): replayable unary gRPC calls, a synchronous interceptor.
+//!
+// Links to items behind features that are off point at what is always there (the docs of a
+// build without them still render, and say which feature adds the item).
+#![cfg_attr(feature = "redis", doc = "[`store::RedisStore`]: store::RedisStore")]
+#![cfg_attr(not(feature = "redis"), doc = "[`store::RedisStore`]: #features")]
+#![cfg_attr(feature = "tower", doc = "[`layer::AuthLayer`]: layer::AuthLayer")]
+#![cfg_attr(not(feature = "tower"), doc = "[`layer::AuthLayer`]: #features")]
+#![cfg_attr(
+    not(feature = "reqwest"),
+    doc = "[`AuthMiddleware`]: #features\n\n[`reqwest_middleware`]: #features\n\n\
+           [`refresh::OAuth2`]: #features\n\n[`refresh::Json`]: #features\n\n\
+           [`refresh::Header`]: #features\n\n[`refresh::Cookie`]: #features"
+)]
+// Feature badges on docs.rs (`--cfg docsrs`, nightly): `doc_cfg` labels every item gated by a
+// feature (it took over what `doc_auto_cfg` did).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 // Without an adapter, the hooks adapters call into the session have no caller.
 #![cfg_attr(not(any(feature = "reqwest", feature = "tower")), allow(dead_code))]
@@ -71,6 +91,7 @@ pub mod refresh;
 mod session;
 pub mod store;
 mod token;
+mod untrusted;
 mod www_authenticate;
 
 pub use error::{Error, LogoutReason};
@@ -78,7 +99,10 @@ pub use event::Event;
 pub use markers::NoAuth;
 #[cfg(feature = "reqwest")]
 pub use middleware::AuthMiddleware;
-pub use session::{Credential, Proactive, RefreshMode, Session, SessionBuilder, SessionStats};
+pub use session::{
+    Credential, InvalidTokenPolicy, Proactive, RefreshMode, Session, SessionBuilder, SessionStats,
+    Status,
+};
 pub use token::{TokenError, TokenSet};
 
 /// Re-exported so users name the same secret type the crate uses.

@@ -7,7 +7,7 @@ use crate::classify::{ResponseView, Verdict};
 use crate::error::Error;
 use crate::markers::{NoAuth, Retried};
 use crate::origin::{Decision, OriginKey};
-use crate::session::{AfterResponse, Credential, Session};
+use crate::session::{AfterResponse, Credential, RouteKey, Session};
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
 use http::Extensions;
@@ -58,6 +58,8 @@ impl Middleware for AuthMiddleware {
         let origin = OriginKey::of(request.url());
         let credential = session.credential().await.map_err(fail)?;
         let already_retried = extensions.get::<Retried>().is_some();
+        // A standard method clones without allocating; the route is only hashed on a refusal.
+        let method = request.method().clone();
         // Cloning costs a refcount for buffered bodies; streams cannot be cloned (`None`).
         let replay = if already_retried {
             None
@@ -68,8 +70,15 @@ impl Middleware for AuthMiddleware {
 
         let response = next.clone().run(request, extensions).await?;
         let (verdict, response) = self.classify(response, &origin).await;
+        let route = || RouteKey::new(&method, response.url().path());
         let fresh = match session
-            .after_response(&credential, verdict, replay.is_some(), already_retried)
+            .after_response(
+                &credential,
+                verdict,
+                replay.is_some(),
+                already_retried,
+                route,
+            )
             .await
         {
             AfterResponse::Deliver => return Ok(response),
@@ -83,7 +92,11 @@ impl Middleware for AuthMiddleware {
         attach(&mut retry, &fresh);
         let response = next.run(retry, extensions).await?;
         let (verdict, response) = self.classify(response, &origin).await;
-        session.after_retry(&fresh, verdict).await.map_err(fail)?;
+        let route = || RouteKey::new(&method, response.url().path());
+        session
+            .after_retry(&fresh, verdict, route)
+            .await
+            .map_err(fail)?;
         Ok(response)
     }
 }

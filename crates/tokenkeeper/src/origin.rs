@@ -3,9 +3,14 @@
 //! An origin is scheme + host + port (RFC 6454). The token goes only to origins the user listed;
 //! plain http is refused for token-bearing requests unless the host is loopback or the user
 //! explicitly allowed it.
+//!
+//! Loopback means `127.0.0.0/8`, `[::1]` and the name `localhost` exactly. RFC 6761 asks resolvers
+//! to answer every `*.localhost` name with loopback, but many do not (a corporate DNS server or a
+//! hosts file may send `api.localhost` anywhere), and the token must not depend on the resolver
+//! keeping that promise. Plain `localhost` is kept because every system's hosts file maps it.
 
-use std::net::IpAddr;
-use url::Url;
+use std::net::{IpAddr, Ipv6Addr};
+use url::{Host, Url};
 
 /// What to do with a request, by its URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +82,10 @@ impl OriginPolicy {
             .map(|o| format!("http://{}", o.host))
     }
 
-    /// Runs on every request, so it compares in place instead of building an [`Origin`].
+    /// Runs on every request, so it compares in place instead of building an [`Origin`], and
+    /// reads loopback from the host the URL already parsed.
     pub(crate) fn decide(&self, url: &Url) -> Decision {
-        let Some(host) = url.host_str() else {
+        let (Some(host), Some(parsed)) = (url.host_str(), url.host()) else {
             return Decision::PassThrough;
         };
         let (scheme, port) = (url.scheme(), url.port_or_known_default());
@@ -93,7 +99,7 @@ impl OriginPolicy {
         }
         match scheme {
             "https" => Decision::Attach,
-            "http" if self.insecure_http || is_loopback(host) => Decision::Attach,
+            "http" if self.insecure_http || is_loopback_host(&parsed) => Decision::Attach,
             "http" => Decision::Insecure,
             _ => Decision::PassThrough,
         }
@@ -122,11 +128,28 @@ impl OriginKey {
     }
 }
 
+/// Whether `host` (as [`Url::host_str`] gives it: IPv6 in brackets) is loopback: `127.0.0.0/8`,
+/// `[::1]` or exactly `localhost`, never `*.localhost` (see the module docs).
 pub(crate) fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let unbracketed = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'));
+    match unbracketed {
+        Some(ipv6) => ipv6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback()),
+        None => {
+            host.eq_ignore_ascii_case("localhost")
+                || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+    }
+}
+
+/// [`is_loopback`] for a host the URL parser already took apart: no string parsing.
+fn is_loopback_host(host: &Host<&str>) -> bool {
+    match host {
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
+        Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +204,80 @@ mod tests {
         assert_eq!(
             policy.decide(&url("http://example.com/x")),
             Decision::Attach
+        );
+    }
+
+    #[test]
+    fn loopback_is_127_slash_8_ipv6_one_and_exactly_localhost() {
+        let mut policy = OriginPolicy::default();
+        policy.allow_any();
+        for loopback in [
+            "http://127.0.0.1/x",
+            "http://127.255.255.254:8080/x",
+            "http://[::1]:9/x",
+            "http://localhost:9/x",
+            "http://LOCALHOST/x",
+        ] {
+            assert_eq!(
+                policy.decide(&url(loopback)),
+                Decision::Attach,
+                "{loopback}"
+            );
+        }
+        // `*.localhost` is loopback only if the resolver keeps RFC 6761's promise; the token
+        // does not rely on it. Nor on names that merely contain "localhost", nor mapped IPv4.
+        for remote in [
+            "http://api.localhost/x",
+            "http://a.b.localhost:9/x",
+            "http://localhost.example.com/x",
+            "http://localhostx/x",
+            "http://128.0.0.1/x",
+            "http://[::2]/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://0.0.0.0/x",
+        ] {
+            assert_eq!(policy.decide(&url(remote)), Decision::Insecure, "{remote}");
+        }
+    }
+
+    #[test]
+    fn the_string_form_agrees_with_the_parsed_form() {
+        // `is_loopback` serves the refresh endpoint check and `insecure_listed`; `decide` reads
+        // the parsed host. Both must say the same for every host.
+        for (host, expected) in [
+            ("127.0.0.1", true),
+            ("127.1.2.3", true),
+            ("[::1]", true),
+            ("localhost", true),
+            ("LocalHost", true),
+            ("api.localhost", false),
+            ("localhost.", false),
+            ("::1", true),
+            ("[127.0.0.1]", false),
+            ("[::2]", false),
+            ("example.com", false),
+        ] {
+            assert_eq!(is_loopback(host), expected, "{host}");
+            if let Ok(parsed) = Url::parse(&format!("http://{host}/")) {
+                let parsed_host = parsed.host().unwrap();
+                assert_eq!(
+                    is_loopback_host(&parsed_host),
+                    is_loopback(parsed.host_str().unwrap()),
+                    "{host}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn listing_a_plain_http_localhost_subdomain_is_flagged() {
+        let mut policy = OriginPolicy::default();
+        policy.allow("http://localhost:8080").unwrap();
+        assert_eq!(policy.insecure_listed(), None);
+        policy.allow("http://api.localhost:8080").unwrap();
+        assert_eq!(
+            policy.insecure_listed().as_deref(),
+            Some("http://api.localhost")
         );
     }
 

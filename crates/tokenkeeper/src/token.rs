@@ -122,12 +122,15 @@ impl TokenSet {
             None | Some(serde_json::Value::Null) => {}
             Some(_) => return Err(TokenError::InvalidField("refresh_token")),
         }
-        match field("expires_in", "expiresIn") {
-            None | Some(serde_json::Value::Null) => {}
-            Some(value) => {
-                let lifetime =
-                    parse_lifetime(value).ok_or(TokenError::InvalidField("expires_in"))?;
-                tokens = tokens.with_expires_in(lifetime);
+        match field("expires_in", "expiresIn").map(parse_lifetime) {
+            None | Some(Lifetime::Absent) => {}
+            Some(Lifetime::Seconds(lifetime)) => tokens = tokens.with_expires_in(lifetime),
+            // Every strategy parses through here, so all of them ignore a bad value alike: the
+            // JWT claims (or 401s) decide instead. Never a reason to refuse fresh tokens.
+            Some(Lifetime::Unusable) => {
+                tracing::warn!(
+                    "ignoring an unusable `expires_in` (negative, absurd or not a number)"
+                );
             }
         }
         Ok(tokens)
@@ -191,13 +194,28 @@ fn is_plausible_token(token: &str) -> bool {
         && token.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
-fn parse_lifetime(value: &serde_json::Value) -> Option<Duration> {
+/// Lifetimes beyond this are absurd for an access token and ignored.
+const MAX_LIFETIME_SECS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+
+enum Lifetime {
+    Absent,
+    Seconds(Duration),
+    Unusable,
+}
+
+fn parse_lifetime(value: &serde_json::Value) -> Lifetime {
     let secs = match value {
-        serde_json::Value::Number(n) => n.as_f64()?,
-        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
+        serde_json::Value::Null => return Lifetime::Absent,
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
     };
-    (secs.is_finite() && (0.0..1e10).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+    match secs {
+        Some(secs) if secs.is_finite() && (0.0..=MAX_LIFETIME_SECS).contains(&secs) => {
+            Lifetime::Seconds(Duration::from_secs_f64(secs))
+        }
+        _ => Lifetime::Unusable,
+    }
 }
 
 /// Why a login or refresh response could not be turned into a [`TokenSet`].
@@ -250,7 +268,7 @@ mod tests {
 
     #[test]
     fn malformed_responses_are_typed_errors() {
-        let cases: [(&[u8], TokenError); 6] = [
+        let cases: [(&[u8], TokenError); 5] = [
             (b"<html>", TokenError::NotJson),
             (b"[]", TokenError::NotAnObject),
             (b"{}", TokenError::MissingAccessToken),
@@ -262,10 +280,6 @@ mod tests {
                 br#"{"access_token":"has space"}"#,
                 TokenError::InvalidField("access_token"),
             ),
-            (
-                br#"{"access_token":"a","expires_in":-1}"#,
-                TokenError::InvalidField("expires_in"),
-            ),
         ];
         for (body, expected) in cases {
             assert_eq!(TokenSet::from_response(body).unwrap_err(), expected);
@@ -275,6 +289,21 @@ mod tests {
             TokenSet::from_response(&huge),
             Err(TokenError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn unusable_expires_in_is_ignored_not_fatal() {
+        for body in [
+            &br#"{"access_token":"a","expires_in":-1}"#[..],
+            br#"{"access_token":"a","expires_in":1e300}"#,
+            br#"{"access_token":"a","expires_in":"soon"}"#,
+            br#"{"access_token":"a","expires_in":true}"#,
+            br#"{"access_token":"a","expires_in":{"s":1}}"#,
+            br#"{"accessToken":"a","expiresIn":-5}"#,
+        ] {
+            let tokens = TokenSet::from_response(body).unwrap();
+            assert_eq!(tokens.lifetime(), None, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

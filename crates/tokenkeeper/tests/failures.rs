@@ -8,7 +8,7 @@ use common::*;
 use std::sync::Arc;
 use tokenkeeper::classify::{Classifier, rules};
 use tokenkeeper::store::{MemoryStore, TokenStore};
-use tokenkeeper::{Error, Event, LogoutReason, RefreshMode, Session};
+use tokenkeeper::{Error, Event, InvalidTokenPolicy, LogoutReason, RefreshMode, Session};
 
 fn drain(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<Event> {
     std::iter::from_fn(|| events.try_recv().ok()).collect()
@@ -157,12 +157,16 @@ async fn cancelled_waiters_do_not_cancel_the_refresh(contract: Contract) {
     assert_eq!(session.credential().await.unwrap().generation(), 2);
 }
 
-/// The API says the token is invalid (not expired) by a configured rule: the session ends
-/// without a refresh call. (The oauth2 contract words both cases `invalid_token`, as RFC 6750
-/// does, so there one refresh tells them apart.)
+/// The API says the token is invalid (not expired) by a configured rule, under the strict
+/// policy: the session ends without a refresh call. (The oauth2 contract words both cases
+/// `invalid_token`, as RFC 6750 does, so there one refresh tells them apart.)
 async fn invalid_token_rule_logs_out_without_refreshing(contract: Contract) {
     let server = start(ServerConfig::default()).await;
-    let (session, client) = session(&server, contract, |b| b.classifier(rules::common())).await;
+    let (session, client) = session(&server, contract, |b| {
+        b.classifier(rules::common())
+            .invalid_token_policy(InvalidTokenPolicy::EndSession)
+    })
+    .await;
     let mut events = session.events();
     // Forgetting every family makes the server call our (well-signed) token invalid.
     server.reset();
@@ -238,7 +242,8 @@ contract_suite! {
 }
 
 /// A token the API never accepts (issued by another server): each request is retried once,
-/// never twice, and after three such refusals in a row the session ends.
+/// never twice, and after three routes in a row refused it right after a refresh (the token is
+/// refused everywhere) the session ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_after_refresh_is_not_retried_again_and_ends_the_session() {
     let api = start(ServerConfig::default()).await;
@@ -253,11 +258,12 @@ async fn refused_after_refresh_is_not_retried_again_and_ends_the_session() {
     session.sign_in(tokens).await.unwrap();
     let client = client(&session);
 
-    for _ in 0..2 {
-        let response = client.get(api.url("/api/items/1")).send().await.unwrap();
+    for route in 1..=2 {
+        let url = api.url(&format!("/api/items/{route}"));
+        let response = client.get(url).send().await.unwrap();
         assert_eq!(response.status(), 401, "the retried refusal is handed back");
     }
-    let error = client.get(api.url("/api/items/1")).send().await;
+    let error = client.get(api.url("/api/items/3")).send().await;
     assert_eq!(error.unwrap().status(), 401);
     assert_eq!(
         api.stats().api_401_invalid,

@@ -98,19 +98,6 @@ fn tk_error(error: &reqwest_middleware::Error) -> Option<&Error> {
     }
 }
 
-/// A session nobody signed in to, for a strategy that needs no login.
-///
-/// Until `Session` obtains the first token by itself for strategies whose
-/// `Refresher::obtains_without_login` is true, a placeholder stands in for "no token yet": the
-/// resource server refuses it as `invalid_token`, and that refusal starts the one refresh every
-/// caller waits for, exactly as an expired token would.
-async fn sign_in_placeholder(session: &Session) {
-    session
-        .sign_in(TokenSet::new("no-token-yet"))
-        .await
-        .unwrap();
-}
-
 /// Login by authorization code + PKCE through the provider's forms; discovery gives the token
 /// endpoint; a refresh at expiry rotates the refresh token; presenting the rotated one again is
 /// reuse, which the provider answers by revoking the grant.
@@ -507,7 +494,9 @@ async fn a_revoked_refresh_token_logs_out_once_without_hanging() {
     ));
 }
 
-/// 1,000 concurrent callers of a machine-to-machine session: one token request at the provider.
+/// 1,000 concurrent callers of a machine-to-machine session nobody signed in to: the first
+/// requests obtain the token, with one token request at the provider, and none is sent without
+/// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_1000_concurrent_callers_make_one_token_request() {
     let Some(issuer) = issuer() else { return };
@@ -524,7 +513,6 @@ async fn client_credentials_1000_concurrent_callers_make_one_token_request() {
         .attach_to([api.origin()])
         .build()
         .unwrap();
-    sign_in_placeholder(&session).await;
     let client = api_client(&session);
     let before = provider_stats(&issuer, client_id).await;
 
@@ -540,6 +528,7 @@ async fn client_credentials_1000_concurrent_callers_make_one_token_request() {
     assert_eq!(session.stats().refreshes, 1);
     let seen = api.seen();
     assert_eq!((seen.ok, seen.distinct_tokens), (1000, 1), "{seen:?}");
+    assert_eq!((seen.invalid, seen.missing), (0, 0), "{seen:?}");
 }
 
 /// 1,000 callers over several token lifetimes, with the default proactive renewal: one token
@@ -569,7 +558,6 @@ async fn client_credentials_1000_callers_make_one_token_request_per_lifetime() {
         .attach_to([api.origin()])
         .build()
         .unwrap();
-    sign_in_placeholder(&session).await;
     let client = api_client(&session);
     let before = provider_stats(&issuer, client_id).await;
 

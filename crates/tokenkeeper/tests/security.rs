@@ -53,6 +53,7 @@ async fn tokens_never_reach_logs_debug_or_errors() {
         .refresher_arc(refresher)
         .attach_to([server.base_url()])
         .classifier(rules::common())
+        .invalid_token_policy(tokenkeeper::InvalidTokenPolicy::EndSession)
         .mode(RefreshMode::Reactive)
         .store(Arc::clone(&store))
         .build()

@@ -146,7 +146,7 @@ async fn request(session: Session, model: Arc<Model>) {
     if model.accepts(credential.access_token().expose_secret()) {
         return;
     }
-    if let Ok(fresh) = session.token_rejected(credential.generation()).await {
+    if let Ok(fresh) = session.token_rejected(&credential).await {
         let _ = model.accepts(fresh.access_token().expose_secret());
     }
 }

@@ -459,7 +459,8 @@ async fn no_tokens_means_nothing_is_sent() {
     assert_eq!(delta(&before, &server.stats()).api_401_missing, 0);
 }
 
-/// A token the API calls invalid (not expired) ends the session without a refresh.
+/// A token the API calls invalid (not expired) ends the session without a refresh, under the
+/// strict policy.
 #[tokio::test]
 async fn an_invalid_token_ends_the_session_without_refreshing() {
     let server = start(ServerConfig::default()).await;
@@ -475,6 +476,7 @@ async fn an_invalid_token_ends_the_session_without_refreshing() {
         .refresher_arc(refresher)
         .attach_to([server.base_url()])
         .classifier(rules::common())
+        .invalid_token_policy(tokenkeeper::InvalidTokenPolicy::EndSession)
         .build()
         .unwrap();
     session

@@ -1,6 +1,6 @@
 //! What one request waiting for a refresh costs in memory, at the session level.
 //!
-//! N tasks await `session.token_rejected(g)` while the refresher is held (a `from_fn` refresher
+//! N tasks await `session.token_rejected(&credential)` while the refresher is held (a `from_fn` refresher
 //! waiting on a `Notify`); the resident-memory growth divided by N is the cost of one waiting
 //! request, tokio task included. The same is measured for N tasks that await a plain `Notify`
 //! (the cost of any waiting task), and the difference is what tokenkeeper adds. The idle tasks
@@ -22,7 +22,7 @@ pub struct WaiterCost {
     pub n: usize,
     /// Bytes per task awaiting a plain `Notify`.
     pub idle_task_bytes: f64,
-    /// Bytes per task awaiting `session.token_rejected(g)` during a held refresh.
+    /// Bytes per task awaiting `session.token_rejected(&credential)` during a held refresh.
     pub waiting_request_bytes: f64,
     /// The difference: what a waiting request costs beyond any waiting task.
     pub tokenkeeper_bytes: f64,
@@ -48,10 +48,9 @@ pub async fn measure(n: usize) -> anyhow::Result<WaiterCost> {
         .attach_to(["http://127.0.0.1"])
         .mode(RefreshMode::Reactive)
         .build()?;
-    let generation = session
+    let credential = session
         .sign_in(TokenSet::new("old-access").with_refresh_token("old-refresh"))
-        .await?
-        .generation();
+        .await?;
 
     // Idle tasks: the cost of any task that waits.
     let idle_gate = Arc::new(Notify::new());
@@ -74,7 +73,8 @@ pub async fn measure(n: usize) -> anyhow::Result<WaiterCost> {
     let waiters: Vec<_> = (0..n)
         .map(|_| {
             let session = session.clone();
-            tokio::spawn(async move { session.token_rejected(generation).await.is_ok() })
+            let credential = Arc::clone(&credential);
+            tokio::spawn(async move { session.token_rejected(&credential).await.is_ok() })
         })
         .collect();
     let joined = n.saturating_sub(1) as u64;

@@ -5,7 +5,8 @@
 //! "refresh_token"}`. Errors (§5.2): `400 invalid_request` (bad content type,
 //! missing or repeated parameters), `400 unsupported_grant_type`,
 //! `400 invalid_grant` (wrong password; used, expired, revoked or unknown
-//! refresh token). Injected faults: `503 temporarily_unavailable`. Every answer
+//! refresh token). Injected faults, and a password grant while the session table is full:
+//! `503 temporarily_unavailable`. Every answer
 //! carries `Cache-Control: no-store` and `Pragma: no-cache`. Client
 //! authentication (`client_id` in the body or HTTP Basic) is accepted and not
 //! required.
@@ -22,7 +23,7 @@ use serde::Serialize;
 use super::{Refreshed, run_refresh};
 use crate::errors::json_error;
 use crate::extract::{self, BadBody, RawBody};
-use crate::login::{LoginFailure, authenticate};
+use crate::login::{LoginFailure, authenticate, with_retry_after};
 use crate::state::{AppState, Shared};
 use crate::tokens::{IssuedPair, Style, seconds_json};
 
@@ -118,6 +119,14 @@ async fn password_grant(shared: &Shared, params: &HashMap<String, String>) -> Re
             StatusCode::BAD_REQUEST,
             "invalid_grant",
             "The username or password is incorrect",
+        ),
+        Err(LoginFailure::Full { retry_after }) => with_retry_after(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "The server holds as many live sessions as it may; try again later",
+            ),
+            retry_after,
         ),
         Err(LoginFailure::Internal) => internal(),
     }

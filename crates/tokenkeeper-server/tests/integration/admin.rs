@@ -33,6 +33,7 @@ async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
     // The JSON uses the documented field names.
     let raw: serde_json::Value = c
         .get(s.url("/__stats"))
+        .header(tokenkeeper_server::ADMIN_HEADER, "1")
         .send()
         .await
         .unwrap()
@@ -61,7 +62,7 @@ async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
         json!({"reuse": 0, "unknown": 0, "expired": 0, "revoked": 0, "malformed": 0})
     );
 
-    let reset = c.post(s.url("/__reset")).send().await.unwrap();
+    let reset = admin_post(&c, &s, "/__reset").send().await.unwrap();
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
     assert_eq!(s.stats(), Stats::default());
     assert_eq!(http_stats(&c, &s).await, Stats::default());
@@ -88,8 +89,7 @@ async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
 async fn faults_endpoint_reads_and_updates_the_live_settings() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let current: serde_json::Value = c
-        .get(s.url("/__faults"))
+    let current: serde_json::Value = admin_get(&c, &s, "/__faults")
         .send()
         .await
         .unwrap()
@@ -101,8 +101,7 @@ async fn faults_endpoint_reads_and_updates_the_live_settings() {
         json!({"refresh_failure_rate": 0.0, "refresh_hang": false})
     );
 
-    let updated = c
-        .post(s.url("/__faults"))
+    let updated = admin_post(&c, &s, "/__faults")
         .json(&json!({"refresh_failure_rate": 0.25}))
         .send()
         .await
@@ -115,8 +114,7 @@ async fn faults_endpoint_reads_and_updates_the_live_settings() {
     );
     assert_eq!(s.faults().refresh_failure_rate, 0.25);
 
-    let updated: serde_json::Value = c
-        .post(s.url("/__faults"))
+    let updated: serde_json::Value = admin_post(&c, &s, "/__faults")
         .json(&json!({"refresh_hang": true}))
         .send()
         .await

@@ -292,18 +292,12 @@ async fn unknown_routes_and_methods_get_json() {
     send(c.delete(s.url("/api/items/1")))
         .await
         .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    send(
-        c.post(s.url("/__faults"))
-            .json(&json!({"refresh_failure_rate": 2.0})),
-    )
-    .await
-    .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
-    send(
-        c.post(s.url("/__faults"))
-            .json(&json!({"refresh_hang": "yes"})),
-    )
-    .await
-    .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    send(admin_post(&c, &s, "/__faults").json(&json!({"refresh_failure_rate": 2.0})))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    send(admin_post(&c, &s, "/__faults").json(&json!({"refresh_hang": "yes"})))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
     send(c.post(s.url("/logout")).json(&json!({})))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_request");

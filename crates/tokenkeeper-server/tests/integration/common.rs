@@ -8,7 +8,9 @@ use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, SET_COOKIE, WWW_AUTHENTICATE,
 };
 use serde_json::{Value, json};
-use tokenkeeper_server::{ServerConfig, ServerHandle, Stats, Style, start};
+use tokenkeeper_server::{
+    ADMIN_HEADER, ADMIN_HEADER_VALUE, ServerConfig, ServerHandle, Stats, Style, start,
+};
 
 /// Something to build URLs from: a server handle or a base URL.
 pub trait Base {
@@ -368,9 +370,19 @@ pub fn assert_refresh_rejected(style: Style, reply: &Reply, expired: bool) {
     }
 }
 
-/// `GET /__stats`, checked against the in-process snapshot.
+/// `GET path` with the operator header.
+pub fn admin_get(c: &reqwest::Client, s: &ServerHandle, path: &str) -> reqwest::RequestBuilder {
+    c.get(s.url(path)).header(ADMIN_HEADER, ADMIN_HEADER_VALUE)
+}
+
+/// `POST path` with the operator header.
+pub fn admin_post(c: &reqwest::Client, s: &ServerHandle, path: &str) -> reqwest::RequestBuilder {
+    c.post(s.url(path)).header(ADMIN_HEADER, ADMIN_HEADER_VALUE)
+}
+
+/// `GET /__stats` (with the operator header).
 pub async fn http_stats(c: &reqwest::Client, s: &ServerHandle) -> Stats {
-    let reply = Reply::read(c.get(s.url("/__stats")).send().await.unwrap()).await;
+    let reply = Reply::read(admin_get(c, s, "/__stats").send().await.unwrap()).await;
     assert_eq!(reply.status, StatusCode::OK);
     serde_json::from_str(&reply.body).unwrap()
 }
@@ -383,4 +395,18 @@ pub fn claims(jwt: &str) -> Value {
         .decode(payload)
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Sends `request` as is over a new TCP connection and reads the answer until the server
+/// closes (at most 10 s).
+pub async fn raw_exchange(addr: std::net::SocketAddr, request: String) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }

@@ -17,8 +17,7 @@ async fn failure_rate_one_answers_503_and_leaves_the_family_alone() {
     for style in STYLES {
         pairs.push((style, login(&c, &s, style).await));
     }
-    let set = c
-        .post(s.url("/__faults"))
+    let set = admin_post(&c, &s, "/__faults")
         .json(&json!({"refresh_failure_rate": 1.0}))
         .send()
         .await

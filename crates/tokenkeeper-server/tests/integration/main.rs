@@ -2,11 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access;
 mod admin;
 mod bad_input;
 mod common;
 mod concurrency;
+mod connections;
 mod contracts;
 mod faults;
 mod grace;
+mod sessions;
 mod timing;

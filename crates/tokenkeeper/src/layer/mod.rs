@@ -65,7 +65,7 @@ pub use grpc::{GrpcUnauthenticated, grpc_unauthenticated};
 use crate::classify::{ResponseView, Verdict};
 use crate::error::Error;
 use crate::origin::Decision;
-use crate::session::{AfterResponse, Credential, Session};
+use crate::session::{AfterResponse, Credential, RouteKey, Session};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, poll_fn};
 use http::header::AUTHORIZATION;
@@ -298,11 +298,21 @@ impl<S> Call<S> {
             replay
         };
         attach(&mut request, &credential);
+        // For the per-route accounting of refusals; both clones are reference counts.
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let route = || RouteKey::new(&method, uri.path());
 
         let response = send(&mut inner, request).await?;
         let (verdict, response) = classify(session, response).await;
         let fresh = match session
-            .after_response(&credential, verdict, replay.is_some(), already_retried)
+            .after_response(
+                &credential,
+                verdict,
+                replay.is_some(),
+                already_retried,
+                route,
+            )
             .await
         {
             AfterResponse::Deliver => return Ok(response),
@@ -322,7 +332,7 @@ impl<S> Call<S> {
         let response = send(&mut inner, retry).await?;
         let (verdict, response) = classify(session, response).await;
         session
-            .after_retry(&fresh, verdict)
+            .after_retry(&fresh, verdict, route)
             .await
             .map_err(AuthError::Auth)?;
         Ok(response)

@@ -8,6 +8,7 @@
 
 use super::http::plain_client;
 use crate::origin::is_loopback;
+use crate::untrusted::escape as echo;
 use std::time::Duration;
 use url::Url;
 
@@ -15,8 +16,6 @@ use url::Url;
 pub(crate) const MAX_DOCUMENT: usize = 128 * 1024;
 /// How long one discovery request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest piece of server-supplied text an error repeats.
-const MAX_ECHO: usize = 120;
 
 /// What a provider's discovery document says, validated: the parts tokenkeeper uses.
 ///
@@ -368,19 +367,6 @@ fn endpoint(url: &str, field: &'static str) -> Result<Url, DiscoveryError> {
         return Err(invalid("must have no fragment"));
     }
     Ok(parsed)
-}
-
-/// Server-supplied text as it may appear in an error: escaped, at most [`MAX_ECHO`] characters.
-fn echo(text: &str) -> String {
-    let mut shown: String = text
-        .chars()
-        .take(MAX_ECHO)
-        .flat_map(char::escape_debug)
-        .collect();
-    if text.chars().count() > MAX_ECHO {
-        shown.push('…');
-    }
-    shown
 }
 
 #[cfg(test)]

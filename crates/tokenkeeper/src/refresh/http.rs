@@ -88,13 +88,26 @@ impl Answer {
         })
     }
 
-    /// `Ok` for a complete 2xx answer; otherwise what the status means for the session.
+    /// `Ok` for a complete 2xx answer; otherwise what the answer means for the session.
+    ///
+    /// Only what the contracts define as "this refresh token is dead" is terminal: 401, 403,
+    /// and 400 `invalid_grant`. 5xx, 408, 425, 429 and `temporarily_unavailable` are transient.
+    /// Everything else (a redirect, 404, 405, 407, 409, 421, another 4xx, a 2xx HTML page or
+    /// an oversized body) is no verdict on the refresh token: a misrouted gateway, a proxy
+    /// wanting credentials or a captive portal must not log every user out.
     pub(crate) fn success(&self) -> Result<&Self, RefreshError> {
         let status = self.status;
         if status.is_success() {
             if self.truncated {
-                return Err(RefreshError::InvalidResponse(format!(
-                    "the body is larger than {MAX_BODY} bytes"
+                return Err(RefreshError::Inconclusive(format!(
+                    "HTTP {}: the body is larger than {MAX_BODY} bytes",
+                    status.as_u16()
+                )));
+            }
+            if is_html(&self.headers, &self.body) {
+                return Err(RefreshError::Inconclusive(format!(
+                    "HTTP {} with an HTML page (a captive portal or a proxy?)",
+                    status.as_u16()
                 )));
             }
             return Ok(self);
@@ -105,7 +118,7 @@ impl Answer {
             None => format!("HTTP {}", status.as_u16()),
         };
         if status.is_redirection() {
-            return Err(RefreshError::Rejected(format!(
+            return Err(RefreshError::Inconclusive(format!(
                 "HTTP {} redirect: not followed with a refresh token",
                 status.as_u16()
             )));
@@ -120,14 +133,43 @@ impl Answer {
                 retry_after: retry_after(&self.headers),
             });
         }
-        Err(RefreshError::Rejected(what))
+        let rejected = matches!(status.as_u16(), 401 | 403)
+            || (status == StatusCode::BAD_REQUEST && code.as_deref() == Some("invalid_grant"));
+        if rejected {
+            return Err(RefreshError::Rejected(what));
+        }
+        Err(RefreshError::Inconclusive(what))
     }
 
-    /// Parses the JSON body, or says precisely why not.
+    /// Parses the JSON body, or says precisely why not. A body that is not JSON at all (empty,
+    /// HTML, text) did not come from a JSON token endpoint: no verdict on the refresh token. A
+    /// JSON body without usable tokens is the server's fault and is judged by the caller.
     pub(crate) fn json(&self) -> Result<serde_json::Value, RefreshError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|_| RefreshError::InvalidResponse("the body is not JSON".into()))
+        serde_json::from_slice(&self.body).map_err(|_| {
+            RefreshError::Inconclusive(if self.body.trim_ascii().is_empty() {
+                format!("HTTP {} with an empty body", self.status.as_u16())
+            } else {
+                format!("HTTP {}: the body is not JSON", self.status.as_u16())
+            })
+        })
     }
+}
+
+/// An HTML page: by its content type, or by its first bytes when the type is missing or wrong.
+fn is_html(headers: &HeaderMap, body: &[u8]) -> bool {
+    let typed_html = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/html")
+        });
+    let start = body.trim_ascii_start();
+    let looks_html = start.len() >= 5
+        && (start[..5].eq_ignore_ascii_case(b"<html") || start[..5].eq_ignore_ascii_case(b"<!doc"));
+    typed_html || looks_html
 }
 
 fn network_error(error: reqwest::Error) -> RefreshError {
@@ -197,6 +239,74 @@ mod tests {
         );
         assert_eq!(error_code(b"token abc.def is invalid"), None);
         assert_eq!(error_code(b"\xff"), None);
+    }
+
+    fn answer(status: u16, content_type: Option<&'static str>, body: &'static [u8]) -> Answer {
+        let mut headers = HeaderMap::new();
+        if let Some(content_type) = content_type {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+        }
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: Bytes::from_static(body),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn only_real_rejections_are_terminal() {
+        let terminal = [
+            answer(400, None, br#"{"error":"invalid_grant"}"#),
+            answer(401, None, b""),
+            answer(403, None, b"Forbidden"),
+        ];
+        for answer in &terminal {
+            assert!(
+                matches!(answer.success(), Err(RefreshError::Rejected(_))),
+                "{answer:?}"
+            );
+        }
+        let no_verdict = [
+            answer(301, None, b""),
+            answer(307, None, b""),
+            answer(400, None, br#"{"error":"invalid_client"}"#),
+            answer(404, Some("text/html"), b"<html>not found</html>"),
+            answer(405, None, b""),
+            answer(407, None, b""),
+            answer(409, None, b""),
+            answer(421, None, b""),
+            answer(418, None, b""),
+            answer(
+                200,
+                Some("text/html; charset=utf-8"),
+                b"<html>portal</html>",
+            ),
+            answer(200, None, b"  <!DOCTYPE html><html>"),
+        ];
+        for answer in &no_verdict {
+            assert!(
+                matches!(answer.success(), Err(RefreshError::Inconclusive(_))),
+                "{answer:?}"
+            );
+        }
+        for answer in [
+            answer(503, None, b""),
+            answer(429, None, b""),
+            answer(408, None, b""),
+        ] {
+            assert!(
+                matches!(answer.success(), Err(RefreshError::Transient { .. })),
+                "{answer:?}"
+            );
+        }
+        let empty = answer(200, Some("application/json"), b"");
+        assert!(matches!(empty.json(), Err(RefreshError::Inconclusive(_))));
+        let garbage = answer(200, None, b"hello");
+        assert!(matches!(garbage.json(), Err(RefreshError::Inconclusive(_))));
     }
 
     #[test]

@@ -141,10 +141,10 @@ pub trait Refresher: Send + Sync + 'static {
     /// returns a set without one; the session then keeps the old refresh token.
     async fn refresh(&self, current: &TokenSet) -> Result<TokenSet, RefreshError>;
 
-    /// Whether this strategy obtains tokens with no login at all (machine-to-machine grants
-    /// such as [`ClientCredentials`]). When it does, a session nobody signed in to obtains the
-    /// first token on its first request, by calling [`refresh`](Self::refresh) with an empty
-    /// placeholder token set, instead of failing with `LoginRequired`. Default: `false`.
+    /// Whether this strategy obtains tokens with no prior login (machine-to-machine grants such
+    /// as [`ClientCredentials`]). When `true` and nobody is signed in, the session's first
+    /// request starts a flight that calls [`refresh`](Self::refresh) with an empty placeholder
+    /// set, shared by every caller, instead of failing with `LoginRequired`. Default: `false`.
     fn obtains_without_login(&self) -> bool {
         false
     }
@@ -164,6 +164,12 @@ pub enum RefreshError {
     /// There is no refresh token to present. Terminal.
     #[error("no refresh token")]
     NoRefreshToken,
+    /// The endpoint's answer says nothing about the refresh token: a redirect, 404, 405, 407,
+    /// 409, 421 or another 4xx that is not a rejection, or a 200 that is HTML or empty (a
+    /// misrouted gateway, a proxy, a captive portal). The tokens are kept, nothing is retried
+    /// at once, and requests get `RefreshUnavailable` while the token is expired.
+    #[error("not a verdict on the refresh token: {0}")]
+    Inconclusive(String),
     /// Unreachable, timed out, 5xx, 429. The tokens are kept and the refresh is retried.
     #[error("transient: {reason}")]
     Transient {
@@ -185,7 +191,38 @@ impl RefreshError {
 
     /// Whether this failure ends the session.
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, RefreshError::Transient { .. })
+        !matches!(
+            self,
+            RefreshError::Transient { .. } | RefreshError::Inconclusive(_)
+        )
+    }
+
+    /// The same failure with every text made safe: `tokens`' secrets replaced, control
+    /// characters escaped, length bounded. The session applies it to every refresher's error
+    /// (built-in or not) before the error reaches an event, a log line or a caller.
+    pub(crate) fn redacted(self, tokens: &TokenSet) -> Self {
+        let safe = |text: String| crate::untrusted::redact(&text, tokens);
+        match self {
+            RefreshError::Rejected(reason) => RefreshError::Rejected(safe(reason)),
+            RefreshError::InvalidResponse(reason) => RefreshError::InvalidResponse(safe(reason)),
+            RefreshError::Inconclusive(reason) => RefreshError::Inconclusive(safe(reason)),
+            RefreshError::Transient {
+                reason,
+                retry_after,
+            } => RefreshError::Transient {
+                reason: safe(reason),
+                retry_after,
+            },
+            RefreshError::NoRefreshToken => RefreshError::NoRefreshToken,
+        }
+    }
+
+    /// The server's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RefreshError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 }
 

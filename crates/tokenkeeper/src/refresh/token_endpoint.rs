@@ -56,10 +56,9 @@ impl TokenEndpoint {
         if let Some(kind) = string_at(&json, "/token_type")
             && !kind.eq_ignore_ascii_case("bearer")
         {
-            let shown: String = kind.chars().take(40).collect();
             return Err(RefreshError::InvalidResponse(format!(
                 "token_type `{}` is not Bearer",
-                shown.escape_debug()
+                crate::untrusted::escape(kind)
             )));
         }
         TokenSet::from_json(&json).map_err(|e| RefreshError::InvalidResponse(e.to_string()))

@@ -5,10 +5,25 @@ use crate::classify::Classifier;
 use crate::error::Error;
 use crate::origin::OriginPolicy;
 use crate::refresh::Refresher;
-use crate::session::schedule::RefreshMode;
+use crate::session::schedule::{Proactive, RefreshMode};
 use crate::store::{MemoryStore, TokenStore};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What an "invalid token" verdict (the seeds' `InvalidToken`, not merely expired) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum InvalidTokenPolicy {
+    /// One refresh decides (the default): if the refresh token is rejected the session ends
+    /// once; if the route still refuses the fresh token while other routes accept it, that is
+    /// the route's answer and goes to the caller. A revoked access token with a good refresh
+    /// token costs one refresh, not every request in flight.
+    #[default]
+    RefreshFirst,
+    /// End the session on the first invalid answer for the current token, without refreshing
+    /// (as the header-contract article does).
+    EndSession,
+}
 
 /// Configures a [`Session`]. Start with [`Session::builder`].
 pub struct SessionBuilder {
@@ -19,6 +34,7 @@ pub struct SessionBuilder {
     classifier: Classifier,
     mode: RefreshMode,
     limits: Limits,
+    refresh_timeout_set: bool,
 }
 
 impl std::fmt::Debug for SessionBuilder {
@@ -41,6 +57,7 @@ impl SessionBuilder {
             classifier: Classifier::default(),
             mode: RefreshMode::default(),
             limits: Limits::default(),
+            refresh_timeout_set: false,
         }
     }
 
@@ -112,14 +129,33 @@ impl SessionBuilder {
 
     /// How long one refresh may take in all, transient retries included, before waiting
     /// requests get [`Error::RefreshUnavailable`] (default 30 s).
+    ///
+    /// With a store whose lock is a lease ([`TokenStore::lock_lease`]), the default is at most
+    /// three quarters of the lease, and [`build`](Self::build) refuses a longer one: a holder
+    /// must never still be refreshing when its lease may have passed to someone else.
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.limits.refresh_timeout = timeout;
+        self.refresh_timeout_set = true;
         self
     }
 
     /// How long one call to the refresh endpoint may take (default 10 s).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.limits.attempt_timeout = timeout;
+        self
+    }
+
+    /// How long one store operation (load, save, clear, taking the lock) may take before it
+    /// fails with [`StoreError::Timeout`](crate::store::StoreError::Timeout) (default 10 s): a
+    /// hung disk, a FIFO at the store path or an unresponsive Redis never hangs a request.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.store_timeout = timeout;
+        self
+    }
+
+    /// What an "invalid token" verdict does (default [`InvalidTokenPolicy::RefreshFirst`]).
+    pub fn invalid_token_policy(mut self, policy: InvalidTokenPolicy) -> Self {
+        self.limits.invalid_token = policy;
         self
     }
 
@@ -131,15 +167,21 @@ impl SessionBuilder {
         self
     }
 
-    /// After this many consecutive requests refused right after a refresh, the session is
-    /// treated as invalid and ends (default 3).
+    /// After this many refreshed tokens in a row were refused on the retry of a request (with no
+    /// accepted response in between), the token is refused everywhere and the session ends
+    /// (default 3). Each refreshed token counts once however many requests carried it, and a
+    /// route that already refused a fresh token is not asked again, so refusals from one route
+    /// never end the session on their own.
     pub fn max_unauthorized_after_refresh(mut self, count: u32) -> Self {
         self.limits.max_unauthorized_after_refresh = count.max(1);
         self
     }
 
-    /// Builds the session. Fails on a missing refresher, unparsable or insecure origins.
-    pub fn build(self) -> Result<Session, Error> {
+    /// Builds the session. Fails on a missing refresher, unparsable or insecure origins, and
+    /// settings out of range (a NaN fraction, a zero timeout, a refresh timeout not clearly
+    /// below the store's lock lease).
+    pub fn build(mut self) -> Result<Session, Error> {
+        self.check_limits()?;
         if let Some(error) = self.errors.into_iter().next() {
             return Err(Error::Config(error));
         }
@@ -166,5 +208,58 @@ impl SessionBuilder {
                 self.limits,
             )),
         })
+    }
+}
+
+impl SessionBuilder {
+    fn check_limits(&mut self) -> Result<(), Error> {
+        let invalid = |what: String| Err(Error::Config(what));
+        if let RefreshMode::Proactive(Proactive {
+            refresh_at, jitter, ..
+        }) = &self.mode
+        {
+            if !(refresh_at.is_finite() && *refresh_at > 0.0 && *refresh_at <= 1.0) {
+                return invalid(format!(
+                    "Proactive::refresh_at must be in (0, 1], not {refresh_at}"
+                ));
+            }
+            if !(jitter.is_finite() && (0.0..=0.5).contains(jitter)) {
+                return invalid(format!(
+                    "Proactive::jitter must be in [0, 0.5], not {jitter}"
+                ));
+            }
+        }
+        let limits = &mut self.limits;
+        for (name, value) in [
+            ("refresh_timeout", limits.refresh_timeout),
+            ("attempt_timeout", limits.attempt_timeout),
+            ("store_timeout", limits.store_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(format!("{name} must be above zero"));
+            }
+        }
+        if limits.backoff_initial > limits.backoff_max {
+            return invalid(format!(
+                "backoff: initial {:?} is above max {:?}",
+                limits.backoff_initial, limits.backoff_max
+            ));
+        }
+        if let Some(lease) = self.store.lock_lease() {
+            // "Clearly below": a quarter of the lease is left for the save and the release.
+            let ceiling = lease.mul_f64(0.75);
+            if !self.refresh_timeout_set {
+                limits.refresh_timeout = limits.refresh_timeout.min(ceiling);
+                limits.attempt_timeout = limits.attempt_timeout.min(limits.refresh_timeout);
+            } else if limits.refresh_timeout > ceiling {
+                return invalid(format!(
+                    "refresh_timeout {:?} is not clearly below the store's lock lease {lease:?} \
+                     (at most {ceiling:?}): a paused holder could still be refreshing when its \
+                     lease passes to another process",
+                    limits.refresh_timeout
+                ));
+            }
+        }
+        Ok(())
     }
 }

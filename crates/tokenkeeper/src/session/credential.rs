@@ -11,32 +11,52 @@ use std::time::Instant;
 ///
 /// Adapters record the generation a request carried; when that request is refused they hand it
 /// back to [`Session::token_rejected`](crate::Session::token_rejected), which refreshes only if
-/// that generation is still current.
+/// that generation is still current (and never for a credential of another login).
 #[derive(Clone)]
 pub struct Credential {
     generation: u64,
+    /// The generation as the store knows it. Equal to `generation` unless this session's own
+    /// generations ran ahead of the store's (earlier logins): store comparisons use this one.
+    pub(crate) store_generation: u64,
+    login: u64,
     tokens: TokenSet,
     header: HeaderValue,
     pub(crate) schedule: Schedule,
 }
 
 impl Credential {
-    pub(crate) fn new(tokens: TokenSet, generation: u64, schedule: Schedule) -> Option<Self> {
+    pub(crate) fn new(
+        tokens: TokenSet,
+        generation: u64,
+        store_generation: u64,
+        login: u64,
+        schedule: Schedule,
+    ) -> Option<Self> {
         let mut header =
             HeaderValue::try_from(format!("Bearer {}", tokens.access_token().expose_secret()))
                 .ok()?;
         header.set_sensitive(true);
         Some(Self {
             generation,
+            store_generation,
+            login,
             tokens,
             header,
             schedule,
         })
     }
 
-    /// The generation: grows by one per refresh.
+    /// The generation: grows with every refresh and every sign-in, and never repeats within a
+    /// session's lifetime (also across sign-out and sign-in).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The login these tokens belong to: the generation of the sign-in (or restore) that
+    /// started it. Refreshes keep it. A refusal of a token from another login is handed back
+    /// to its caller as it is: it never retries, refreshes or ends the current login.
+    pub fn login(&self) -> u64 {
+        self.login
     }
 
     /// `Bearer <access token>`, marked sensitive so HTTP stacks and `Debug` do not print it.
@@ -65,6 +85,7 @@ impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credential")
             .field("generation", &self.generation)
+            .field("login", &self.login)
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }

@@ -1,35 +1,43 @@
-//! A refresh *flight*: one refresh shared by every request that needs it.
+//! The single-flight mechanism: one refresh shared by every request that needs it.
 //!
-//! The order inside a flight is what makes rotation safe:
-//! 1. take the store's lock (a no-op for in-process stores, a file or Redis lock for shared ones);
-//! 2. re-read the store and adopt a newer pair someone else wrote, instead of refreshing again;
-//! 3. call the refresher, retrying transient failures with backoff within the refresh timeout;
-//! 4. save the new pair (persist before publish), release the lock;
-//! 5. publish: install the credential, then wake the waiters.
+//! The slot holds the flight in progress (if any) and what keeps new flights from starting: a
+//! server's `Retry-After`, or a cool-down after a failure. Requests join the flight for their
+//! generation or start it; the flight itself runs in a spawned task (see [`refresh`]) whose
+//! outcome every waiter shares, so dropping any or all waiters never cancels it half-way.
 //!
-//! The flight runs in a spawned task, so no waiter's cancellation can interrupt it between 3
-//! and 4, where a rotated refresh token would otherwise be lost.
+//! [`refresh`]: super::refresh
 
-use super::{Credential, Inner, State};
-use crate::TokenSet;
-use crate::error::{Error, LogoutReason};
-use crate::event::Event;
+use super::{Credential, Inner, Standing, State};
+use crate::error::Error;
 use crate::refresh::RefreshError;
 use crate::session::stats::Counters;
-use crate::store::{StoreError, StoredTokens};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use tokio::sync::oneshot;
 
 /// What every waiter of a flight receives.
 pub(super) type Outcome = Result<Arc<Credential>, Error>;
 
-/// The flight in progress, if any, and when a failed one may be retried proactively.
+/// The generation a flight "from nothing" replaces: the first token of a refresher that needs
+/// no login (client credentials). Real generations start at 1.
+pub(super) const FROM_NOTHING: u64 = 0;
+
+/// The flight in progress, if any, and what holds new ones back.
 #[derive(Default)]
 pub(super) struct FlightSlot {
     flight: Option<Flight>,
+    /// Proactive refreshes wait until then after a failure.
     cooldown_until: Option<Instant>,
+    /// No refresh request at all until then (a `Retry-After`, or an answer that was not a
+    /// verdict on the refresh token): requests that need one fail at once.
+    blocked: Option<Blocked>,
+}
+
+struct Blocked {
+    until: Instant,
+    error: Arc<RefreshError>,
 }
 
 impl FlightSlot {
@@ -38,17 +46,39 @@ impl FlightSlot {
     pub(super) fn abandon_all(&mut self) {
         self.flight = None;
         self.cooldown_until = None;
+        self.blocked = None;
     }
 
-    fn finished(&mut self, from: u64) {
+    pub(super) fn finished(&mut self, from: u64) {
         if self.flight.as_ref().is_some_and(|f| f.from == from) {
             self.flight = None;
         }
     }
+
+    /// Whether a flight is in progress.
+    pub(super) fn is_flying(&self) -> bool {
+        self.flight.is_some()
+    }
+
+    /// Proactive refreshes wait until `until`.
+    pub(super) fn cool_down(&mut self, until: Instant) {
+        self.cooldown_until = Some(until);
+    }
+
+    /// No refresh request until `until`; requests needing one get `error`.
+    pub(super) fn block(&mut self, until: Instant, error: Arc<RefreshError>) {
+        self.cooldown_until = Some(self.cooldown_until.map_or(until, |c| c.max(until)));
+        self.blocked = Some(Blocked { until, error });
+    }
+
+    fn blocked_now(&self) -> Option<&Arc<RefreshError>> {
+        let blocked = self.blocked.as_ref()?;
+        (Instant::now() < blocked.until).then_some(&blocked.error)
+    }
 }
 
 struct Flight {
-    /// The generation this flight replaces.
+    /// The generation this flight replaces ([`FROM_NOTHING`] for a first token).
     from: u64,
     outcome: Shared<BoxFuture<'static, Outcome>>,
 }
@@ -58,25 +88,39 @@ enum Joined {
     Wait(Shared<BoxFuture<'static, Outcome>>),
 }
 
-enum Obtained {
-    Refreshed(Arc<Credential>),
-    Adopted(Arc<Credential>),
-}
-
-enum Failure {
-    /// A sign-in or sign-out replaced the tokens this flight was for before it started.
-    Superseded,
-    Terminal(LogoutReason),
-    Transient(RefreshError),
-    Store(StoreError),
-}
-
 impl Inner {
-    /// Waits for the refresh that replaces `from`, starting it if nobody has.
-    pub(super) async fn refresh_from(self: &Arc<Self>, from: &Arc<Credential>) -> Outcome {
+    /// Waits for the refresh that replaces `from`, starting it if nobody has. Released at once
+    /// if `from`'s login ends meanwhile (a sign-out does not wait for the refresh).
+    pub(super) async fn refresh_from(self: &Arc<Self>, from: &Credential) -> Outcome {
         let joined = {
             let mut slot = self.slot();
-            self.join_or_start(&mut slot, from, false)
+            self.join_or_start(&mut slot, Some(from), false)
+        };
+        match joined {
+            Joined::Ready(outcome) => outcome,
+            Joined::Wait(outcome) => {
+                tokio::select! {
+                    biased;
+                    outcome = outcome => outcome,
+                    () = self.login_over(from.login()) => match self.standing(from) {
+                        Standing::Ended(reason) => Err(Error::SessionExpired(reason)),
+                        Standing::Stale(current) => Ok(current),
+                        Standing::Current | Standing::OtherLogin => match self.current() {
+                            Some(current) => Ok(current),
+                            None => Err(Error::LoginRequired),
+                        },
+                    },
+                }
+            }
+        }
+    }
+
+    /// Obtains the first token for a refresher that needs no login (client credentials): a
+    /// flight "from nothing", shared like any other.
+    pub(super) async fn obtain_first(self: &Arc<Self>) -> Outcome {
+        let joined = {
+            let mut slot = self.slot();
+            self.join_or_start(&mut slot, None, false)
         };
         match joined {
             Joined::Ready(outcome) => outcome,
@@ -85,7 +129,7 @@ impl Inner {
     }
 
     /// Starts a refresh of `from` without waiting for it (proactive refresh).
-    pub(super) fn refresh_in_background(self: &Arc<Self>, from: &Arc<Credential>) {
+    pub(super) fn refresh_in_background(self: &Arc<Self>, from: &Credential) {
         let generation = from.generation();
         if self.proactive_for.load(Relaxed) == generation {
             return;
@@ -102,283 +146,48 @@ impl Inner {
         }
         tracing::debug!(generation, "refreshing ahead of expiry");
         // The flight runs on its own; nobody needs to await it here.
-        drop(self.join_or_start(&mut slot, from, true));
+        drop(self.join_or_start(&mut slot, Some(from), true));
     }
 
     fn join_or_start(
         self: &Arc<Self>,
         slot: &mut FlightSlot,
-        from: &Arc<Credential>,
+        from: Option<&Credential>,
         proactive: bool,
     ) -> Joined {
-        match &**self.state.load() {
-            State::SignedOut { .. } => return Joined::Ready(Err(Error::LoginRequired)),
-            State::Active(current) if current.generation() != from.generation() => {
+        match (&**self.state.load(), from) {
+            (State::SignedOut { .. }, Some(_)) => return Joined::Ready(Err(Error::LoginRequired)),
+            (State::Active(current), None) => return Joined::Ready(Ok(Arc::clone(current))),
+            (State::Active(current), Some(from)) if current.generation() != from.generation() => {
                 return Joined::Ready(Ok(Arc::clone(current)));
             }
-            State::Active(_) => {}
+            _ => {}
         }
-        if let Some(flight) = slot.flight.as_ref().filter(|f| f.from == from.generation()) {
+        let from_generation = from.map_or(FROM_NOTHING, Credential::generation);
+        if let Some(flight) = slot.flight.as_ref().filter(|f| f.from == from_generation) {
             if !proactive {
                 Counters::bump(&self.counters.waiters_joined);
             }
             return Joined::Wait(flight.outcome.clone());
         }
+        if let Some(error) = slot.blocked_now() {
+            // A `Retry-After` (or an answer that was no verdict) holds every refresh back.
+            Counters::bump(&self.counters.held_back);
+            return Joined::Ready(Err(Error::RefreshUnavailable(Arc::clone(error))));
+        }
         Counters::bump(&self.counters.flights);
         if proactive {
             Counters::bump(&self.counters.proactive_refreshes);
         }
-        let task = tokio::spawn(Arc::clone(self).fly(Arc::clone(from)));
-        let outcome = async move { task.await.unwrap_or(Err(Error::RefreshCancelled)) }
+        let (done, outcome) = oneshot::channel();
+        tokio::spawn(Arc::clone(self).fly(from.map(|c| Arc::new(c.clone())), done));
+        let outcome = async move { outcome.await.unwrap_or(Err(Error::RefreshCancelled)) }
             .boxed()
             .shared();
         slot.flight = Some(Flight {
-            from: from.generation(),
+            from: from_generation,
             outcome: outcome.clone(),
         });
         Joined::Wait(outcome)
-    }
-
-    async fn fly(self: Arc<Self>, from: Arc<Credential>) -> Outcome {
-        let mut guard = ClearOnCancel {
-            inner: &self,
-            from: from.generation(),
-            armed: true,
-        };
-        let obtained = self.obtain(&from).await;
-        guard.armed = false;
-        self.finish(from.generation(), obtained)
-    }
-
-    async fn obtain(&self, from: &Credential) -> Result<Obtained, Failure> {
-        let _lock = match tokio::time::timeout(self.limits.refresh_timeout, self.store.lock()).await
-        {
-            Ok(Ok(lock)) => lock,
-            Ok(Err(error)) => return Err(Failure::Store(error)),
-            Err(_) => {
-                return Err(Failure::Transient(RefreshError::transient(
-                    "timed out waiting for the token store's lock",
-                )));
-            }
-        };
-
-        // Under the lock, nobody can replace the tokens any more; check they are still ours.
-        if !self.is_current(from.generation()) {
-            return Err(Failure::Superseded);
-        }
-        let mut base = from.generation();
-        match self.store.load().await {
-            Ok(Some(stored)) if is_newer(&stored, from) => {
-                let generation = stored.generation.max(from.generation() + 1);
-                let schedule = self.schedule(&stored.tokens);
-                if let Some(credential) = Credential::new(stored.tokens, generation, schedule) {
-                    tracing::debug!(generation, "adopted tokens another process refreshed");
-                    return Ok(Obtained::Adopted(Arc::new(credential)));
-                }
-                tracing::warn!("stored tokens are unusable; refreshing instead");
-            }
-            Ok(Some(stored)) => base = base.max(stored.generation),
-            Ok(None) if self.store_in_sync.load(Relaxed) => {
-                return Err(Failure::Terminal(LogoutReason::ClearedElsewhere));
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(%error, "could not read the token store; refreshing with the tokens in memory");
-                self.emit(Event::StoreFailed {
-                    reason: format!("load: {error}"),
-                });
-            }
-        }
-
-        let tokens = match self.call_refresher(from.tokens()).await {
-            Ok(tokens) => tokens,
-            Err(error) if error.is_terminal() => {
-                return Err(self.fail_terminally(from.generation(), error).await);
-            }
-            Err(error) => return Err(Failure::Transient(error)),
-        };
-        // RFC 6749 §6: a response without a refresh token means "keep using the old one".
-        let tokens = match tokens.refresh_token() {
-            Some(_) => tokens,
-            None => tokens.with_refresh_secret(from.tokens().refresh_token().cloned()),
-        };
-        let generation = base + 1;
-        let Some(credential) = Credential::new(tokens.clone(), generation, self.schedule(&tokens))
-        else {
-            let error = RefreshError::InvalidResponse(
-                "the access token is not a valid header value".into(),
-            );
-            return Err(self.fail_terminally(from.generation(), error).await);
-        };
-        self.save(&StoredTokens { tokens, generation }).await;
-        Counters::bump(&self.counters.refreshes);
-        tracing::debug!(generation, "refreshed");
-        Ok(Obtained::Refreshed(Arc::new(credential)))
-    }
-
-    /// Persists; a failure is reported, and the in-memory tokens are used regardless.
-    async fn save(&self, stored: &StoredTokens) {
-        match self.store.save(stored).await {
-            Ok(()) => self.store_in_sync.store(true, Relaxed),
-            Err(error) => {
-                self.store_in_sync.store(false, Relaxed);
-                tracing::error!(%error, generation = stored.generation, "could not save refreshed tokens");
-                self.emit(Event::StoreFailed {
-                    reason: format!("save: {error}"),
-                });
-            }
-        }
-    }
-
-    /// The refresh token is dead: clear the store (still under its lock) and say why.
-    async fn fail_terminally(&self, from: u64, error: RefreshError) -> Failure {
-        tracing::warn!(%error, "refresh rejected");
-        self.emit(Event::RefreshFailed {
-            transient: false,
-            reason: error.to_string(),
-        });
-        if self.is_current(from) {
-            self.clear_store().await;
-        }
-        Failure::Terminal(match error {
-            RefreshError::Rejected(reason) => LogoutReason::RefreshRejected(reason),
-            RefreshError::InvalidResponse(reason) => LogoutReason::InvalidRefreshResponse(reason),
-            RefreshError::NoRefreshToken | RefreshError::Transient { .. } => {
-                LogoutReason::NoRefreshToken
-            }
-        })
-    }
-
-    /// Calls the refresher, retrying transient failures with jittered exponential backoff until
-    /// the refresh timeout.
-    async fn call_refresher(&self, tokens: &TokenSet) -> Result<TokenSet, RefreshError> {
-        let deadline = Instant::now() + self.limits.refresh_timeout;
-        let mut attempt: u32 = 0;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(RefreshError::transient("the refresh timeout passed"));
-            }
-            Counters::bump(&self.counters.refresh_attempts);
-            let limit = self.limits.attempt_timeout.min(remaining);
-            let error = match tokio::time::timeout(limit, self.refresher.refresh(tokens)).await {
-                Ok(Ok(tokens)) => return Ok(tokens),
-                Ok(Err(error)) if error.is_terminal() => return Err(error),
-                Ok(Err(error)) => error,
-                Err(_) => RefreshError::transient(format!("no answer within {limit:?}")),
-            };
-            Counters::bump(&self.counters.transient_failures);
-            tracing::warn!(%error, attempt, "refresh failed transiently; tokens kept");
-            self.emit(Event::RefreshFailed {
-                transient: true,
-                reason: error.to_string(),
-            });
-            let delay = self.backoff(attempt, &error);
-            if Instant::now() + delay >= deadline {
-                return Err(error);
-            }
-            tokio::time::sleep(delay).await;
-            attempt = attempt.saturating_add(1);
-        }
-    }
-
-    /// "Equal jitter": half the exponential step fixed, half random, so retries spread out but
-    /// never come back immediately. A `Retry-After` is a floor.
-    fn backoff(&self, attempt: u32, error: &RefreshError) -> Duration {
-        let step = self
-            .limits
-            .backoff_initial
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-            .min(self.limits.backoff_max);
-        let jittered = step / 2 + step.mul_f64(0.5 * rand::random::<f64>());
-        match error {
-            RefreshError::Transient {
-                retry_after: Some(floor),
-                ..
-            } => jittered.max(*floor),
-            _ => jittered,
-        }
-    }
-
-    /// Installs the flight's result and hands it to the waiters.
-    fn finish(&self, from: u64, obtained: Result<Obtained, Failure>) -> Outcome {
-        let mut slot = self.slot();
-        slot.finished(from);
-        let current = self.state.load_full();
-        let is_current = matches!(&*current, State::Active(c) if c.generation() == from);
-        let superseded = || match &*current {
-            State::Active(newer) => Ok(Arc::clone(newer)),
-            State::SignedOut { .. } => Err(Error::LoginRequired),
-        };
-        match obtained {
-            Err(Failure::Superseded) => superseded(),
-            Ok(obtained) => {
-                let (credential, event) = match obtained {
-                    Obtained::Refreshed(c) => {
-                        let generation = c.generation();
-                        (c, Event::Refreshed { generation })
-                    }
-                    Obtained::Adopted(c) => {
-                        let generation = c.generation();
-                        (c, Event::Adopted { generation })
-                    }
-                };
-                if !is_current {
-                    // A sign-in or sign-out overtook this flight; its result is not ours to install.
-                    return superseded();
-                }
-                // Counted once installed, so superseded flights do not inflate it.
-                if matches!(event, Event::Adopted { .. }) {
-                    Counters::bump(&self.counters.adopted);
-                }
-                self.state
-                    .store(Arc::new(State::Active(Arc::clone(&credential))));
-                drop(slot);
-                self.emit(event);
-                Ok(credential)
-            }
-            Err(Failure::Terminal(reason)) => {
-                drop(slot);
-                self.end(Some(from), reason.clone());
-                Err(Error::SessionExpired(reason))
-            }
-            Err(Failure::Transient(error)) => {
-                self.cool_down(&mut slot);
-                Err(Error::RefreshUnavailable(Arc::new(error)))
-            }
-            Err(Failure::Store(error)) => {
-                tracing::error!(%error, "could not lock the token store for a refresh");
-                self.cool_down(&mut slot);
-                Err(Error::from(error))
-            }
-        }
-    }
-
-    /// After a failed flight, proactive refreshes wait a while; requests that need a token
-    /// (expired, or refused) may still start a new flight at once.
-    fn cool_down(&self, slot: &mut FlightSlot) {
-        slot.cooldown_until = Some(Instant::now() + self.limits.backoff_max);
-        self.proactive_for.store(u64::MAX, Relaxed);
-    }
-}
-
-/// A newer pair in the store than the one being refreshed: written by another process.
-fn is_newer(stored: &StoredTokens, from: &Credential) -> bool {
-    stored.generation >= from.generation() && !stored.tokens.same_secrets(from.tokens())
-}
-
-/// If the flight task is cancelled (runtime shutdown) before it finishes, forget the flight so
-/// later requests start a new one instead of joining a dead one.
-struct ClearOnCancel<'a> {
-    inner: &'a Inner,
-    from: u64,
-    armed: bool,
-}
-
-impl Drop for ClearOnCancel<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.inner.slot().finished(self.from);
-        }
     }
 }

@@ -6,22 +6,31 @@
 //! refresh half-way and never loses a rotated refresh token. See [`flight`] for the refresh
 //! itself.
 
-mod adapter;
 mod builder;
 mod credential;
 mod flight;
+mod refresh;
+mod response_policy;
+mod routes;
 mod schedule;
 pub(crate) mod stats;
+mod status;
 
+pub use builder::{InvalidTokenPolicy, SessionBuilder};
+pub use credential::Credential;
 #[cfg_attr(
     not(any(feature = "reqwest", feature = "tower")),
     allow(unused_imports)
 )]
-pub(crate) use adapter::AfterResponse;
-pub use builder::SessionBuilder;
-pub use credential::Credential;
+pub(crate) use response_policy::AfterResponse;
+#[cfg_attr(
+    not(any(feature = "reqwest", feature = "tower")),
+    allow(unused_imports)
+)]
+pub(crate) use routes::RouteKey;
 pub use schedule::{Proactive, RefreshMode};
 pub use stats::SessionStats;
+pub use status::Status;
 
 use crate::TokenSet;
 use crate::classify::Classifier;
@@ -29,16 +38,18 @@ use crate::error::{Error, LogoutReason};
 use crate::event::Event;
 use crate::origin::{Decision, OriginPolicy};
 use crate::refresh::Refresher;
-use crate::store::{StoredTokens, TokenStore};
+use crate::store::{StoreError, StoredTokens, TokenStore};
 use arc_swap::ArcSwap;
 use flight::FlightSlot;
+use routes::Routes;
 use schedule::Schedule;
 use stats::Counters;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
 
 /// Keeps a client authenticated: hands out the current token, refreshes it once for everyone
 /// who needs it, and ends the session cleanly when the refresh token is dead.
@@ -75,14 +86,16 @@ impl fmt::Debug for Session {
     }
 }
 
-/// Limits on refreshing, set through the builder.
+/// Limits on refreshing and on the store, set through the builder.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     pub(crate) refresh_timeout: Duration,
     pub(crate) attempt_timeout: Duration,
+    pub(crate) store_timeout: Duration,
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) max_unauthorized_after_refresh: u32,
+    pub(crate) invalid_token: InvalidTokenPolicy,
 }
 
 impl Default for Limits {
@@ -90,21 +103,39 @@ impl Default for Limits {
         Self {
             refresh_timeout: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(10),
+            store_timeout: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
             max_unauthorized_after_refresh: 3,
+            invalid_token: InvalidTokenPolicy::default(),
         }
     }
 }
 
+/// Why a login ended, kept so that requests which carried it and come back refused after the
+/// end learn the reason, not just "login required".
+#[derive(Debug, Clone)]
+struct Ended {
+    login: u64,
+    reason: LogoutReason,
+}
+
 /// Signed in or not.
 enum State {
-    /// `ended` remembers which generation ended and why, so requests that carried it and come
-    /// back refused after the end learn the reason, not just "login required".
-    SignedOut {
-        ended: Option<(u64, LogoutReason)>,
-    },
+    SignedOut { ended: Option<Ended> },
     Active(Arc<Credential>),
+}
+
+/// How a refused credential relates to the session's current state.
+pub(crate) enum Standing {
+    /// It is the current credential.
+    Current,
+    /// Same login, but a newer generation is current: retry with it, no refresh.
+    Stale(Arc<Credential>),
+    /// Its login ended for this reason.
+    Ended(LogoutReason),
+    /// It belongs to another login (or none is active): its refusal is its caller's business.
+    OtherLogin,
 }
 
 pub(crate) struct Inner {
@@ -114,7 +145,14 @@ pub(crate) struct Inner {
     /// The generation a proactive refresh was last started for, so only the first request past
     /// the soft deadline touches the flight lock.
     proactive_for: AtomicU64,
-    unauthorized_streak: AtomicU32,
+    /// The highest generation this session ever issued or adopted: generations never repeat,
+    /// also across sign-out and sign-in.
+    high_water: AtomicU64,
+    /// Per-route accounting of refusals (DESIGN.md §3.8).
+    routes: Routes,
+    /// Set by a sign-out during a flight: the flight clears the store under the lock it holds
+    /// when it is done, so the sign-out need not wait for it.
+    clear_after_flight: AtomicBool,
     /// Whether the store holds what this session last installed. When a save failed, an empty
     /// store means "could not write", not "signed out elsewhere".
     store_in_sync: AtomicBool,
@@ -125,6 +163,7 @@ pub(crate) struct Inner {
     mode: RefreshMode,
     limits: Limits,
     events: broadcast::Sender<Event>,
+    status: watch::Sender<Status>,
     counters: Counters,
 }
 
@@ -141,7 +180,9 @@ impl Inner {
             state: ArcSwap::from_pointee(State::SignedOut { ended: None }),
             flight: Mutex::new(FlightSlot::default()),
             proactive_for: AtomicU64::new(u64::MAX),
-            unauthorized_streak: AtomicU32::new(0),
+            high_water: AtomicU64::new(0),
+            routes: Routes::default(),
+            clear_after_flight: AtomicBool::new(false),
             store_in_sync: AtomicBool::new(false),
             refresher,
             store,
@@ -150,6 +191,7 @@ impl Inner {
             mode,
             limits,
             events: broadcast::channel(64).0,
+            status: watch::Sender::new(Status::SignedOut { reason: None }),
             counters: Counters::default(),
         }
     }
@@ -170,6 +212,40 @@ impl Inner {
         self.current().is_some_and(|c| c.generation() == generation)
     }
 
+    /// Whether `login` is the active login.
+    fn is_active_login(&self, login: u64) -> bool {
+        self.current().is_some_and(|c| c.login() == login)
+    }
+
+    pub(crate) fn standing(&self, of: &Credential) -> Standing {
+        match &**self.state.load() {
+            State::Active(current) if current.generation() == of.generation() => Standing::Current,
+            State::Active(current) if current.login() == of.login() => {
+                Standing::Stale(Arc::clone(current))
+            }
+            State::SignedOut { ended: Some(ended) } if ended.login == of.login() => {
+                Standing::Ended(ended.reason.clone())
+            }
+            _ => Standing::OtherLogin,
+        }
+    }
+
+    /// Claims a generation of at least `at_least` that this session never used. Fails only when
+    /// the generations would overflow, which only a corrupt store can cause.
+    fn claim_generation(&self, at_least: u64) -> Result<u64, StoreError> {
+        let mut seen = self.high_water.load(SeqCst);
+        loop {
+            let next = seen
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Corrupt("the token generation would overflow".into()))?
+                .max(at_least);
+            match self.high_water.compare_exchange(seen, next, SeqCst, SeqCst) {
+                Ok(_) => return Ok(next),
+                Err(actual) => seen = actual,
+            }
+        }
+    }
+
     fn emit(&self, event: Event) {
         tracing::debug!(?event, "session event");
         // No subscriber is not an error.
@@ -180,49 +256,119 @@ impl Inner {
         Schedule::for_tokens(&self.mode, tokens)
     }
 
+    /// Replaces the state and tells `status` watchers. Called with the flight lock held.
+    fn install(&self, state: State) {
+        let status = self.install_quietly(state);
+        self.status.send_replace(status);
+    }
+
+    /// Replaces the state; returns the status for the caller to send once its event is out, so
+    /// that whoever wakes up on the status finds the event already sent.
+    fn install_quietly(&self, state: State) -> Status {
+        let status = match &state {
+            State::Active(c) => Status::SignedIn {
+                login: c.login(),
+                generation: c.generation(),
+            },
+            State::SignedOut { ended } => Status::SignedOut {
+                reason: ended.as_ref().map(|e| e.reason.clone()),
+            },
+        };
+        self.state.store(Arc::new(state));
+        status
+    }
+
     /// Installs `credential` and emits `event`, under the flight lock so flights see it atomically.
     fn publish(&self, credential: Arc<Credential>, event: Event) {
         let mut slot = self.slot();
         slot.abandon_all();
-        self.state.store(Arc::new(State::Active(credential)));
-        self.unauthorized_streak.store(0, Relaxed);
+        let new_login = !self.is_active_login(credential.login());
+        self.install(State::Active(credential));
         drop(slot);
+        if new_login {
+            // Nothing learnt about another login's routes applies to this one.
+            self.routes.forget();
+        }
         self.emit(event);
     }
 
     /// Ends the session if `generation` is still current (or always, for `None`).
     /// Returns whether this call made the transition, so `LoggedOut` is emitted once.
     fn end(&self, generation: Option<u64>, reason: LogoutReason) -> bool {
-        let slot = self.slot();
+        self.end_and_hand_over(generation, reason, false).0
+    }
+
+    /// [`end`](Self::end); with `hand_over`, a flight in progress is told to clear the store
+    /// under the lock it holds when it is done, and the second value says whether one was.
+    fn end_and_hand_over(
+        &self,
+        generation: Option<u64>,
+        reason: LogoutReason,
+        hand_over: bool,
+    ) -> (bool, bool) {
+        let mut slot = self.slot();
         let ended = match (&**self.state.load(), generation) {
             (State::SignedOut { .. }, _) => None,
-            (State::Active(c), None) => Some(c.generation()),
-            (State::Active(c), Some(g)) => (c.generation() == g).then_some(g),
+            (State::Active(c), None) => Some(c.login()),
+            (State::Active(c), Some(g)) => (c.generation() == g).then_some(c.login()),
         };
-        if let Some(generation) = ended {
-            self.state.store(Arc::new(State::SignedOut {
-                ended: Some((generation, reason.clone())),
-            }));
+        let handed_over = hand_over && slot.is_flying();
+        if handed_over {
+            self.clear_after_flight.store(true, SeqCst);
         }
-        let ends = ended.is_some();
+        let status = ended.map(|login| {
+            // Flights in progress run to their end but no longer install their result.
+            slot.abandon_all();
+            self.install_quietly(State::SignedOut {
+                ended: Some(Ended {
+                    login,
+                    reason: reason.clone(),
+                }),
+            })
+        });
         drop(slot);
-        if ends {
+        let ends = status.is_some();
+        if let Some(status) = status {
             if reason != LogoutReason::SignedOut {
                 Counters::bump(&self.counters.logouts);
             }
             tracing::info!(%reason, "session ended");
             self.emit(Event::LoggedOut { reason });
+            // Requests waiting on this login wake up now, with the event already sent.
+            self.status.send_replace(status);
         }
-        ends
+        (ends, handed_over)
+    }
+
+    /// Runs a store operation under the store timeout: a hung disk, FIFO or Redis gives a typed
+    /// error in bounded time, never a hang.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let after = self.limits.store_timeout;
+        tokio::time::timeout(after, call)
+            .await
+            .unwrap_or(Err(StoreError::Timeout { operation, after }))
     }
 
     async fn clear_store(&self) {
-        if let Err(error) = self.store.clear().await {
+        if let Err(error) = self.bounded("clear", self.store.clear()).await {
             tracing::error!(%error, "could not clear the token store");
             self.emit(Event::StoreFailed {
                 reason: format!("clear: {error}"),
             });
         }
+    }
+
+    /// Waits until `login` is no longer the active login (signed out, or replaced).
+    async fn login_over(&self, login: u64) {
+        let mut status = self.status.subscribe();
+        // `Err` means the sender is gone, which cannot happen while `self` lives.
+        let _ = status
+            .wait_for(|s| !matches!(s, Status::SignedIn { login: l, .. } if *l == login))
+            .await;
     }
 }
 
@@ -232,24 +378,47 @@ impl Session {
         SessionBuilder::new()
     }
 
-    /// Installs freshly obtained tokens (after a login). They are saved to the store first; if
-    /// that fails the tokens are used anyway and `Err(Error::Store)` reports the failure.
+    /// Installs freshly obtained tokens (after a login) as a new login. They are saved to the
+    /// store first; if that fails the tokens are used anyway and `Err(Error::Store)` reports the
+    /// failure.
+    ///
+    /// The new login's generation is above every generation this session or its store has
+    /// seen, so a late refusal of the previous login's token can never be mistaken for one of
+    /// this login's.
     pub async fn sign_in(&self, tokens: TokenSet) -> Result<Arc<Credential>, Error> {
         let inner = &self.inner;
-        let _lock = inner.store.lock().await?;
+        let _lock = inner.bounded("lock", inner.store.lock()).await?;
         // Generations only grow, across processes too: continue after whatever is stored.
-        let stored = match inner.store.load().await {
+        let stored = match inner.bounded("load", inner.store.load()).await {
             Ok(stored) => stored.map_or(0, |s| s.generation),
             Err(error) => {
                 tracing::warn!(%error, "replacing unreadable stored tokens at sign-in");
                 0
             }
         };
-        let generation = stored.max(inner.current().map_or(0, |c| c.generation())) + 1;
-        let credential = Credential::new(tokens.clone(), generation, inner.schedule(&tokens))
-            .ok_or_else(|| Error::Config("the access token is not a valid header value".into()))?;
+        let after_stored = stored
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt("the stored generation would overflow".into()))?;
+        let generation = inner.claim_generation(after_stored)?;
+        let schedule = inner.schedule(&tokens);
+        let credential = Credential::new(
+            tokens.clone(),
+            generation,
+            after_stored,
+            generation,
+            schedule,
+        )
+        .ok_or_else(|| Error::Config("the access token is not a valid header value".into()))?;
         let credential = Arc::new(credential);
-        let saved = inner.store.save(&StoredTokens { tokens, generation }).await;
+        let saved = inner
+            .bounded(
+                "save",
+                inner.store.save(&StoredTokens {
+                    tokens,
+                    generation: after_stored,
+                }),
+            )
+            .await;
         inner.store_in_sync.store(saved.is_ok(), Relaxed);
         inner.publish(Arc::clone(&credential), Event::SignedIn { generation });
         if let Err(error) = saved {
@@ -262,15 +431,23 @@ impl Session {
     }
 
     /// Loads tokens from the store (e.g. at start-up, or in a second process sharing a file).
-    /// Returns `false` when the store holds none.
+    /// Returns `false` when the store holds none. The restored tokens are a new login for this
+    /// session.
     pub async fn restore(&self) -> Result<bool, Error> {
         let inner = &self.inner;
-        let Some(stored) = inner.store.load().await? else {
+        let Some(stored) = inner.bounded("load", inner.store.load()).await? else {
             return Ok(false);
         };
-        let generation = stored.generation;
+        let generation = inner.claim_generation(stored.generation)?;
         let schedule = inner.schedule(&stored.tokens);
-        let credential = Credential::new(stored.tokens, generation, schedule).ok_or_else(|| {
+        let credential = Credential::new(
+            stored.tokens,
+            generation,
+            stored.generation,
+            generation,
+            schedule,
+        )
+        .ok_or_else(|| {
             Error::Config("the stored access token is not a valid header value".into())
         })?;
         inner.store_in_sync.store(true, Relaxed);
@@ -278,12 +455,23 @@ impl Session {
         Ok(true)
     }
 
-    /// Ends the session: clears the store, emits [`Event::LoggedOut`] with
-    /// [`LogoutReason::SignedOut`]. Refreshes in flight no longer install their result.
+    /// Ends the session: at once locally (requests get [`Error::LoginRequired`], requests
+    /// waiting for a refresh are released, a refresh in flight no longer installs its result),
+    /// then clears the store under its lock and emits [`Event::LoggedOut`] with
+    /// [`LogoutReason::SignedOut`].
+    ///
+    /// It does not wait for a refresh in progress: that refresh's result is discarded, and it
+    /// clears the store under the lock it holds when it is done. Otherwise the store is cleared
+    /// here, under its lock (waiting at most the store timeout for it).
     pub async fn sign_out(&self) -> Result<(), Error> {
-        let _lock = self.inner.store.lock().await?;
-        self.inner.end(None, LogoutReason::SignedOut);
-        self.inner.store.clear().await?;
+        let inner = &self.inner;
+        let (_, flight_clears) = inner.end_and_hand_over(None, LogoutReason::SignedOut, true);
+        if flight_clears {
+            return Ok(());
+        }
+        let _lock = inner.bounded("lock", inner.store.lock()).await?;
+        inner.bounded("clear", inner.store.clear()).await?;
+        inner.store_in_sync.store(false, Relaxed);
         Ok(())
     }
 
@@ -291,13 +479,22 @@ impl Session {
     ///
     /// The fast path (token valid) reads an atomic pointer and takes no lock. Past the soft
     /// deadline it also starts a background refresh; past the hard deadline it waits for one.
+    /// With a refresher that needs no login ([`refresh::Refresher::obtains_without_login`],
+    /// e.g. client credentials) the first call obtains the first token.
+    ///
+    /// [`refresh::Refresher::obtains_without_login`]: crate::refresh::Refresher::obtains_without_login
     pub async fn credential(&self) -> Result<Arc<Credential>, Error> {
-        let current = self.inner.current().ok_or(Error::LoginRequired)?;
-        let now = Instant::now();
-        if current.schedule.is_past_hard(now) {
+        let Some(current) = self.inner.current() else {
+            if self.inner.refresher.obtains_without_login() {
+                return self.inner.obtain_first().await;
+            }
+            return Err(Error::LoginRequired);
+        };
+        let (past_soft, past_hard) = current.schedule.deadlines_passed();
+        if past_hard {
             return self.inner.refresh_from(&current).await;
         }
-        if current.schedule.is_past_soft(now) {
+        if past_soft {
             self.inner.refresh_in_background(&current);
         }
         Ok(current)
@@ -308,9 +505,8 @@ impl Session {
     /// expiry if a refresh is still running.
     pub fn snapshot(&self) -> Result<Arc<Credential>, Error> {
         let current = self.inner.current().ok_or(Error::LoginRequired)?;
-        if current.schedule.is_past_soft(Instant::now())
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
+        let (past_soft, _) = current.schedule.deadlines_passed();
+        if past_soft && tokio::runtime::Handle::try_current().is_ok() {
             self.inner.refresh_in_background(&current);
         }
         Ok(current)
@@ -322,22 +518,30 @@ impl Session {
         Ok(self.credential().await?.access_token().clone())
     }
 
-    /// A request carrying `generation` was refused as expired: returns the credential to retry
-    /// with. Refreshes only if `generation` is still current; if a newer one exists (the refusal
-    /// arrived late) it is returned at once.
-    pub async fn token_rejected(&self, generation: u64) -> Result<Arc<Credential>, Error> {
-        let current = match &**self.inner.state.load() {
-            State::Active(current) => Arc::clone(current),
-            State::SignedOut {
-                ended: Some((ended, reason)),
-            } if *ended == generation => return Err(Error::SessionExpired(reason.clone())),
-            State::SignedOut { .. } => return Err(Error::LoginRequired),
-        };
-        if current.generation() != generation {
-            Counters::bump(&self.inner.counters.stale_retries);
-            return Ok(current);
+    /// A request carrying `credential` was refused as expired: returns the credential to retry
+    /// with. Refreshes only if `credential` is still current; if a newer one of the same login
+    /// exists (the refusal arrived late) it is returned at once.
+    ///
+    /// A newer credential that is itself past its deadline (nobody refreshed it while the
+    /// request was out) is refreshed first. A credential of another login gets
+    /// [`Error::LoginChanged`]: do not retry, hand the refusal to its caller. One whose login
+    /// ended gets [`Error::SessionExpired`].
+    pub async fn token_rejected(&self, credential: &Credential) -> Result<Arc<Credential>, Error> {
+        match self.inner.standing(credential) {
+            Standing::Current => self.inner.refresh_from(credential).await,
+            Standing::Stale(current) if current.is_expired() => {
+                self.inner.refresh_from(&current).await
+            }
+            Standing::Stale(current) => {
+                Counters::bump(&self.inner.counters.stale_retries);
+                Ok(current)
+            }
+            Standing::Ended(reason) => Err(Error::SessionExpired(reason)),
+            Standing::OtherLogin => {
+                Counters::bump(&self.inner.counters.other_login_refusals);
+                Err(Error::LoginChanged)
+            }
         }
-        self.inner.refresh_from(&current).await
     }
 
     /// The API said the token of `generation` is invalid (not merely expired): end the session
@@ -348,19 +552,59 @@ impl Session {
             .await
     }
 
-    /// Subscribes to state transitions.
+    /// Subscribes to state transitions. A subscriber that falls behind by more than 64 events
+    /// loses the oldest; [`status`](Self::status) cannot be missed.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// Where the session stands, as a `watch` value: always the latest state, never lost.
+    ///
+    /// ```no_run
+    /// # async fn example(session: tokenkeeper::Session) {
+    /// let mut status = session.status();
+    /// while status.changed().await.is_ok() {
+    ///     println!("now {:?}", *status.borrow());
+    /// }
+    /// # }
+    /// ```
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.inner.status.subscribe()
+    }
+
+    /// Waits until nobody is signed in, and returns why the last login ended (`None` if there
+    /// never was one). Returns at once when signed out already.
+    pub async fn signed_out(&self) -> Option<LogoutReason> {
+        let mut status = self.status();
+        let ended = status.wait_for(|s| !s.is_signed_in()).await;
+        match ended.as_deref() {
+            Ok(Status::SignedOut { reason }) => reason.clone(),
+            _ => None,
+        }
+    }
+
+    /// Waits until someone is signed in: by [`sign_in`](Self::sign_in) on this session, or by
+    /// another process writing tokens to a shared store (checked every `poll`). Returns the
+    /// credential. Store errors while polling are logged and polling goes on.
+    pub async fn wait_for_sign_in(&self, poll: Duration) -> Arc<Credential> {
+        let mut status = self.status();
+        loop {
+            if let Some(current) = self.inner.current() {
+                return current;
+            }
+            match self.restore().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "waiting for a sign-in: store not readable"),
+            }
+            // Either a local sign-in or the next poll, whichever comes first.
+            let _ = tokio::time::timeout(poll, status.changed()).await;
+        }
     }
 
     /// The session's counters.
     pub fn stats(&self) -> SessionStats {
         self.inner.counters.snapshot()
-    }
-
-    /// Whether a request to `url` gets the token.
-    pub fn attaches_to(&self, url: &url::Url) -> bool {
-        self.inner.origins.decide(url) == Decision::Attach
     }
 
     pub(crate) fn decide(&self, url: &url::Url) -> Decision {
@@ -374,37 +618,26 @@ impl Session {
     pub(crate) fn counters(&self) -> &Counters {
         &self.inner.counters
     }
-
-    /// A response was accepted: the post-refresh refusal streak is over.
-    pub(crate) fn note_accepted(&self) {
-        let streak = &self.inner.unauthorized_streak;
-        if streak.load(Relaxed) != 0 {
-            streak.store(0, Relaxed);
-        }
-    }
-
-    /// A retried request was refused again. After too many in a row the session ends.
-    pub(crate) async fn note_refused_after_refresh(&self, generation: u64) {
-        let count = self.inner.unauthorized_streak.fetch_add(1, Relaxed) + 1;
-        if count >= self.inner.limits.max_unauthorized_after_refresh {
-            let reason = LogoutReason::RepeatedUnauthorized(count);
-            self.inner.invalidate(generation, reason).await;
-        }
-    }
 }
 
 impl Inner {
     async fn invalidate(&self, generation: u64, reason: LogoutReason) -> bool {
-        let _lock = match self.store.lock().await {
-            Ok(lock) => lock,
-            Err(error) => {
-                tracing::error!(%error, "could not lock the token store to end the session");
-                return self.end(Some(generation), reason);
-            }
-        };
+        if !self.is_current(generation) {
+            return false;
+        }
+        // Locally first, so no request goes out with the refused token while the store's lock
+        // is awaited.
         let ended = self.end(Some(generation), reason);
         if ended {
-            self.clear_store().await;
+            match self.bounded("lock", self.store.lock()).await {
+                Ok(_lock) => self.clear_store().await,
+                Err(error) => {
+                    tracing::error!(%error, "could not lock the token store to clear it");
+                    self.emit(Event::StoreFailed {
+                        reason: format!("lock: {error}"),
+                    });
+                }
+            }
         }
         ended
     }

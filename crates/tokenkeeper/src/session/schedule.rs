@@ -55,16 +55,23 @@ impl Default for Proactive {
 /// returns another already-expired token. Such tokens are refreshed on 401s only.
 const MIN_SCHEDULED_LIFETIME: Duration = Duration::from_millis(50);
 
-/// The deadlines of one token, on the monotonic clock.
+/// The deadlines of one token, on the monotonic clock and on the wall clock.
+///
+/// Both, because each misses something: `Instant` (CLOCK_MONOTONIC on Linux) stops while a
+/// laptop is suspended, so after a resume a token can be long expired while the monotonic
+/// deadline still lies ahead; the wall clock can be stepped by NTP. A deadline has passed when
+/// either clock says so.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Schedule {
     soft: Option<Instant>,
     hard: Option<Instant>,
+    soft_wall: Option<SystemTime>,
+    hard_wall: Option<SystemTime>,
 }
 
 impl Schedule {
     /// Converts the token's wall-clock expiry to the monotonic clock once, here, so the hot path
-    /// compares `Instant`s only and a wall-clock jump later cannot stall or storm refreshes.
+    /// compares `Instant`s, plus one wall-clock comparison for suspended machines.
     pub(crate) fn for_tokens(mode: &RefreshMode, tokens: &TokenSet) -> Self {
         let RefreshMode::Proactive(config) = mode else {
             return Self::default();
@@ -73,8 +80,9 @@ impl Schedule {
             return Self::default();
         };
         let now = Instant::now();
+        let wall_now = SystemTime::now();
         let remaining = expires_at
-            .duration_since(SystemTime::now())
+            .duration_since(wall_now)
             .unwrap_or(Duration::ZERO);
         let expiry = now + remaining;
         let lifetime = tokens.lifetime().unwrap_or(remaining);
@@ -87,18 +95,57 @@ impl Schedule {
             .min(config.max_ahead);
         let jitter = lifetime.mul_f64(config.jitter.clamp(0.0, 0.5) * rand::random::<f64>());
         let margin = lifetime.mul_f64(0.02).min(config.hard_margin_max);
+        let soft_before = ahead + jitter;
         Self {
-            soft: Some(expiry.checked_sub(ahead + jitter).unwrap_or(now)),
+            soft: Some(expiry.checked_sub(soft_before).unwrap_or(now)),
             hard: Some(expiry.checked_sub(margin).unwrap_or(now)),
+            soft_wall: expires_at.checked_sub(soft_before),
+            hard_wall: expires_at.checked_sub(margin),
         }
     }
 
-    pub(crate) fn is_past_soft(&self, now: Instant) -> bool {
-        self.soft.is_some_and(|soft| now >= soft)
+    /// Whether the soft and the hard deadline have passed, by either clock.
+    pub(crate) fn deadlines_passed(&self) -> (bool, bool) {
+        let Some(hard) = self.hard else {
+            return (false, false);
+        };
+        if Instant::now() >= hard {
+            return (true, true);
+        }
+        let wall_now = SystemTime::now();
+        let past_hard = self.hard_wall.is_some_and(|d| wall_now >= d);
+        let past_soft = past_hard
+            || self.soft.is_some_and(|soft| Instant::now() >= soft)
+            || self.soft_wall.is_some_and(|d| wall_now >= d);
+        (past_soft, past_hard)
+    }
+
+    fn wall_passed(&self, deadline: Option<SystemTime>) -> bool {
+        deadline.is_some_and(|deadline| SystemTime::now() >= deadline)
+    }
+
+    /// For a refreshed token that expires no later than the one it replaced (a server or proxy
+    /// that caches tokens): no proactive refresh for it, which would only return the same token
+    /// again; and if it is already past its hard deadline, no deadline at all (401s decide).
+    pub(crate) fn without_proactive(self) -> Self {
+        let (_, past_hard) = self.deadlines_passed();
+        if past_hard {
+            return Self::default();
+        }
+        Self {
+            soft: None,
+            soft_wall: None,
+            ..self
+        }
     }
 
     pub(crate) fn is_past_hard(&self, now: Instant) -> bool {
-        self.hard.is_some_and(|hard| now >= hard)
+        self.hard.is_some_and(|hard| now >= hard) || self.wall_passed(self.hard_wall)
+    }
+
+    #[cfg(test)]
+    fn is_past_soft(&self, now: Instant) -> bool {
+        self.soft.is_some_and(|soft| now >= soft)
     }
 }
 
@@ -135,6 +182,34 @@ mod tests {
         let tokens = TokenSet::new("a").with_expires_in(Duration::ZERO);
         let schedule = Schedule::for_tokens(&RefreshMode::default(), &tokens);
         assert!(!schedule.is_past_hard(Instant::now() + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn the_wall_clock_catches_a_suspended_monotonic_clock() {
+        // A token received long ago by the wall clock whose monotonic deadlines still lie
+        // ahead: what a machine sees after a suspend.
+        let tokens = TokenSet::new("a").with_expires_in(Duration::from_secs(100));
+        let mut schedule = Schedule::for_tokens(&RefreshMode::default(), &tokens);
+        assert_eq!(schedule.deadlines_passed(), (false, false));
+        let long_ago = SystemTime::now() - Duration::from_secs(1000);
+        schedule.soft_wall = Some(long_ago);
+        assert_eq!(schedule.deadlines_passed(), (true, false));
+        schedule.hard_wall = Some(long_ago);
+        assert_eq!(schedule.deadlines_passed(), (true, true));
+        assert!(schedule.is_past_hard(Instant::now()));
+    }
+
+    #[test]
+    fn a_token_that_does_not_outlive_its_predecessor_is_not_renewed_early() {
+        let tokens = TokenSet::new("a").with_expires_in(Duration::from_secs(100));
+        let schedule = Schedule::for_tokens(&RefreshMode::default(), &tokens).without_proactive();
+        let later = Instant::now() + Duration::from_secs(90);
+        assert!(!schedule.is_past_soft(later));
+        assert!(schedule.is_past_hard(Instant::now() + Duration::from_secs(100)));
+        let expired = TokenSet::new("a").with_expires_in(Duration::from_millis(60));
+        let mut schedule = Schedule::for_tokens(&RefreshMode::default(), &expired);
+        schedule.hard_wall = Some(SystemTime::now() - Duration::from_secs(1));
+        assert_eq!(schedule.without_proactive(), Schedule::default());
     }
 
     #[test]

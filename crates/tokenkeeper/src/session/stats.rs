@@ -29,6 +29,20 @@ pub struct SessionStats {
     pub not_replayable: u64,
     /// Times the session ended other than by `sign_out`.
     pub logouts: u64,
+    /// Refusals of a token from another login (a request sent before a sign-in or sign-out):
+    /// handed back to their callers, nothing retried, refreshed or ended.
+    pub other_login_refusals: u64,
+    /// Refusals from a route that had already refused a token at least as fresh right after a
+    /// refresh: delivered as that route's answer, without a refresh.
+    pub route_refusals: u64,
+    /// Requests that needed a refresh while a `Retry-After` (or an answer that was no verdict)
+    /// held refreshes back: failed at once with `RefreshUnavailable`, nothing sent.
+    pub held_back: u64,
+    /// Refreshed tokens that expired no later than the ones they replaced (a caching server or
+    /// proxy): not renewed ahead of expiry, so no refresh loop.
+    pub non_renewing_tokens: u64,
+    /// Retries of a save that failed after a rotation.
+    pub save_retries: u64,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +58,11 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) not_replayable: AtomicU64,
     pub(crate) logouts: AtomicU64,
+    pub(crate) other_login_refusals: AtomicU64,
+    pub(crate) route_refusals: AtomicU64,
+    pub(crate) held_back: AtomicU64,
+    pub(crate) non_renewing_tokens: AtomicU64,
+    pub(crate) save_retries: AtomicU64,
 }
 
 impl Counters {
@@ -64,6 +83,11 @@ impl Counters {
             retries: self.retries.load(Relaxed),
             not_replayable: self.not_replayable.load(Relaxed),
             logouts: self.logouts.load(Relaxed),
+            other_login_refusals: self.other_login_refusals.load(Relaxed),
+            route_refusals: self.route_refusals.load(Relaxed),
+            held_back: self.held_back.load(Relaxed),
+            non_renewing_tokens: self.non_renewing_tokens.load(Relaxed),
+            save_retries: self.save_retries.load(Relaxed),
         }
     }
 }

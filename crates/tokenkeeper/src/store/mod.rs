@@ -57,6 +57,13 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn lock(&self) -> Result<StoreLock, StoreError> {
         Ok(StoreLock::none())
     }
+
+    /// How long the lock lasts without renewal, for stores whose lock is a lease (Redis). The
+    /// session keeps its refresh timeout clearly below it. `None`: the lock is held until
+    /// released (in-process, or a file lock the OS holds).
+    fn lock_lease(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// A shared store is still a store, so a test or an app can keep a handle to inspect it.
@@ -74,6 +81,9 @@ impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
     async fn lock(&self) -> Result<StoreLock, StoreError> {
         (**self).lock().await
     }
+    fn lock_lease(&self) -> Option<std::time::Duration> {
+        (**self).lock_lease()
+    }
 }
 
 /// Guard of a [`TokenStore::lock`]; the lock is released when it is dropped.
@@ -85,6 +95,13 @@ impl StoreLock {
     /// A guard that holds nothing.
     pub fn none() -> Self {
         Self { _guard: None }
+    }
+
+    /// Whether the lock is still held. The session asks right before sending a refresh: a
+    /// lease can expire while a process is paused, and a refresh sent without the lock could
+    /// present a token another process already rotated. Locks without a lease are always held.
+    pub async fn still_held(&self) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     /// Wraps whatever releases the lock on drop.
@@ -116,6 +133,15 @@ pub enum StoreError {
     /// Anything else the backend reports.
     #[error("{0}")]
     Backend(String),
+    /// A store operation did not finish within the session's store timeout (a hung disk, a
+    /// FIFO at the store path, an unresponsive server).
+    #[error("the store's {operation} did not finish within {after:?}")]
+    Timeout {
+        /// Which operation: `load`, `save`, `clear` or `lock`.
+        operation: &'static str,
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// A newer generation is already stored: a stale writer may not replace it. Shared stores
     /// compare generations before writing, so a process that lost the refresh lock (or never
     /// took it) cannot overwrite a newer pair with an older one.
