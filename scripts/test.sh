@@ -8,4 +8,14 @@ if [ -f scripts/redis.sh ]; then
   eval "$(bash scripts/redis.sh)"
 fi
 
+# The OpenID provider for the interop suite (oidc-provider from npm, installed with npm ci from
+# scripts/oidc/package-lock.json). One this script starts is stopped when it ends; one that was
+# already running is left alone.
+if [ -f scripts/oidc.sh ]; then
+  if ! bash scripts/oidc.sh status; then
+    trap 'bash scripts/oidc.sh stop' EXIT
+  fi
+  eval "$(bash scripts/oidc.sh)"
+fi
+
 cargo test --workspace --all-features

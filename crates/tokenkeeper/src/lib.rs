@@ -27,8 +27,10 @@
 //!
 //! ## How it fits together
 //! - [`Session`]: the one place that decides when to refresh; knows nothing of any HTTP client.
-//! - [`refresh`]: how new tokens are obtained ([`refresh::OAuth2`], [`refresh::Json`],
-//!   [`refresh::Header`], [`refresh::Cookie`], [`refresh::from_fn`]).
+//! - [`refresh`]: how new tokens are obtained ([`refresh::OAuth2`], with OpenID discovery and
+//!   every common client authentication method; [`refresh::ClientCredentials`] for
+//!   machine-to-machine tokens; [`refresh::Json`], [`refresh::Header`], [`refresh::Cookie`],
+//!   [`refresh::from_fn`]).
 //! - [`classify`]: how a response tells "expired" from "invalid" from "not ours".
 //! - [`store`]: where tokens live; shared stores ([`store::FileStore`], [`store::RedisStore`]
 //!   with feature `redis`) coordinate refreshes across processes and machines.

@@ -1,25 +1,34 @@
-use super::http::{Answer, Endpoint, string_at};
+use super::client_auth::ClientAuth;
+#[cfg(feature = "private-key-jwt")]
+use super::client_auth::assertion::ClientKey;
+use super::discovery::{DiscoveryError, ProviderMetadata};
+use super::http::Endpoint;
+use super::token_endpoint::TokenEndpoint;
 use super::{RefreshError, Refresher};
 use crate::TokenSet;
 use crate::error::Error;
-use secrecy::{ExposeSecret, SecretString};
-
-/// How an OAuth 2.0 client authenticates to the token endpoint (RFC 6749 §2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ClientAuth {
-    /// `client_id` (and `client_secret`) in the form body.
-    #[default]
-    Post,
-    /// HTTP Basic with the client id and secret.
-    Basic,
-}
+use secrecy::SecretString;
+use url::Url;
 
 /// RFC 6749 §6 refresh: `POST {token_url}` with `grant_type=refresh_token&refresh_token=…`.
 ///
 /// `200 {access_token, token_type, expires_in?, refresh_token?}`: a missing `refresh_token`
 /// keeps the old one. `400 {"error":"invalid_grant"}` (and any other 400/401/403) is terminal;
 /// 5xx, 429 and network errors are transient.
+///
+/// Client authentication: `client_secret_post`, `client_secret_basic` or `private_key_jwt`
+/// (see [`ClientAuth`]). From a provider's discovery document with [`OAuth2::discover`]:
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let refresher = tokenkeeper::refresh::OAuth2::discover("https://id.example.com")
+///     .await?
+///     .client_id("my-app")
+///     .client_secret(std::env::var("CLIENT_SECRET")?);
+/// # let _ = refresher; Ok(()) }
+/// ```
+///
+/// Or with a known token URL:
 ///
 /// ```
 /// let refresher = tokenkeeper::refresh::OAuth2::new("https://auth.example.com/oauth2/token")?
@@ -29,46 +38,94 @@ pub enum ClientAuth {
 /// ```
 #[derive(Debug, Clone)]
 pub struct OAuth2 {
-    endpoint: Endpoint,
-    client_id: Option<String>,
-    client_secret: Option<SecretString>,
-    auth: ClientAuth,
-    scope: Option<String>,
+    pub(crate) token: TokenEndpoint,
+    metadata: Option<ProviderMetadata>,
 }
 
 impl OAuth2 {
     /// A refresher for this token URL (https, or http to loopback).
     pub fn new(token_url: &str) -> Result<Self, Error> {
         Ok(Self {
-            endpoint: Endpoint::new(token_url)?,
-            client_id: None,
-            client_secret: None,
-            auth: ClientAuth::default(),
-            scope: None,
+            token: TokenEndpoint::new(Endpoint::new(token_url)?),
+            metadata: None,
+        })
+    }
+
+    /// A refresher for the provider whose issuer identifier is `issuer`, from its discovery
+    /// document (OpenID Connect Discovery, or RFC 8414 as the fallback; see
+    /// [`ProviderMetadata::discover`]). The token endpoint and the client authentication methods
+    /// the provider supports come from the document.
+    pub async fn discover(issuer: &str) -> Result<Self, DiscoveryError> {
+        Self::from_metadata(ProviderMetadata::discover(issuer).await?)
+            .map_err(|e| DiscoveryError::Client(e.to_string()))
+    }
+
+    /// A refresher for a provider whose metadata you already fetched. Fails only if the HTTP
+    /// client cannot be built.
+    pub fn from_metadata(metadata: ProviderMetadata) -> Result<Self, Error> {
+        let mut token = TokenEndpoint::new(Endpoint::new(metadata.token_endpoint().as_str())?);
+        token.client.supported = Some(metadata.token_endpoint_auth_methods().to_vec());
+        Ok(Self {
+            token,
+            metadata: Some(metadata),
         })
     }
 
     /// The client id.
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = Some(client_id.into());
+        self.token.client.id = Some(client_id.into());
         self
     }
 
-    /// The client secret, for confidential clients.
+    /// The client secret, for `client_secret_basic` and `client_secret_post`.
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
-        self.client_secret = Some(SecretString::from(secret.into()));
+        self.token.client.secret = Some(SecretString::from(secret.into()));
         self
     }
 
-    /// How the client id and secret are sent (default: in the form body).
+    /// How the client authenticates. Without this, the method follows from the credentials
+    /// given and the provider's discovery document (see [`ClientAuth`]).
     pub fn client_auth(mut self, auth: ClientAuth) -> Self {
-        self.auth = auth;
+        self.token.client.method = Some(auth);
+        self
+    }
+
+    /// Authenticate with `private_key_jwt` (RFC 7523): every token request carries a fresh JWT
+    /// signed with `key`. Register the matching public key with the provider.
+    ///
+    /// ```
+    /// use tokenkeeper::refresh::{ClientKey, KeyAlgorithm, OAuth2};
+    ///
+    /// # fn example(pem: &[u8]) -> Result<(), tokenkeeper::Error> {
+    /// let refresher = OAuth2::new("https://id.example.com/token")?
+    ///     .client_id("my-service")
+    ///     .private_key_jwt(ClientKey::from_pem(pem, KeyAlgorithm::ES256)?.key_id("2025-01"));
+    /// # let _ = refresher; Ok(()) }
+    /// ```
+    #[cfg(feature = "private-key-jwt")]
+    pub fn private_key_jwt(mut self, key: ClientKey) -> Self {
+        self.token.client.key = Some(key);
+        self.token.client.method = Some(ClientAuth::PrivateKeyJwt);
+        self
+    }
+
+    /// The `aud` of `private_key_jwt` assertions. Default: the token endpoint URL, which OIDC
+    /// Core §9 names and every provider accepts. Some providers (and the 2025 revision of the
+    /// guidance, after the audience-confusion advisory) want the issuer identifier instead.
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.token.client.assertion_audience = Some(audience.into());
         self
     }
 
     /// The `scope` to request.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
+        self.token.scope = Some(scope.into());
+        self
+    }
+
+    /// An RFC 8707 resource indicator (`resource=`) to send; call again for several.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.token.resources.push(resource.into());
         self
     }
 
@@ -77,8 +134,55 @@ impl OAuth2 {
     /// session's own middleware, and best one with `redirect::Policy::none()`: a 307 would
     /// re-send the refresh token elsewhere.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.endpoint.client = client;
+        self.token.endpoint.client = client;
         self
+    }
+
+    /// The token endpoint this refresher posts to.
+    pub fn token_endpoint(&self) -> &Url {
+        &self.token.endpoint.url
+    }
+
+    /// The provider's metadata, when this refresher was made from discovery.
+    pub fn metadata(&self) -> Option<&ProviderMetadata> {
+        self.metadata.as_ref()
+    }
+
+    /// Exchanges an authorization code for the first token set (RFC 6749 §4.1.3), with the
+    /// PKCE `code_verifier` (RFC 7636) when the authorization request had a challenge. The
+    /// client authenticates exactly as it does for refreshes; pass the result to
+    /// [`Session::sign_in`](crate::Session::sign_in).
+    ///
+    /// ```no_run
+    /// # async fn example(code: &str, verifier: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tokenkeeper::{refresh, Session};
+    ///
+    /// let provider = refresh::OAuth2::discover("https://id.example.com").await?.client_id("web");
+    /// let tokens = provider
+    ///     .exchange_code(code, "https://app.example.com/callback", Some(verifier))
+    ///     .await?;
+    /// let session = Session::builder()
+    ///     .refresher(provider)
+    ///     .attach_to(["https://api.example.com"])
+    ///     .build()?;
+    /// session.sign_in(tokens).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: Option<&str>,
+    ) -> Result<TokenSet, RefreshError> {
+        let mut form = vec![
+            ("grant_type", SecretString::from("authorization_code")),
+            ("code", SecretString::from(code.to_owned())),
+            ("redirect_uri", SecretString::from(redirect_uri.to_owned())),
+        ];
+        if let Some(verifier) = code_verifier {
+            form.push(("code_verifier", SecretString::from(verifier.to_owned())));
+        }
+        self.token.grant(form, false).await
     }
 }
 
@@ -88,40 +192,14 @@ impl Refresher for OAuth2 {
         let refresh_token = current
             .refresh_token()
             .ok_or(RefreshError::NoRefreshToken)?;
-        let mut form: Vec<(&str, &str)> = vec![
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose_secret()),
-        ];
-        if let Some(scope) = &self.scope {
-            form.push(("scope", scope));
-        }
-        let mut request = self.endpoint.client.post(self.endpoint.url.clone());
-        match (self.auth, &self.client_id) {
-            (ClientAuth::Basic, Some(id)) => {
-                let secret = self.client_secret.as_ref().map(|s| s.expose_secret());
-                request = request.basic_auth(id, secret);
-            }
-            (ClientAuth::Post, Some(id)) => {
-                form.push(("client_id", id));
-                if let Some(secret) = &self.client_secret {
-                    form.push(("client_secret", secret.expose_secret()));
-                }
-            }
-            (_, None) => {}
-        }
-        let request = request
-            .header(http::header::ACCEPT, "application/json")
-            .form(&form);
-        let answer = Answer::fetch(request).await?;
-        let json = answer.success()?.json()?;
-        if let Some(kind) = string_at(&json, "/token_type")
-            && !kind.eq_ignore_ascii_case("bearer")
-        {
-            return Err(RefreshError::InvalidResponse(format!(
-                "token_type `{}` is not Bearer",
-                crate::untrusted::escape(kind)
-            )));
-        }
-        TokenSet::from_json(&json).map_err(|e| RefreshError::InvalidResponse(e.to_string()))
+        self.token
+            .grant(
+                vec![
+                    ("grant_type", SecretString::from("refresh_token")),
+                    ("refresh_token", refresh_token.clone()),
+                ],
+                true,
+            )
+            .await
     }
 }
