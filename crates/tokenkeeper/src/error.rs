@@ -20,8 +20,9 @@ pub enum LogoutReason {
     /// The API said the access token is invalid (not merely expired), by a configured rule.
     #[error("the API rejected the access token as invalid")]
     TokenInvalid,
-    /// Requests kept failing with 401 right after a successful refresh.
-    #[error("{0} consecutive requests were refused right after a refresh")]
+    /// Requests kept failing with 401 right after a successful refresh: this many refreshed
+    /// tokens in a row were refused (each counted once, however many requests carried it).
+    #[error("{0} refreshed tokens in a row were refused")]
     RepeatedUnauthorized(u32),
     /// Another process or machine sharing the store signed out.
     #[error("the shared token store was cleared")]

@@ -633,3 +633,165 @@ async fn signing_out_in_one_process_ends_the_others_at_their_next_refresh() {
     );
     server.shutdown().await;
 }
+
+/// A store whose next save, once armed, stalls first: a slow `fsync` on a busy disk, or the
+/// process descheduled on a saturated machine, between receiving new tokens and publishing them.
+struct StallingStore {
+    inner: FileStore,
+    next_save_stall: std::sync::Mutex<Option<Duration>>,
+}
+
+#[async_trait::async_trait]
+impl TokenStore for StallingStore {
+    async fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
+        self.inner.load().await
+    }
+    async fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
+        let stall = self.next_save_stall.lock().unwrap().take();
+        if let Some(stall) = stall {
+            tokio::time::sleep(stall).await;
+        }
+        self.inner.save(tokens).await
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.inner.clear().await
+    }
+    async fn lock(&self) -> Result<tokenkeeper::store::StoreLock, StoreError> {
+        self.inner.lock().await
+    }
+}
+
+/// The flaky `shared_store` bench under load, made deterministic: a stall longer than the token
+/// lifetime inside a refresh means the concurrent requests waiting for it retry with a token
+/// the server already considers expired. Those refusals are one observation about one
+/// generation, not one per request: before the fix, ten of them counted as "3 refusals in a row
+/// after a refresh", ended the session and cleared the shared store, logging out every other
+/// process ("the shared token store was cleared").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_longer_than_the_token_lifetime_does_not_log_out_the_processes_sharing_the_store() {
+    let ttl = ms(500);
+    let server = start(ServerConfig::default().with_access_ttl(ttl)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let stalling = std::sync::Arc::new(StallingStore {
+        inner: FileStore::open(&path).unwrap(),
+        next_save_stall: std::sync::Mutex::new(None),
+    });
+    // Reactive: requests go out with the expired token and come back refused, so every one of
+    // them waits for the (stalled) refresh and is then retried.
+    let (first, first_client) = session(&server, Contract::Json, |b| {
+        b.store_arc(stalling.clone())
+            .mode(tokenkeeper::RefreshMode::Reactive)
+    })
+    .await;
+    let mut first_events = first.events();
+    let (_, refresher) = login(&server, Contract::Json).await;
+    let second = Session::builder()
+        .refresher_arc(refresher)
+        .store(FileStore::open(&path).unwrap())
+        .mode(tokenkeeper::RefreshMode::Reactive)
+        .attach_to([server.base_url()])
+        .build()
+        .unwrap();
+    assert!(second.restore().await.unwrap());
+    let mut second_events = second.events();
+
+    tokio::time::sleep(ttl + ms(50)).await;
+    *stalling.next_save_stall.lock().unwrap() = Some(ttl * 2);
+    let outcomes = burst(&first_client, &server, 10).await;
+    // The retries carried a token that expired during the stall: the callers get the refusal.
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Ok(200 | 401))),
+        "{outcomes:?}"
+    );
+    assert!(
+        drain(&mut first_events)
+            .iter()
+            .all(|e| !matches!(e, Event::LoggedOut { .. })),
+        "one stalled refresh ended the session"
+    );
+    assert!(
+        stalling.load().await.unwrap().is_some(),
+        "the shared store was cleared"
+    );
+
+    // Both sessions carry on: the next expiry is refreshed (by one of them) and served.
+    let response = first_client
+        .get(server.url("/api/items/after-the-stall"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = client(&second)
+        .get(server.url("/api/items/second"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let events = drain(&mut second_events);
+    assert!(
+        events.iter().all(|e| !matches!(e, Event::LoggedOut { .. })),
+        "{events:?}"
+    );
+    server.shutdown().await;
+}
+
+/// A pair another process wrote is adopted only while it is usable: one stored longer ago than
+/// its lifetime (its writer, or this process, was descheduled; nobody refreshed it since) is
+/// refreshed under the lock instead, with its own refresh token, so no request goes out with a
+/// token the server already refuses. Under a saturated machine, adopting such a pair made the
+/// retries of the `shared_store` bench fail with 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_pair_past_its_deadline_is_refreshed_not_adopted() {
+    let ttl = ms(400);
+    let server = start(ServerConfig::default().with_access_ttl(ttl)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let (first, first_client) = session(&server, Contract::Json, |b| {
+        b.store(FileStore::open(&path).unwrap())
+    })
+    .await;
+    let (_, refresher) = login(&server, Contract::Json).await;
+    let second = Session::builder()
+        .refresher_arc(refresher)
+        .store(FileStore::open(&path).unwrap())
+        .attach_to([server.base_url()])
+        .build()
+        .unwrap();
+    assert!(second.restore().await.unwrap());
+    let mut second_events = second.events();
+
+    // The first process refreshes once; then nobody refreshes that pair until it is expired.
+    tokio::time::sleep(ttl + ms(20)).await;
+    let response = first_client.get(server.url("/api/items/1")).send().await;
+    assert_eq!(response.unwrap().status(), 200);
+    let written = first.snapshot().unwrap().generation();
+    tokio::time::sleep(ttl + ms(20)).await;
+
+    let before = server.stats();
+    let response = client(&second)
+        .get(server.url("/api/items/2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let after = delta(&before, &server.stats());
+    assert_eq!(
+        after.api_401_expired, 0,
+        "a request went out with the expired pair"
+    );
+    assert_eq!(after.refresh_calls, 1);
+    assert_eq!(after.reuse_detections, 0);
+    let events = drain(&mut second_events);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Refreshed { generation } if *generation > written)),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Adopted { .. })),
+        "{events:?}"
+    );
+    server.shutdown().await;
+}

@@ -131,8 +131,9 @@ impl SessionBuilder {
         self
     }
 
-    /// After this many consecutive requests refused right after a refresh, the session is
-    /// treated as invalid and ends (default 3).
+    /// After this many refreshed tokens in a row were refused on the retry of a request, the
+    /// session is treated as invalid and ends (default 3). Each token counts once, however many
+    /// concurrent retries carried it; any accepted response starts the count again.
     pub fn max_unauthorized_after_refresh(mut self, count: u32) -> Self {
         self.limits.max_unauthorized_after_refresh = count.max(1);
         self

@@ -167,15 +167,31 @@ impl Inner {
             return Err(Failure::Superseded);
         }
         let mut base = from.generation();
+        // The pair to present to the refresher: ours, or a newer stored one that is too old to
+        // adopt (its refresh token is the live one; ours was rotated by whoever wrote it).
+        let mut stale_newer: Option<TokenSet> = None;
         match self.store.load().await {
             Ok(Some(stored)) if is_newer(&stored, from) => {
                 let generation = stored.generation.max(from.generation() + 1);
                 let schedule = self.schedule(&stored.tokens);
-                if let Some(credential) = Credential::new(stored.tokens, generation, schedule) {
+                if schedule.is_past_hard(Instant::now()) {
+                    // Written longer ago than its lifetime (the writer or this process was
+                    // descheduled, or a save stalled): adopting it would hand every waiter a
+                    // token the server already refuses.
+                    tracing::debug!(
+                        generation,
+                        "the stored tokens are past their deadline; refreshing them"
+                    );
+                    base = base.max(stored.generation);
+                    stale_newer = Some(stored.tokens);
+                } else if let Some(credential) =
+                    Credential::new(stored.tokens, generation, schedule)
+                {
                     tracing::debug!(generation, "adopted tokens another process refreshed");
                     return Ok(Obtained::Adopted(Arc::new(credential)));
+                } else {
+                    tracing::warn!("stored tokens are unusable; refreshing instead");
                 }
-                tracing::warn!("stored tokens are unusable; refreshing instead");
             }
             Ok(Some(stored)) => base = base.max(stored.generation),
             Ok(None) if self.store_in_sync.load(Relaxed) => {
@@ -190,7 +206,8 @@ impl Inner {
             }
         }
 
-        let tokens = match self.call_refresher(from.tokens()).await {
+        let old = stale_newer.as_ref().unwrap_or_else(|| from.tokens());
+        let tokens = match self.call_refresher(old).await {
             Ok(tokens) => tokens,
             Err(error) if error.is_terminal() => {
                 return Err(self.fail_terminally(from.generation(), error).await);
@@ -200,7 +217,7 @@ impl Inner {
         // RFC 6749 §6: a response without a refresh token means "keep using the old one".
         let tokens = match tokens.refresh_token() {
             Some(_) => tokens,
-            None => tokens.with_refresh_secret(from.tokens().refresh_token().cloned()),
+            None => tokens.with_refresh_secret(old.refresh_token().cloned()),
         };
         let generation = base + 1;
         let Some(credential) = Credential::new(tokens.clone(), generation, self.schedule(&tokens))

@@ -115,6 +115,12 @@ pub(crate) struct Inner {
     /// the soft deadline touches the flight lock.
     proactive_for: AtomicU64,
     unauthorized_streak: AtomicU32,
+    /// The generation whose refused retry was last counted in `unauthorized_streak`: concurrent
+    /// retries carrying one fresh token are one observation ("this refresh did not help"), not
+    /// one per request. Without this, a stall longer than the token's lifetime (a saturated
+    /// machine, a slow disk) made the burst of requests waiting for that refresh count ten
+    /// refusals at once and end the session, clearing a shared store for every process.
+    refused_generation: AtomicU64,
     /// Whether the store holds what this session last installed. When a save failed, an empty
     /// store means "could not write", not "signed out elsewhere".
     store_in_sync: AtomicBool,
@@ -142,6 +148,7 @@ impl Inner {
             flight: Mutex::new(FlightSlot::default()),
             proactive_for: AtomicU64::new(u64::MAX),
             unauthorized_streak: AtomicU32::new(0),
+            refused_generation: AtomicU64::new(0),
             store_in_sync: AtomicBool::new(false),
             refresher,
             store,
@@ -186,6 +193,7 @@ impl Inner {
         slot.abandon_all();
         self.state.store(Arc::new(State::Active(credential)));
         self.unauthorized_streak.store(0, Relaxed);
+        self.refused_generation.store(0, Relaxed);
         drop(slot);
         self.emit(event);
     }
@@ -324,7 +332,8 @@ impl Session {
 
     /// A request carrying `generation` was refused as expired: returns the credential to retry
     /// with. Refreshes only if `generation` is still current; if a newer one exists (the refusal
-    /// arrived late) it is returned at once.
+    /// arrived late) it is returned at once, unless it is itself past its deadline (then it is
+    /// refreshed first).
     pub async fn token_rejected(&self, generation: u64) -> Result<Arc<Credential>, Error> {
         let current = match &**self.inner.state.load() {
             State::Active(current) => Arc::clone(current),
@@ -333,10 +342,12 @@ impl Session {
             } if *ended == generation => return Err(Error::SessionExpired(reason.clone())),
             State::SignedOut { .. } => return Err(Error::LoginRequired),
         };
-        if current.generation() != generation {
+        if current.generation() != generation && !current.is_expired() {
             Counters::bump(&self.inner.counters.stale_retries);
             return Ok(current);
         }
+        // Ours, or a newer one already past its hard deadline (nobody refreshed it while this
+        // request was out): a retry with it would only be refused again.
         self.inner.refresh_from(&current).await
     }
 
@@ -383,8 +394,12 @@ impl Session {
         }
     }
 
-    /// A retried request was refused again. After too many in a row the session ends.
+    /// A retried request was refused again. After too many in a row the session ends. Each
+    /// generation counts once, however many requests carried it.
     pub(crate) async fn note_refused_after_refresh(&self, generation: u64) {
+        if self.inner.refused_generation.swap(generation, Relaxed) == generation {
+            return;
+        }
         let count = self.inner.unauthorized_streak.fetch_add(1, Relaxed) + 1;
         if count >= self.inner.limits.max_unauthorized_after_refresh {
             let reason = LogoutReason::RepeatedUnauthorized(count);
