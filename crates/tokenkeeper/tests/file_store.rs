@@ -95,16 +95,146 @@ async fn saves_and_loads_a_versioned_pair_atomically_as_0600() {
 
 #[cfg(unix)]
 #[tokio::test]
-async fn a_world_readable_file_becomes_0600_on_the_next_save() {
+async fn a_group_or_world_readable_file_is_made_0600_when_opened() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
     let store = FileStore::open(&path).unwrap();
     store.save(&pair("a", 1)).await.unwrap();
+    // By the store's handle, at open: before any save.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    assert!(store.load().await.unwrap().is_some());
-    store.save(&pair("b", 2)).await.unwrap();
+    let _other = FileStore::open(&path).unwrap();
     assert_eq!(mode(&path), 0o600);
+    // By a load.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(store.load().await.unwrap().is_some());
+    assert_eq!(mode(&path), 0o600);
+}
+
+/// What a symlink attack looks like: the attacker (or an accident) puts a link where the token or
+/// lock file belongs, pointing at a file the victim can write, or at a path that does not exist
+/// yet. Following it would write the victim's tokens there, truncate or lock someone else's
+/// file, or read tokens from a file the attacker controls.
+#[cfg(unix)]
+#[tokio::test]
+async fn symbolic_links_at_the_token_or_lock_path_are_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let planted = dir.path().join("planted.json");
+    let store = FileStore::open(&path).unwrap();
+    store.save(&pair("real", 1)).await.unwrap();
+    std::fs::copy(&path, &planted).unwrap();
+
+    // The lock path, to an existing file and to one that does not exist.
+    let missing = dir.path().join("created-by-nobody");
+    for target in [&victim, &missing] {
+        std::os::unix::fs::symlink(target, store.lock_path()).unwrap();
+        match store.lock().await {
+            Err(StoreError::Unsafe(message)) => {
+                assert!(message.contains("symbolic link"), "{message}")
+            }
+            other => panic!("expected Unsafe, got {other:?}"),
+        }
+        assert!(matches!(FileStore::open(&path), Err(StoreError::Unsafe(_))));
+        std::fs::remove_file(store.lock_path()).unwrap();
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!missing.exists(), "a dangling link's target was created");
+
+    // The token path, to a document someone else planted and to the victim.
+    for target in [&planted, &victim] {
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        assert!(matches!(store.load().await, Err(StoreError::Unsafe(_))));
+        assert!(matches!(
+            store.save(&pair("next", 2)).await,
+            Err(StoreError::Unsafe(_))
+        ));
+        assert!(matches!(FileStore::open(&path), Err(StoreError::Unsafe(_))));
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the link was replaced by a save"
+        );
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
+/// Makes a FIFO at `path`.
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+}
+
+/// A FIFO where a file belongs would make a plain `open` wait forever for a writer (and pin the
+/// thread doing it). The store's calls come back at once with a typed error; the timeout here
+/// only stands for the one the session puts around every store call.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_the_token_or_lock_path_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let store = FileStore::open(&path).unwrap();
+    let bound = Duration::from_secs(10);
+
+    mkfifo(&path);
+    let loaded = tokio::time::timeout(bound, store.load()).await;
+    assert!(
+        matches!(&loaded, Ok(Err(StoreError::Unsafe(m))) if m.contains("not a regular file")),
+        "{loaded:?}"
+    );
+    let saved = tokio::time::timeout(bound, store.save(&pair("a", 1))).await;
+    assert!(matches!(saved, Ok(Err(StoreError::Unsafe(_)))), "{saved:?}");
+    assert!(matches!(FileStore::open(&path), Err(StoreError::Unsafe(_))));
+    std::fs::remove_file(&path).unwrap();
+
+    mkfifo(store.lock_path());
+    let locked = tokio::time::timeout(bound, store.lock()).await;
+    assert!(
+        matches!(&locked, Ok(Err(StoreError::Unsafe(_)))),
+        "{locked:?}"
+    );
+}
+
+/// A token file that belongs to another user is neither read nor replaced. Changing a file's
+/// owner needs root; elsewhere the unit test of the owner check (`store::file::tests`) covers it.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_token_file_owned_by_another_user_is_refused() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("\n*** SKIPPED: changing a file's owner needs root ***\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let store = FileStore::open(&path).unwrap();
+    store.save(&pair("ours", 1)).await.unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    for error in [
+        FileStore::open(&path).unwrap_err(),
+        store.load().await.unwrap_err(),
+        store.save(&pair("next", 2)).await.unwrap_err(),
+    ] {
+        match error {
+            StoreError::Unsafe(message) => {
+                assert!(message.contains("owned by user 65534"), "{message}")
+            }
+            other => panic!("expected Unsafe, got {other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
 #[tokio::test]
@@ -240,6 +370,9 @@ async fn the_lock_excludes_other_handles_and_is_released_on_drop_and_cancellatio
     let second = FileStore::open(&path).unwrap();
 
     let held = first.lock().await.unwrap();
+    // An OS file lock is no lease: held until released, nothing to fence.
+    assert_eq!(first.lock_lease(), None);
+    assert!(held.still_held().await.unwrap());
     let waiting = tokio::time::timeout(ms(200), second.lock()).await;
     assert!(waiting.is_err(), "a second holder got the lock");
     // The cancelled attempt left nothing behind; releasing lets the next one in.
