@@ -174,6 +174,10 @@ impl SharedStoreBench {
             requests_ok: summaries.iter().map(|s| s.ok).sum(),
             requests_failed: summaries.iter().map(|s| s.failed).sum(),
             logouts: summaries.iter().map(|s| s.logouts).sum(),
+            logout_reasons: summaries
+                .iter()
+                .flat_map(|s| s.logout_reasons.iter().cloned())
+                .collect(),
             first_error: summaries.iter().find_map(|s| s.first_error.clone()),
         })
     }
@@ -211,6 +215,9 @@ pub struct SharedStoreFigures {
     pub requests_failed: u64,
     /// Sessions that ended.
     pub logouts: u64,
+    /// Why they ended, one entry per logout (`LogoutReason`'s text), so a failed run says which
+    /// process gave up first and why.
+    pub logout_reasons: Vec<String>,
     /// The first failure, if any.
     pub first_error: Option<String>,
 }
@@ -258,6 +265,7 @@ struct WorkerSummary {
     refreshed: u64,
     adopted: u64,
     logouts: u64,
+    logout_reasons: Vec<String>,
     first_error: Option<String>,
 }
 
@@ -310,16 +318,21 @@ pub async fn worker_main() -> anyhow::Result<()> {
         let counts = Arc::clone(&counts);
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
+            let mut logout_reasons = Vec::new();
             loop {
                 let counter = match events.recv().await {
                     Ok(Event::Refreshed { .. }) => &counts.refreshed,
                     Ok(Event::Adopted { .. }) => &counts.adopted,
-                    Ok(Event::LoggedOut { .. }) => &counts.logouts,
+                    Ok(Event::LoggedOut { reason }) => {
+                        logout_reasons.push(reason.to_string());
+                        &counts.logouts
+                    }
                     Ok(_) | Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => break,
                 };
                 counter.fetch_add(1, Relaxed);
             }
+            logout_reasons
         })
     };
     let deadline = Instant::now() + Duration::from_millis(config.duration_ms);
@@ -366,7 +379,7 @@ pub async fn worker_main() -> anyhow::Result<()> {
     // once it finished and was counted.
     drop(session);
     drop(client);
-    tokio::time::timeout(Duration::from_secs(30), watcher)
+    let logout_reasons = tokio::time::timeout(Duration::from_secs(30), watcher)
         .await
         .context("the last refresh did not finish")??;
     let first_error = first_error.lock().ok().and_then(|first| first.clone());
@@ -376,6 +389,7 @@ pub async fn worker_main() -> anyhow::Result<()> {
         refreshed: counts.refreshed.load(Relaxed),
         adopted: counts.adopted.load(Relaxed),
         logouts: counts.logouts.load(Relaxed),
+        logout_reasons,
         first_error,
     };
     println!("{}", serde_json::to_string(&summary)?);

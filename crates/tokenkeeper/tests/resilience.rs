@@ -287,6 +287,46 @@ async fn invalidate_ignores_stale_generations() {
     assert!(matches!(session.snapshot(), Err(Error::LoginRequired)));
 }
 
+/// A late refusal is retried with the current token, unless that one is itself past its
+/// deadline (nobody refreshed it while the request was out, as happens on a saturated machine):
+/// then it is refreshed first, so the retry is not refused again.
+#[tokio::test]
+async fn a_late_refusal_is_not_retried_with_an_expired_token() {
+    let issued = Arc::new(AtomicU64::new(0));
+    let refresher = refresh::from_fn(move |_| {
+        let n = issued.fetch_add(1, Ordering::Relaxed);
+        async move {
+            Ok(TokenSet::new(format!("access-{n}"))
+                .with_refresh_token(format!("refresh-{n}"))
+                .with_expires_in(ms(200)))
+        }
+    });
+    let session = Session::builder()
+        .refresher(refresher)
+        .attach_to_any()
+        .build()
+        .unwrap();
+    let first = session
+        .sign_in(TokenSet::new("first").with_refresh_token("r1"))
+        .await
+        .unwrap();
+    let second = session.token_rejected(&first).await.unwrap();
+    let late = session.token_rejected(&first).await.unwrap();
+    assert_eq!(
+        late.generation(),
+        second.generation(),
+        "fresh: retried as is"
+    );
+    assert_eq!(session.stats().stale_retries, 1);
+
+    tokio::time::sleep(ms(250)).await;
+    assert!(second.is_expired());
+    let late = session.token_rejected(&first).await.unwrap();
+    assert_eq!(late.generation(), second.generation() + 1);
+    assert!(!late.is_expired());
+    assert_eq!(session.stats().refreshes, 2);
+}
+
 /// Two sessions share one store: when the second meets the expiry the first already refreshed,
 /// it adopts the stored pair (counted, `Event::Adopted`) instead of presenting a rotated token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

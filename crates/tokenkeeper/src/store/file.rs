@@ -33,6 +33,18 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(10);
 ///   [`Session::sign_in`](crate::Session::sign_in) replaces it, which is the user's explicit act.
 /// - **Secrets.** The file is `0600`; the serialized buffer is zeroed after use; no error or
 ///   `Debug` output contains a token.
+/// - **Hostile paths.** Neither the token file nor the lock file is opened through a symbolic
+///   link (`O_NOFOLLOW`: the check is part of the `open`, so there is no window between checking
+///   and opening), and only a regular file is used: a link, a FIFO or a device there is
+///   [`StoreError::Unsafe`], for reads and writes alike. A token file owned by another user is
+///   refused the same way. A token file readable by the group or others is made `0600` as soon
+///   as it is opened (by [`open`](Self::open) or a load), through the open descriptor.
+/// - **Bounded waits.** Every filesystem call runs on tokio's blocking pool, so a slow or hung
+///   filesystem stalls one pool thread, never the runtime; the session puts timeouts around
+///   load, save and lock. Files are opened non-blocking, so a FIFO planted at either path is an
+///   immediate error rather than an `open` that waits forever for a writer. (A hung network
+///   mount can still pin a pool thread until the kernel gives up; the caller's timeout fires
+///   regardless.)
 ///
 /// The format is versioned: `{"version":1,"generation":…,"access_token":…,"refresh_token":…,
 /// "received_at_ms":…,"expires_at_ms":…}`. A file of another version is refused as corrupt.
@@ -64,8 +76,10 @@ impl FileStore {
     /// A store at `path` (made absolute against the current directory now).
     ///
     /// Missing parent directories are created with mode `0700`; existing ones are left as they
-    /// are. The token file itself is created by the first save. Fails if `path` names no file
-    /// or is a directory, or if the directory cannot be created.
+    /// are. The token file itself is created by the first save; an existing one is checked now
+    /// (see *Hostile paths* above) and made `0600` if others could read it. Fails if `path`
+    /// names no file or is a directory, if the directory cannot be created, or with
+    /// [`StoreError::Unsafe`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = std::path::absolute(path.as_ref())
             .map_err(|e| io_error("resolving", path.as_ref(), e))?;
@@ -89,13 +103,19 @@ impl FileStore {
         }
         let mut lock_name = file_name.clone();
         lock_name.push(".lock");
+        let paths = Paths {
+            lock_path: dir.join(lock_name),
+            path,
+            dir,
+            file_name,
+        };
+        // Early, readable refusals. The checks that count are repeated on every open.
+        drop(open_token_file(&paths.path)?);
+        if fs::symlink_metadata(&paths.lock_path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(symlink_refused(&paths.lock_path));
+        }
         Ok(Self {
-            inner: Arc::new(Paths {
-                lock_path: dir.join(lock_name),
-                path,
-                dir,
-                file_name,
-            }),
+            inner: Arc::new(paths),
             local: Arc::default(),
         })
     }
@@ -134,6 +154,8 @@ impl TokenStore for FileStore {
         let tokens = tokens.tokens.clone();
         self.blocking(move |paths| {
             match read(paths) {
+                // Never write through, or over, something that is not our regular file.
+                Err(error @ StoreError::Unsafe(_)) => return Err(error),
                 Ok(Some(current)) if current.generation > generation => {
                     return Err(StoreError::StaleWrite {
                         stored: current.generation,
@@ -210,13 +232,9 @@ struct FileLockGuard {
 
 fn read(paths: &Paths) -> Result<Option<StoredTokens>, StoreError> {
     let path = &paths.path;
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error("opening", path, e)),
+    let Some((file, metadata)) = open_token_file(path)? else {
+        return Ok(None);
     };
-    let metadata = file.metadata().map_err(|e| io_error("reading", path, e))?;
-    warn_if_shared(path, &metadata);
     let len = usize::try_from(metadata.len()).unwrap_or(usize::MAX);
     let mut bytes = secrecy::zeroize::Zeroizing::new(Vec::with_capacity(
         len.min(format::MAX_LEN).saturating_add(1),
@@ -284,17 +302,130 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Opens the token file for reading, if there is one: never through a symbolic link, only a
+/// regular file owned by this user, and made `0600` if others could read it.
+fn open_token_file(path: &Path) -> Result<Option<(File, fs::Metadata)>, StoreError> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    no_follow_no_block(&mut options);
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if is_symlink_refusal(&e) => return Err(symlink_refused(path)),
+        Err(e) => return Err(io_error("opening", path, e)),
+    };
+    let metadata = file.metadata().map_err(|e| io_error("reading", path, e))?;
+    if !metadata.is_file() {
+        return Err(not_a_regular_file(path));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        check_owner(path, metadata.uid(), rustix::process::geteuid().as_raw())?;
+    }
+    make_private(path, &file, &metadata);
+    Ok(Some((file, metadata)))
+}
+
 fn open_lock_file(paths: &Paths) -> Result<File, StoreError> {
     let path = &paths.lock_path;
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
+    no_follow_no_block(&mut options);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(file) => Ok(file),
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if is_symlink_refusal(&e) => return Err(symlink_refused(path)),
         // A read-only directory or filesystem: an existing lock file still locks read-only.
-        Err(error) => File::open(path).map_err(|_| io_error("opening", path, error)),
+        Err(error) => {
+            let mut read_only = OpenOptions::new();
+            read_only.read(true);
+            no_follow_no_block(&mut read_only);
+            match read_only.open(path) {
+                Ok(file) => file,
+                Err(e) if is_symlink_refusal(&e) => return Err(symlink_refused(path)),
+                Err(_) => return Err(io_error("opening", path, error)),
+            }
+        }
+    };
+    let metadata = file.metadata().map_err(|e| io_error("reading", path, e))?;
+    if !metadata.is_file() {
+        return Err(not_a_regular_file(path));
     }
+    Ok(file)
+}
+
+/// `O_NOFOLLOW`: opening a symbolic link fails (`ELOOP`) instead of opening its target, as one
+/// atomic step, so nobody can swap a link in between a check and the open. `O_NONBLOCK`: opening
+/// a FIFO returns at once instead of waiting for a writer (reads of regular files ignore it).
+fn no_follow_no_block(options: &mut OpenOptions) {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    #[cfg(not(unix))]
+    let _ = options;
+}
+
+fn is_symlink_refusal(error: &io::Error) -> bool {
+    // Linux and macOS report ELOOP; FreeBSD reports EMLINK for O_NOFOLLOW.
+    #[cfg(unix)]
+    return matches!(error.raw_os_error(), Some(libc::ELOOP | libc::EMLINK));
+    #[cfg(not(unix))]
+    {
+        let _ = error;
+        false
+    }
+}
+
+fn symlink_refused(path: &Path) -> StoreError {
+    StoreError::Unsafe(format!(
+        "{} is a symbolic link; the token store does not follow links",
+        path.display()
+    ))
+}
+
+fn not_a_regular_file(path: &Path) -> StoreError {
+    StoreError::Unsafe(format!("{} is not a regular file", path.display()))
+}
+
+/// Refuses a token file that another user owns: they could read or replace its tokens.
+#[cfg_attr(not(unix), allow(dead_code))]
+fn check_owner(path: &Path, file_uid: u32, our_uid: u32) -> Result<(), StoreError> {
+    if file_uid == our_uid {
+        return Ok(());
+    }
+    Err(StoreError::Unsafe(format!(
+        "{} is owned by user {file_uid}, not by this process's user {our_uid}",
+        path.display()
+    )))
+}
+
+/// Makes a token file that the group or others could read `0600` at once, through the open
+/// descriptor (so it is the file we checked, whatever happens to the path meanwhile).
+fn make_private(path: &Path, file: &File, metadata: &fs::Metadata) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode();
+        if mode & 0o077 == 0 {
+            return;
+        }
+        match file.set_permissions(fs::Permissions::from_mode(0o600)) {
+            Ok(()) => tracing::warn!(
+                path = %path.display(),
+                was = format!("{:o}", mode & 0o777),
+                "the token file was readable by other users; it is now 0600"
+            ),
+            Err(error) => tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                %error,
+                "the token file is readable by other users and could not be made 0600"
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, file, metadata);
 }
 
 fn remove_stale_temps(paths: &Paths) {
@@ -334,22 +465,32 @@ fn create_dir_private(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-fn warn_if_shared(path: &Path, metadata: &fs::Metadata) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = metadata.permissions().mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the token file is readable by other users; it is rewritten as 0600 on the next save");
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (path, metadata);
-}
-
 fn io_error(doing: &str, path: &Path, error: io::Error) -> StoreError {
     StoreError::Io(io::Error::new(
         error.kind(),
         format!("{doing} {}: {error}", path.display()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_of_another_user_is_refused() {
+        let path = Path::new("/home/me/tokens.json");
+        assert!(check_owner(path, 1000, 1000).is_ok());
+        for (file_uid, our_uid) in [(0, 1000), (1001, 1000), (1000, 0)] {
+            match check_owner(path, file_uid, our_uid) {
+                Err(StoreError::Unsafe(message)) => {
+                    assert!(
+                        message.contains(&format!("owned by user {file_uid}")),
+                        "{message}"
+                    );
+                    assert!(message.contains("tokens.json"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

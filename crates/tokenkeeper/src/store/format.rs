@@ -8,8 +8,10 @@
 //! Times are milliseconds since the Unix epoch on the writer's wall clock. A reader refuses any
 //! other `version` with [`StoreError::Corrupt`] rather than guessing, and no error message ever
 //! quotes the document (it holds secrets): parse errors report only a category, line and column.
+//! A generation above [`MAX_GENERATION`] (up to `u64::MAX`, where adding one would overflow) is
+//! corrupt too.
 
-use super::{StoreError, StoredTokens};
+use super::{MAX_GENERATION, StoreError, StoredTokens, check_generation};
 use crate::TokenSet;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
@@ -51,6 +53,7 @@ struct In {
 /// Serializes into a buffer that is zeroed when dropped, sized up front so it never reallocates
 /// (a reallocation would leave a copy of the secrets in freed memory).
 pub(crate) fn encode(stored: &StoredTokens) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    check_generation(stored.generation)?;
     let tokens = &stored.tokens;
     let access = tokens.access_token().expose_secret();
     let refresh = tokens.refresh_token().map(ExposeSecret::expose_secret);
@@ -95,6 +98,12 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<StoredTokens, StoreErro
         _ => return Err(corrupt("unknown format version".into())),
     }
     let document: In = serde_json::from_slice(bytes).map_err(|e| corrupt(describe(&e)))?;
+    if document.generation > MAX_GENERATION {
+        return Err(corrupt(format!(
+            "generation {} is above the largest a store holds ({MAX_GENERATION})",
+            document.generation
+        )));
+    }
     if document.access_token.expose_secret().is_empty() {
         return Err(corrupt("the access token is empty".into()));
     }
@@ -180,6 +189,43 @@ mod tests {
             !error.contains("secret") && !error.contains("access-sec"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn generations_out_of_range_are_corrupt_and_are_never_written() {
+        let document = |generation: &str| {
+            format!(
+                r#"{{"version":1,"generation":{generation},"access_token":"a","refresh_token":null,"received_at_ms":0,"expires_at_ms":null}}"#
+            )
+        };
+        assert_eq!(
+            decode(document(&MAX_GENERATION.to_string()).as_bytes(), "test")
+                .unwrap()
+                .generation,
+            MAX_GENERATION
+        );
+        for generation in [
+            (MAX_GENERATION + 1).to_string(),
+            u64::MAX.to_string(),
+            "18446744073709551616".to_owned(),
+            "-1".to_owned(),
+            "1e300".to_owned(),
+        ] {
+            match decode(document(&generation).as_bytes(), "test") {
+                Err(StoreError::Corrupt(_)) => {}
+                other => panic!("generation {generation}: {other:?}"),
+            }
+        }
+        let mut stored = sample();
+        stored.generation = MAX_GENERATION;
+        assert!(encode(&stored).is_ok());
+        stored.generation = u64::MAX;
+        assert!(matches!(
+            encode(&stored),
+            Err(StoreError::GenerationOutOfRange {
+                generation: u64::MAX
+            })
+        ));
     }
 
     #[test]

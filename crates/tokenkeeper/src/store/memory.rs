@@ -1,4 +1,4 @@
-use super::{StoreError, StoreLock, StoredTokens, TokenStore};
+use super::{StoreError, StoreLock, StoredTokens, TokenStore, check_generation};
 use std::sync::{Arc, Mutex};
 
 /// The default store: tokens live only in this process.
@@ -33,6 +33,8 @@ impl TokenStore for MemoryStore {
     }
 
     async fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
+        // The same range as the stores that serialize.
+        check_generation(tokens.generation)?;
         *self.slot() = Some(tokens.clone());
         Ok(())
     }

@@ -1,10 +1,11 @@
 //! [`RedisStore`]: tokens and the refresh lock in Redis, shared across machines.
 
 use super::format;
-use super::{StoreError, StoreLock, StoredTokens, TokenStore};
+use super::{LockFence, MAX_GENERATION, StoreError, StoreLock, StoredTokens, TokenStore};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -20,6 +21,11 @@ const MAX_POLL: Duration = Duration::from_millis(50);
 /// Writes `ARGV[2]` (generation `ARGV[1]`) unless the stored document has a newer generation,
 /// or the same generation with other contents. Returns -1 when written (or already there),
 /// otherwise the stored generation.
+///
+/// Lua numbers are doubles: a stored generation is compared only if it is a whole number in
+/// `0..=ARGV[3]` (`MAX_GENERATION`, exact as a double). Anything else is a corrupt document, which
+/// is replaced like an unparsable one; returning it would have Redis convert an out-of-range
+/// double to an integer reply, which is undefined.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -29,8 +35,11 @@ if current then
   if ok and type(doc) == 'table' and type(doc['generation']) == 'number' then
     local stored = doc['generation']
     local new = tonumber(ARGV[1])
-    if stored > new or (stored == new and current ~= ARGV[2]) then
-      return stored
+    local max = tonumber(ARGV[3])
+    if stored >= 0 and stored <= max and stored == math.floor(stored) then
+      if stored > new or (stored == new and current ~= ARGV[2]) then
+        return stored
+      end
     end
   end
 end
@@ -74,14 +83,21 @@ return 0
 ///   it), and released when the guard drops by a Lua script that deletes it only if the token
 ///   is still ours. A holder that dies simply stops renewing: its lock expires after the TTL and
 ///   the next instance takes over. Waiting polls with a capped, jittered backoff.
+/// - **Fencing.** The lock is a lease, so it can be lost while held (the holder paused past the
+///   TTL, a failover to a replica that never saw it). Its guard is fenced:
+///   [`StoreLock::still_held`] is `false` as soon as a renewal failed (recorded by the renewal
+///   task, no round trip), and otherwise compares the lock's value in Redis with this holder's
+///   token. The session checks it right before presenting a refresh token.
+///   [`lock_lease`](TokenStore::lock_lease) is the lock TTL.
 /// - **Compare-and-set saves.** A Lua script writes only if the stored generation is older than
 ///   the new one, so a writer that lost its lock (paused past the TTL, partitioned) cannot
 ///   replace a newer pair: it gets [`StoreError::StaleWrite`].
 /// - Other instances learn of a new pair by re-reading it under the lock, which is what the
 ///   session does before every refresh.
 ///
-/// Each call goes through a [`ConnectionManager`] that reconnects by itself; commands time out
-/// after 2 s by default, so an unreachable Redis is an error, never a hang.
+/// Each call goes through a [`ConnectionManager`] that reconnects by itself; connecting and every
+/// command time out after 2 s by default, so an unreachable Redis, or one that accepts
+/// connections and never answers, is an error, never a hang.
 ///
 /// Expiry times are wall-clock instants from the machine that received the tokens: keep the
 /// machines' clocks in sync (NTP). The tokens are stored in clear: protect Redis as you would
@@ -190,6 +206,7 @@ impl TokenStore for RedisStore {
             .key(&*self.key)
             .arg(tokens.generation)
             .arg(&document[..])
+            .arg(MAX_GENERATION)
             .invoke_async(&mut connection)
             .await
             .map_err(backend("saving the tokens"))?;
@@ -241,25 +258,42 @@ impl TokenStore for RedisStore {
             tokio::time::sleep(delay + jitter).await;
             delay = (delay * 2).min(MAX_POLL);
         }
+        let fence = RedisFence {
+            connection: connection.clone(),
+            lock_key: Arc::clone(&self.lock_key),
+            token: token.clone(),
+            lost: Arc::new(AtomicBool::new(false)),
+        };
         let renewer = tokio::spawn(renew(
             connection,
             Arc::clone(&self.lock_key),
             token,
             self.lock_ttl,
+            Arc::clone(&fence.lost),
         ));
-        Ok(StoreLock::new(RedisLockGuard {
-            _release: pending,
-            renewer: renewer.abort_handle(),
-        }))
+        Ok(StoreLock::with_fence(
+            RedisLockGuard {
+                _release: pending,
+                renewer: renewer.abort_handle(),
+            },
+            fence,
+        ))
+    }
+
+    fn lock_lease(&self) -> Option<Duration> {
+        Some(self.lock_ttl)
     }
 }
 
 /// Keeps the lock alive while it is held. Stops when the lock turns out to be someone else's.
+/// Any failed renewal marks the lock `lost` for good: whether it stayed ours in between cannot
+/// be known, so a refresh must not rely on it.
 async fn renew(
     mut connection: ConnectionManager,
     lock_key: Arc<str>,
     token: String,
     ttl: Duration,
+    lost: Arc<AtomicBool>,
 ) {
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     loop {
@@ -273,6 +307,7 @@ async fn renew(
         match renewed {
             Ok(1) => {}
             Ok(_) => {
+                lost.store(true, Relaxed);
                 tracing::warn!(
                     lock = %lock_key,
                     "the Redis refresh lock expired while held; a stale save will be refused"
@@ -280,9 +315,40 @@ async fn renew(
                 return;
             }
             Err(error) => {
+                lost.store(true, Relaxed);
                 tracing::warn!(%error, lock = %lock_key, "could not renew the Redis refresh lock");
             }
         }
+    }
+}
+
+/// [`LockFence`] of a Redis lock: lost once a renewal failed, otherwise held while the lock's
+/// value is still this holder's token.
+struct RedisFence {
+    connection: ConnectionManager,
+    lock_key: Arc<str>,
+    token: String,
+    lost: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl LockFence for RedisFence {
+    async fn still_held(&self) -> Result<bool, StoreError> {
+        if self.lost.load(Relaxed) {
+            return Ok(false);
+        }
+        let mut connection = self.connection.clone();
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&*self.lock_key)
+            .query_async(&mut connection)
+            .await
+            .map_err(backend("checking the refresh lock"))?;
+        let held = value.as_deref() == Some(self.token.as_str());
+        if !held {
+            self.lost.store(true, Relaxed);
+            tracing::warn!(lock = %self.lock_key, "the Redis refresh lock is no longer ours");
+        }
+        Ok(held)
     }
 }
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every multi-process and timing-dependent test again while busy loops keep every core
+# saturated (scripts/hog.sh), the condition under which races between processes, lock leases and
+# token deadlines show up. CI runs it after the normal test run; run it yourself the same way:
+#
+#     bash scripts/test-under-load.sh            # one busy loop per core
+#     TOKENKEEPER_HOG=4 bash scripts/test-under-load.sh
+#
+# The test binaries are the ones `scripts/test.sh` builds (same cargo flags), so nothing is
+# rebuilt. Pure tests (parsing, security rules, the server's input validation) are not rerun.
+# libtest's default parallelism is kept: the hog adds load on top of an ordinary run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Redis for the RedisStore tests (installed from Debian's packages when missing).
+if [ -f scripts/redis.sh ]; then
+  eval "$(bash scripts/redis.sh)"
+fi
+
+# Test targets with several processes, short token lifetimes, lock TTLs, latencies or timeouts.
+targets=(
+  contracts             # bursts and late 401s against a server with latency
+  failures              # refresh timeouts, hanging refreshes, cancelled waiters
+  resilience            # proactive refresh deadlines, backoff, Retry-After
+  state_machine         # interleavings of refreshes, sign-in/out and cancellation
+  tower tonic           # the same scenarios through the tower layer
+  file_store            # store failures and stalls under live sessions
+  file_store_processes  # real processes sharing one file, kill -9
+  redis_store           # lock TTL, renewal, fencing, hung Redis
+  redis_store_processes # real processes sharing one Redis
+  shared_store          # the CLI bench's processes (the test that was flaky under load)
+  demo                  # the demo's storm with 1 s tokens
+)
+args=()
+for target in "${targets[@]}"; do args+=(--test "$target"); done
+
+started=$SECONDS
+bash scripts/hog.sh run "${TOKENKEEPER_HOG:-}" -- cargo test --workspace --all-features "${args[@]}"
+printf 'test-under-load.sh: %d s with %s busy loops\n' "$((SECONDS - started))" \
+  "${TOKENKEEPER_HOG:-$(nproc 2>/dev/null || echo 2)}" >&2
