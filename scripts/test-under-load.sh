@@ -21,6 +21,8 @@ fi
 targets=(
   contracts             # bursts and late 401s against a server with latency
   failures              # refresh timeouts, hanging refreshes, cancelled waiters
+  safety                # logins, Retry-After, per-route refusals, bounded waits
+  seed_contracts        # the seeds' contracts, bursts at expiry
   resilience            # proactive refresh deadlines, backoff, Retry-After
   state_machine         # interleavings of refreshes, sign-in/out and cancellation
   tower tonic           # the same scenarios through the tower layer
