@@ -1,10 +1,13 @@
 //! [`Credential`]: the token a request carries, stamped with its generation.
 
+use super::Session;
 use super::schedule::Schedule;
 use crate::TokenSet;
+use crate::error::Error;
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The current access token, ready to attach, with the generation it belongs to.
@@ -67,5 +70,25 @@ impl fmt::Debug for Credential {
             .field("generation", &self.generation)
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
+    }
+}
+
+// Only the reqwest adapter has a use for it so far.
+#[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+impl Session {
+    /// [`Session::credential`] without awaiting: `Ok(Some(_))` is what it would return at once
+    /// (past the soft deadline this also starts the background refresh), `Ok(None)` means it
+    /// would wait for a refresh, so the caller awaits `credential()` instead. Adapters call this
+    /// on every request so that the refresh's future is not part of theirs.
+    pub(crate) fn credential_now(&self) -> Result<Option<Arc<Credential>>, Error> {
+        let current = self.inner.current().ok_or(Error::LoginRequired)?;
+        let now = Instant::now();
+        if current.schedule.is_past_hard(now) {
+            return Ok(None);
+        }
+        if current.schedule.is_past_soft(now) {
+            self.inner.refresh_in_background(&current);
+        }
+        Ok(Some(current))
     }
 }
