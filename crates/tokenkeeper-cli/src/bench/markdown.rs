@@ -177,7 +177,10 @@ instructions per request, and no more allocations — **{}** ({}, {:.2} vs {:.2}
 fn before_and_after(out: &mut String, label: &str, before: &Instructions, now: &Instructions) {
     let _ = writeln!(
         out,
-        "Against an earlier build ({label}), measured the same way ({} requests, {} run(s)):\n",
+        "Against an earlier build ({label}), measured the same way ({} requests, {} run(s)) by \
+`tokenkeeper bench --instructions-only --json` built with that version of the library \
+(`git checkout <commit> -- crates/tokenkeeper/src`, then build as usual), and read back with \
+`--instructions-before`:\n",
         before.requests, before.runs
     );
     let mut table = Table::new([
