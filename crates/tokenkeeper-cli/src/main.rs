@@ -33,6 +33,12 @@ enum Command {
     /// Internal: one process of the shared-store benchmark, started by `bench`.
     #[command(name = "__store-worker", hide = true)]
     StoreWorker,
+    /// Internal: the reference server in its own process, started by `bench`.
+    #[command(name = "__bench-server", hide = true)]
+    BenchServer(tokenkeeper_cli::bench::server_process::ServerArgs),
+    /// Internal: one measured client process (run under callgrind), started by `bench`.
+    #[command(name = "__bench-client", hide = true)]
+    BenchClient(tokenkeeper_cli::bench::instructions::ClientArgs),
 }
 
 impl Command {
@@ -42,7 +48,7 @@ impl Command {
         match self {
             Command::Serve(_) => "warn,tokenkeeper=info,tokenkeeper_server=info",
             Command::Demo(_) | Command::Bench(_) => "warn",
-            Command::StoreWorker => "error",
+            Command::StoreWorker | Command::BenchServer(_) | Command::BenchClient(_) => "error",
         }
     }
 }
@@ -58,14 +64,24 @@ fn init_tracing(default_filter: &str) {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.command.default_log_filter());
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
-        Command::Demo(args) => tokenkeeper_cli::demo::command::execute(args).await,
-        Command::Bench(args) => tokenkeeper_cli::bench::execute(args).await,
-        Command::StoreWorker => tokenkeeper_cli::shared_store::worker_main().await,
+        Command::Serve(args) => runtime()?.block_on(serve::run(args)),
+        Command::Demo(args) => runtime()?.block_on(tokenkeeper_cli::demo::command::execute(args)),
+        Command::Bench(args) => runtime()?.block_on(tokenkeeper_cli::bench::execute(args)),
+        Command::StoreWorker => runtime()?.block_on(tokenkeeper_cli::shared_store::worker_main()),
+        // These build their own runtimes: the measured client needs a current-thread one, so
+        // that all of its work runs on the one thread callgrind counts.
+        Command::BenchServer(args) => tokenkeeper_cli::bench::server_process::server_main(args),
+        Command::BenchClient(args) => tokenkeeper_cli::bench::instructions::client_main(args),
     }
+}
+
+/// What `#[tokio::main]` would build.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }

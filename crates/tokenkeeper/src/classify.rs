@@ -71,13 +71,62 @@ pub trait Rule: Send + Sync + 'static {
 
     /// Whether this rule can say anything about a response with this status.
     /// Responses no rule applies to are accepted without reading their body.
+    ///
+    /// Asked for every status code once, when the rule is added to a [`Classifier`] (which
+    /// keeps the answers, so the per-response check is a bit test): the answer must depend on
+    /// the status only.
     fn applies_to(&self, status: StatusCode) -> bool {
         status == StatusCode::UNAUTHORIZED
     }
 
-    /// Whether [`classify`](Self::classify) looks at the body.
+    /// Whether [`classify`](Self::classify) looks at the body. Asked once, like
+    /// [`applies_to`](Self::applies_to).
     fn needs_body(&self) -> bool {
         false
+    }
+}
+
+/// A set of status codes (100–999), one bit each.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct StatusSet([u64; 15]);
+
+impl StatusSet {
+    fn slot(status: StatusCode) -> Option<(usize, u64)> {
+        // `StatusCode` holds 100..=999, so the index is below 900 < 15 × 64.
+        let index = usize::from(status.as_u16()).checked_sub(100)?;
+        Some((index / 64, 1 << (index % 64)))
+    }
+
+    fn insert(&mut self, status: StatusCode) {
+        if let Some((word, bit)) = Self::slot(status)
+            && let Some(word) = self.0.get_mut(word)
+        {
+            *word |= bit;
+        }
+    }
+
+    fn contains(&self, status: StatusCode) -> bool {
+        Self::slot(status)
+            .and_then(|(word, bit)| Some(self.0.get(word)? & bit != 0))
+            .unwrap_or(false)
+    }
+
+    /// Every status code for which `applies` holds.
+    fn of(applies: impl Fn(StatusCode) -> bool) -> Self {
+        let mut set = Self::default();
+        for status in (100..1000).filter_map(|code| StatusCode::from_u16(code).ok()) {
+            if applies(status) {
+                set.insert(status);
+            }
+        }
+        set
+    }
+
+    fn union(mut self, other: Self) -> Self {
+        for (word, other) in self.0.iter_mut().zip(other.0) {
+            *word |= other;
+        }
+        self
     }
 }
 
@@ -86,13 +135,22 @@ pub trait Rule: Send + Sync + 'static {
 pub struct Classifier {
     rules: Vec<Arc<dyn Rule>>,
     body_limit: usize,
+    /// The statuses some rule (or the RFC 6750 default, for 401) applies to: every other
+    /// response is accepted at once. Kept up to date by [`Classifier::rule`].
+    candidates: StatusSet,
+    /// The statuses some rule that reads the body applies to.
+    needs_body: StatusSet,
 }
 
 impl Default for Classifier {
     fn default() -> Self {
+        let mut candidates = StatusSet::default();
+        candidates.insert(StatusCode::UNAUTHORIZED);
         Self {
             rules: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
+            candidates,
+            needs_body: StatusSet::default(),
         }
     }
 }
@@ -128,6 +186,11 @@ impl Classifier {
 
     /// Adds a rule, tried after the ones added before it and before the RFC 6750 default.
     pub fn rule(mut self, rule: impl Rule) -> Self {
+        let statuses = StatusSet::of(|status| rule.applies_to(status));
+        self.candidates = self.candidates.union(statuses);
+        if rule.needs_body() {
+            self.needs_body = self.needs_body.union(statuses);
+        }
         self.rules.push(Arc::new(rule));
         self
     }
@@ -146,14 +209,12 @@ impl Classifier {
     /// Whether a response with this status needs classifying at all. `false` is the fast path:
     /// the response goes straight back to the caller.
     pub fn is_candidate(&self, status: StatusCode) -> bool {
-        status == StatusCode::UNAUTHORIZED || self.rules.iter().any(|rule| rule.applies_to(status))
+        self.candidates.contains(status)
     }
 
     /// Whether classifying a response with this status needs its body.
     pub fn needs_body(&self, status: StatusCode) -> bool {
-        self.rules
-            .iter()
-            .any(|rule| rule.applies_to(status) && rule.needs_body())
+        self.needs_body.contains(status)
     }
 
     /// Decides. Rules first, in order; then RFC 6750: `insufficient_scope` is accepted, any
@@ -814,6 +875,42 @@ mod tests {
             classifier.classify(&view(200, &headers, b"")),
             Verdict::Refresh
         );
+    }
+
+    #[test]
+    fn the_status_sets_agree_with_the_rules_for_every_code() {
+        let classifier = Classifier::well_known()
+            .rule(rules::grpc_unauthenticated())
+            .rule(rules::status(
+                StatusCode::from_u16(999).unwrap(),
+                Verdict::Refresh,
+            ))
+            .rule(rules::from_fn(
+                &[StatusCode::from_u16(100).unwrap(), StatusCode::FORBIDDEN],
+                true,
+                |_| None,
+            ));
+        for code in 100..1000 {
+            let status = StatusCode::from_u16(code).unwrap();
+            let applies = |rule: &Arc<dyn Rule>| rule.applies_to(status);
+            assert_eq!(
+                classifier.is_candidate(status),
+                code == 401 || classifier.rules.iter().any(applies),
+                "{code}"
+            );
+            assert_eq!(
+                classifier.needs_body(status),
+                classifier
+                    .rules
+                    .iter()
+                    .any(|rule| applies(rule) && rule.needs_body()),
+                "{code}"
+            );
+        }
+        assert!(classifier.is_candidate(StatusCode::OK));
+        assert!(classifier.needs_body(StatusCode::FORBIDDEN));
+        assert!(!classifier.needs_body(StatusCode::OK));
+        assert!(!classifier.is_candidate(StatusCode::NOT_FOUND));
     }
 
     #[test]

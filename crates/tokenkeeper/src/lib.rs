@@ -88,6 +88,8 @@ mod markers;
 mod middleware;
 mod origin;
 pub mod refresh;
+#[cfg(feature = "reqwest")]
+mod replay;
 mod session;
 pub mod store;
 mod token;

@@ -23,21 +23,13 @@ pub(crate) enum Decision {
     Insecure,
 }
 
+/// An allowed origin. Only http(s) origins can be allowed, so the scheme is one bit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Origin {
-    scheme: String,
+    secure: bool,
+    /// Lower case, as the URL parser leaves every host (WHATWG URL parsing).
     host: String,
     port: Option<u16>,
-}
-
-impl Origin {
-    fn of(url: &Url) -> Option<Self> {
-        Some(Self {
-            scheme: url.scheme().to_owned(),
-            host: url.host_str()?.to_ascii_lowercase(),
-            port: url.port_or_known_default(),
-        })
-    }
 }
 
 /// The allowed origins of a session.
@@ -51,11 +43,19 @@ pub(crate) struct OriginPolicy {
 impl OriginPolicy {
     pub(crate) fn allow(&mut self, origin: &str) -> Result<(), String> {
         let url = Url::parse(origin).map_err(|e| format!("`{origin}` is not a URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("`{origin}` is not an http(s) origin"));
-        }
-        let parsed = Origin::of(&url).ok_or_else(|| format!("`{origin}` has no host"))?;
-        self.allowed.push(parsed);
+        let secure = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(format!("`{origin}` is not an http(s) origin")),
+        };
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("`{origin}` has no host"))?;
+        self.allowed.push(Origin {
+            secure,
+            host: host.to_ascii_lowercase(),
+            port: url.port_or_known_default(),
+        });
         Ok(())
     }
 
@@ -78,54 +78,43 @@ impl OriginPolicy {
         }
         self.allowed
             .iter()
-            .find(|o| o.scheme == "http" && !is_loopback(&o.host))
+            .find(|o| !o.secure && !is_loopback(&o.host))
             .map(|o| format!("http://{}", o.host))
     }
 
-    /// Runs on every request, so it compares in place instead of building an [`Origin`], and
-    /// reads loopback from the host the URL already parsed.
+    /// Runs on every request: compares in place (cheapest field first) instead of building an
+    /// [`Origin`], and reads loopback from the host the URL already parsed.
     pub(crate) fn decide(&self, url: &Url) -> Decision {
-        let (Some(host), Some(parsed)) = (url.host_str(), url.host()) else {
+        let secure = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Decision::PassThrough,
+        };
+        let Some(host) = url.host_str() else {
             return Decision::PassThrough;
         };
-        let (scheme, port) = (url.scheme(), url.port_or_known_default());
+        let port = url.port_or_known_default();
         let listed = self.allowed.iter().any(|allowed| {
-            allowed.port == port
-                && allowed.scheme == scheme
-                && allowed.host.eq_ignore_ascii_case(host)
+            allowed.port == port && allowed.secure == secure && allowed.host == host
         });
         if !(listed || self.any) {
             return Decision::PassThrough;
         }
-        match scheme {
-            "https" => Decision::Attach,
-            "http" if self.insecure_http || is_loopback_host(&parsed) => Decision::Attach,
-            "http" => Decision::Insecure,
-            _ => Decision::PassThrough,
+        if secure || self.insecure_http || url.host().is_some_and(|h| is_loopback_host(&h)) {
+            Decision::Attach
+        } else {
+            Decision::Insecure
         }
     }
 }
 
-/// A request's origin, kept without allocating so a response can be checked against it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OriginKey {
-    secure: bool,
-    port: Option<u16>,
-    host: u64,
-}
-
-impl OriginKey {
-    pub(crate) fn of(url: &Url) -> Self {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        // `url` has already lower-cased the host (WHATWG URL parsing).
-        url.host_str().unwrap_or_default().hash(&mut hasher);
-        Self {
-            secure: url.scheme() == "https",
-            port: url.port_or_known_default(),
-            host: hasher.finish(),
-        }
-    }
+/// Whether two URLs have the same origin (scheme, host, port): a response that came back from
+/// another origin than its request was sent to followed a redirect there.
+#[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
+    a.port_or_known_default() == b.port_or_known_default()
+        && a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
 }
 
 /// Whether `host` (as [`Url::host_str`] gives it: IPv6 in brackets) is loopback: `127.0.0.0/8`,
@@ -279,6 +268,15 @@ mod tests {
             policy.insecure_listed().as_deref(),
             Some("http://api.localhost")
         );
+    }
+
+    #[test]
+    fn same_origin_compares_scheme_host_and_port() {
+        let a = url("https://api.example.com/a?x=1");
+        assert!(same_origin(&a, &url("https://API.example.com:443/b")));
+        assert!(!same_origin(&a, &url("http://api.example.com/a")));
+        assert!(!same_origin(&a, &url("https://api.example.com:8443/a")));
+        assert!(!same_origin(&a, &url("https://evil.example.com/a")));
     }
 
     #[test]

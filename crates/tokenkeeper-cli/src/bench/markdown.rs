@@ -2,6 +2,9 @@
 
 use super::BenchReport;
 use super::burst::{Burst, Case};
+use super::contenders::Contender;
+use super::instructions::{ContenderFigures, Instructions, Outcome};
+use super::overhead::{Overhead, Ratio, Side};
 use crate::table::Table;
 use std::fmt::Write as _;
 
@@ -42,76 +45,235 @@ fn header(out: &mut String, report: &BenchReport) {
         out,
         "Every figure is measured in the same run as the baseline it is compared with. The \
 machine is small and shared (client, server and other work on the same cores), so timings \
-are medians of several rounds and ratios matter more than absolute numbers. Regenerate with \
-`cargo bench -p tokenkeeper --bench attach && cargo run --release -p tokenkeeper-cli -- bench`.\n"
+are medians of several rounds and ratios matter more than absolute numbers; instruction counts \
+(callgrind) do not depend on load. Regenerate with `bash scripts/valgrind.sh && cargo bench -p \
+tokenkeeper --bench attach && cargo run --release -p tokenkeeper-cli -- bench`.\n"
     );
 }
 
 fn overhead(out: &mut String, report: &BenchReport) {
-    let o = &report.overhead;
-    let _ = writeln!(out, "## 1. Overhead: the middleware vs bare reqwest\n");
+    let _ = writeln!(out, "## 1. Overhead per request\n");
+    let before = report
+        .instructions_before
+        .as_ref()
+        .map(|(label, figures)| (label.as_str(), figures));
+    instructions(out, &report.instructions, before);
+    throughput(out, &report.overhead);
+}
+
+/// Just the instruction section, for `bench --instructions-only`.
+pub fn instructions_only(
+    outcome: &Outcome,
+    before: Option<&(String, Instructions)>,
+    command: &str,
+) -> String {
+    let mut out = String::new();
+    let m = crate::bench::machine::Machine::detect();
     let _ = writeln!(
         out,
-        "`GET /api/items/1` on the reference server (its own thread and tokio runtime, no \
-latency, token valid for an hour), {} concurrent request loops, keep-alive, loopback. Bare \
-reqwest attaches a precomputed `Authorization` header; tokenkeeper goes through \
-`reqwest-middleware` and `AuthMiddleware` with the same `reqwest::Client` settings; a third client goes through `reqwest-middleware` with \
-no middleware at all, to show what the stack itself costs. {} rounds of {:.1} s per client, \
-in an order that rotates and reverses from round to round.\n",
-        o.concurrency,
-        o.bare.rounds.len(),
-        o.round_s
+        "Measured by `{command}` on **{}**, {} logical CPUs, {}, at {}.\n",
+        m.cpu, m.cores, m.os, m.date
+    );
+    instructions(
+        &mut out,
+        outcome,
+        before.map(|(label, figures)| (label.as_str(), figures)),
+    );
+    out
+}
+
+fn instructions(out: &mut String, outcome: &Outcome, before: Option<(&str, &Instructions)>) {
+    let _ = writeln!(out, "### Instructions and allocations (callgrind)\n");
+    let figures = match outcome {
+        Outcome::Measured(figures) => figures,
+        Outcome::Skipped(why) => {
+            let _ = writeln!(out, "Not measured in this run: {why}.\n");
+            return;
+        }
+    };
+    let _ = writeln!(
+        out,
+        "Counted by callgrind ({}) in the client process only: the reference server runs in a \
+process of its own, and each client is a fresh process (`tokenkeeper __bench-client`) that signs \
+in, sends {} warm-up requests, then sends {} `GET /api/items/1` one at a time on a \
+current-thread runtime inside the one function callgrind counts in (`--toggle-collect`), each \
+answer read to the end. Start-up, sign-in, warm-up and exit are not counted. Allocations are \
+new heap blocks (calls to `malloc`, `calloc`, `posix_memalign` from outside the allocator), \
+reallocations calls to `realloc`. Callgrind's call counts include the warm-up's calls, so each \
+client also runs once with a third of the requests, and allocations per request are the \
+difference between the runs over the difference in requests. Every client runs {} time(s) in a \
+shuffled order; medians. The counts are those of this build on \
+this machine's CPU features; they barely move between runs, unlike time.\n",
+        figures.valgrind, figures.warm_up, figures.requests, figures.runs
+    );
+    let bearer = figures
+        .of(Contender::Bearer)
+        .map(|b| b.instructions_per_request);
+    let mut header = vec![String::new()];
+    header.extend(Contender::ALL.iter().map(|c| c.label().to_owned()));
+    let mut table = Table::new(header);
+    let row = |name: &str, cell: &dyn Fn(&ContenderFigures) -> String| {
+        let mut row = vec![name.to_owned()];
+        row.extend(
+            Contender::ALL
+                .iter()
+                .map(|&c| figures.of(c).map_or("—".to_owned(), cell)),
+        );
+        row
+    };
+    table.row(row("instructions per request", &|c| {
+        format!("{:.0}", c.instructions_per_request)
+    }));
+    table.row(row("× hand-written bearer middleware", &|c| {
+        let ratio = bearer.filter(|&b| b > 0.0).map_or("—".to_owned(), |b| {
+            format!("{:.3}", c.instructions_per_request / b)
+        });
+        if c.contender == Contender::Tokenkeeper {
+            format!("**{ratio}**")
+        } else {
+            ratio
+        }
+    }));
+    table.row(row("allocations per request", &|c| {
+        format!("{:.2}", c.allocations_per_request)
+    }));
+    table.row(row("reallocations per request", &|c| {
+        format!("{:.2}", c.reallocations_per_request)
+    }));
+    table.row(row("instructions per request, every run", &|c| {
+        c.instruction_runs
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }));
+    out.push_str(&table.markdown());
+    let keeper_allocations = figures
+        .of(Contender::Tokenkeeper)
+        .map_or(0.0, |c| c.allocations_per_request);
+    let bearer_allocations = figures
+        .of(Contender::Bearer)
+        .map_or(0.0, |c| c.allocations_per_request);
+    let _ = writeln!(
+        out,
+        "\nTarget (issue 12 §3): tokenkeeper ≤ 1.01 × the hand-written bearer middleware's \
+instructions per request, and no more allocations — **{}** ({}, {:.2} vs {:.2} allocations).\n",
+        match figures.target_met() {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "not measured",
+        },
+        figures
+            .ratio_to_bearer()
+            .map_or("—".to_owned(), |r| format!("{r:.3}×")),
+        keeper_allocations,
+        bearer_allocations,
+    );
+    if let Some((label, before)) = before {
+        before_and_after(out, label, before, figures);
+    }
+}
+
+fn before_and_after(out: &mut String, label: &str, before: &Instructions, now: &Instructions) {
+    let _ = writeln!(
+        out,
+        "Against an earlier build ({label}), measured the same way ({} requests, {} run(s)) by \
+`tokenkeeper bench --instructions-only --json` built with that version of the library \
+(`git checkout <commit> -- crates/tokenkeeper/src`, then build as usual), and read back with \
+`--instructions-before`:\n",
+        before.requests, before.runs
     );
     let mut table = Table::new([
-        "",
-        "bare reqwest",
-        "reqwest-middleware, no middleware",
-        "tokenkeeper",
-        "stack / bare",
-        "tokenkeeper / bare",
+        "client",
+        "instructions before",
+        "instructions now",
+        "change",
+        "allocations before",
+        "allocations now",
     ]);
-    table.row([
-        "requests/s".to_owned(),
-        format!("{:.0}", o.bare.requests_per_s),
-        format!("{:.0}", o.stack.requests_per_s),
-        format!("{:.0}", o.tokenkeeper.requests_per_s),
-        format!("{:.3}", o.stack_ratio),
-        format!("**{:.3}**", o.ratio),
-    ]);
-    let cpu = |side: &super::overhead::Side| {
-        side.cpu_us_per_request
-            .map_or("—".to_owned(), |us| format!("{us:.1}"))
-    };
-    let cpu_ratio = |ratio: Option<f64>| ratio.map_or("—".to_owned(), |r| format!("{r:.3}"));
-    table.row([
-        "CPU per request, client + server (µs)".to_owned(),
-        cpu(&o.bare),
-        cpu(&o.stack),
-        cpu(&o.tokenkeeper),
-        cpu_ratio(o.stack_cpu_ratio),
-        cpu_ratio(o.cpu_ratio),
-    ]);
-    for (name, bare, stack, keeper) in [
-        (
-            "p50 latency (µs)",
-            o.bare.p50_us,
-            o.stack.p50_us,
-            o.tokenkeeper.p50_us,
-        ),
-        (
-            "p99 latency (µs)",
-            o.bare.p99_us,
-            o.stack.p99_us,
-            o.tokenkeeper.p99_us,
-        ),
-    ] {
+    for contender in Contender::ALL {
+        let (Some(b), Some(n)) = (before.of(contender), now.of(contender)) else {
+            continue;
+        };
         table.row([
-            name.to_owned(),
-            format!("{bare:.0}"),
-            format!("{stack:.0}"),
-            format!("{keeper:.0}"),
-            format!("{:.3}", ratio(stack, bare)),
-            format!("{:.3}", ratio(keeper, bare)),
+            contender.label().to_owned(),
+            format!("{:.0}", b.instructions_per_request),
+            format!("{:.0}", n.instructions_per_request),
+            format!(
+                "{:+.1} %",
+                (ratio(n.instructions_per_request, b.instructions_per_request) - 1.0) * 100.0
+            ),
+            format!("{:.2}", b.allocations_per_request),
+            format!("{:.2}", n.allocations_per_request),
+        ]);
+    }
+    out.push_str(&table.markdown());
+    let _ = writeln!(
+        out,
+        "\ntokenkeeper × hand-written: {} before, {} now.\n",
+        before
+            .ratio_to_bearer()
+            .map_or("—".to_owned(), |r| format!("{r:.3}")),
+        now.ratio_to_bearer()
+            .map_or("—".to_owned(), |r| format!("{r:.3}"))
+    );
+}
+
+fn throughput(out: &mut String, o: &Overhead) {
+    let _ = writeln!(out, "### Throughput (secondary)\n");
+    let _ = writeln!(
+        out,
+        "The same four clients, same settings and token, {} concurrent request loops each, \
+keep-alive, loopback, against the reference server in its own process (its own runtime, no \
+latency, token valid for an hour). {} rounds of {:.2} s per client; in every round each client \
+runs once, in a freshly shuffled order. CPU per request is this process's CPU time (all its \
+threads, from `/proc/self/task/*/schedstat`) over the round's requests: the client's alone, \
+since the server is elsewhere. Medians over rounds.\n",
+        o.concurrency, o.rounds, o.round_s
+    );
+    let mut header = vec![String::new()];
+    header.extend(Contender::ALL.iter().map(|c| c.label().to_owned()));
+    let mut table = Table::new(header);
+    let row = |name: &str, cell: &dyn Fn(&Side) -> String| {
+        let mut row = vec![name.to_owned()];
+        row.extend(
+            Contender::ALL
+                .iter()
+                .map(|&c| o.side(c).map_or("—".to_owned(), cell)),
+        );
+        row
+    };
+    table.row(row("requests/s", &|s| format!("{:.0}", s.requests_per_s)));
+    table.row(row("client CPU per request (µs)", &|s| {
+        s.cpu_us_per_request
+            .map_or("—".to_owned(), |us| format!("{us:.1}"))
+    }));
+    table.row(row("p50 latency (µs)", &|s| format!("{:.0}", s.p50_us)));
+    table.row(row("p99 latency (µs)", &|s| format!("{:.0}", s.p99_us)));
+    out.push_str(&table.markdown());
+    let _ = writeln!(
+        out,
+        "\nRatios are medians of the per-round ratios with their interquartile range; a ratio \
+is *resolved* only when that range lies on one side of 1 (the spread between rounds is smaller \
+than the effect). Otherwise the rounds cannot tell the two clients apart: **not resolved**, \
+neither met nor missed.\n"
+    );
+    let mut table = Table::new([
+        "comparison",
+        "requests/s ratio (IQR)",
+        "",
+        "CPU per request ratio (IQR)",
+        "",
+    ]);
+    for c in &o.comparisons {
+        let (rps, rps_verdict) = ratio_cell(c.throughput);
+        let (cpu, cpu_verdict) = ratio_cell(c.cpu);
+        table.row([
+            format!("{} / {}", c.contender.label(), c.baseline.label()),
+            rps,
+            rps_verdict,
+            cpu,
+            cpu_verdict,
         ]);
     }
     out.push_str(&table.markdown());
@@ -122,36 +284,29 @@ in an order that rotates and reverses from round to round.\n",
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let spread = |rounds: &[f64]| {
-        let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = rounds.iter().copied().fold(0.0, f64::max);
-        if min.is_finite() && min > 0.0 {
-            (max / min - 1.0) * 100.0
-        } else {
-            0.0
-        }
-    };
     let _ = writeln!(
         out,
-        "\nRatios of requests/s are medians of the per-round ratios (the three clients run back \
-to back in each round); latencies are medians of the rounds' percentiles. Target: tokenkeeper / \
-bare ≥ 0.97 — **{}** ({:.3}). The bare middleware stack measured {:.3} of bare reqwest in the \
-same rounds. On this machine one client's rounds differ by up to {:.0} % (bare) and {:.0} % \
-(tokenkeeper) from each other, so differences of a few percent between the clients are within \
-the noise; rerun to see how the ratio moves. CPU per request (the process's user + system \
-time over a round, client and server together, divided by its requests) does not depend on how much CPU other processes leave to this \
-one, though it still moves with load. Failed requests: {}. Rounds (requests/s): bare {}; \
-stack {}; tokenkeeper {}.\n",
-        if o.ratio >= 0.97 { "met" } else { "not met" },
-        o.ratio,
-        o.stack_ratio,
-        spread(&o.bare.rounds),
-        spread(&o.tokenkeeper.rounds),
-        o.failures,
-        list(&o.bare.rounds),
-        list(&o.stack.rounds),
-        list(&o.tokenkeeper.rounds)
+        "\nFailed requests: {}. Rounds (requests/s):\n",
+        o.failures
     );
+    for side in &o.sides {
+        let _ = writeln!(out, "- {}: {}", side.contender.label(), list(&side.rounds));
+    }
+    out.push('\n');
+}
+
+fn ratio_cell(ratio: Option<Ratio>) -> (String, String) {
+    match ratio {
+        None => ("—".to_owned(), String::new()),
+        Some(r) => (
+            format!("{:.3} ({:.3}–{:.3})", r.median, r.p25, r.p75),
+            if r.resolved() {
+                "resolved".to_owned()
+            } else {
+                "not resolved".to_owned()
+            },
+        ),
+    }
 }
 
 fn bursts(out: &mut String, report: &BenchReport) {
@@ -408,12 +563,14 @@ fn ratio(value: f64, base: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::overhead::{Overhead, Side};
+    use crate::bench::instructions::Instructions;
+    use crate::bench::overhead::Comparison;
     use crate::bench::waiters::WaiterCost;
     use crate::metrics::Latencies;
 
-    fn side(rps: f64) -> Side {
+    fn side(contender: Contender, rps: f64) -> Side {
         Side {
+            contender,
             requests_per_s: rps,
             p50_us: 100.0,
             p99_us: 400.0,
@@ -441,7 +598,34 @@ mod tests {
         }
     }
 
+    fn figures(keeper_instructions: f64, keeper_allocations: f64) -> Instructions {
+        let contender = |contender, instructions: f64, allocations| ContenderFigures {
+            contender,
+            instructions_per_request: instructions,
+            allocations_per_request: allocations,
+            reallocations_per_request: 8.0,
+            instruction_runs: vec![instructions],
+        };
+        Instructions {
+            valgrind: "valgrind-3.19.0".into(),
+            requests: 3000,
+            warm_up: 300,
+            runs: 1,
+            contenders: vec![
+                contender(Contender::Bare, 73_000.0, 45.0),
+                contender(Contender::Stack, 74_500.0, 46.0),
+                contender(Contender::Bearer, 75_000.0, 47.0),
+                contender(
+                    Contender::Tokenkeeper,
+                    keeper_instructions,
+                    keeper_allocations,
+                ),
+            ],
+        }
+    }
+
     fn report() -> BenchReport {
+        let ratio = |median, p25, p75| Some(Ratio { median, p25, p75 });
         BenchReport {
             machine: crate::bench::machine::Machine::detect(),
             command: "tokenkeeper bench".into(),
@@ -453,17 +637,33 @@ mod tests {
                 tokenkeeper_bytes: 20.0,
                 refreshes: 1,
             },
+            instructions: Outcome::Measured(figures(75_600.0, 47.0)),
+            instructions_before: None,
             overhead: Overhead {
-                bare: side(1000.0),
-                stack: side(990.0),
-                tokenkeeper: side(980.0),
-                ratio: 0.98,
-                stack_ratio: 0.99,
-                cpu_ratio: Some(1.01),
-                stack_cpu_ratio: Some(1.0),
+                sides: vec![
+                    side(Contender::Bare, 1000.0),
+                    side(Contender::Stack, 990.0),
+                    side(Contender::Bearer, 985.0),
+                    side(Contender::Tokenkeeper, 980.0),
+                ],
+                comparisons: vec![
+                    Comparison {
+                        contender: Contender::Tokenkeeper,
+                        baseline: Contender::Bearer,
+                        throughput: ratio(0.99, 0.93, 1.06),
+                        cpu: ratio(1.02, 1.01, 1.03),
+                    },
+                    Comparison {
+                        contender: Contender::Stack,
+                        baseline: Contender::Bare,
+                        throughput: None,
+                        cpu: None,
+                    },
+                ],
                 failures: 0,
                 concurrency: 64,
-                round_s: 1.0,
+                round_s: 0.25,
+                rounds: 40,
             },
             bursts: vec![
                 burst(1000, Case::Valid, 0, 10.0),
@@ -482,7 +682,9 @@ mod tests {
         let text = render(&report());
         for heading in [
             "# Benchmarks",
-            "## 1. Overhead",
+            "## 1. Overhead per request",
+            "### Instructions and allocations (callgrind)",
+            "### Throughput (secondary)",
             "## 2. Burst",
             "### Memory per waiting request",
             "## 3. Steady load",
@@ -491,9 +693,59 @@ mod tests {
         ] {
             assert!(text.contains(heading), "missing {heading}");
         }
-        assert!(text.contains("**met** (0.980)"), "{text}");
+        // 75,600 / 75,000 = 1.008 ≤ 1.01 with as many allocations: met.
+        assert!(text.contains("| **1.008** |"), "{text}");
+        assert!(text.contains("— **met** (1.008×, 47.00 vs 47.00"), "{text}");
         assert!(text.contains("| +2.5 |"), "{text}");
         assert!(text.contains("criterion's results were not found"));
+    }
+
+    #[test]
+    fn one_allocation_more_or_two_percent_more_instructions_miss_the_target() {
+        for figures in [figures(75_600.0, 48.0), figures(76_500.0, 47.0)] {
+            let mut report = report();
+            report.instructions = Outcome::Measured(figures);
+            assert!(render(&report).contains("no more allocations — **not met**"));
+        }
+    }
+
+    #[test]
+    fn a_ratio_whose_spread_exceeds_the_effect_is_not_resolved() {
+        let text = render(&report());
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("| tokenkeeper / hand-written"))
+            .unwrap();
+        // Throughput 0.99 with an IQR of 0.93–1.06: not resolved; CPU 1.02 (1.01–1.03): resolved.
+        assert!(
+            line.contains(
+                "| 0.990 (0.930–1.060) | not resolved | 1.020 (1.010–1.030) | resolved |"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn skipped_instructions_say_why_and_earlier_figures_are_compared() {
+        let mut report = report();
+        report.instructions = Outcome::Skipped("valgrind is not installed".into());
+        assert!(render(&report).contains("Not measured in this run: valgrind is not installed."));
+
+        let mut report = self::report();
+        report.instructions_before = Some(("7b606f9".into(), figures(79_000.0, 51.0)));
+        let text = render(&report);
+        assert!(
+            text.contains("Against an earlier build (7b606f9)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| tokenkeeper | 79000 | 75600 | -4.3 % | 51.00 | 47.00 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tokenkeeper × hand-written: 1.053 before, 1.008 now."),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,22 +1,29 @@
 //! `tokenkeeper bench`: the figures in BENCHMARKS.md, each measured in one run next to its
 //! baseline.
 //!
-//! 1. [`overhead`]: requests/s and latency through the middleware vs bare reqwest.
+//! 1. [`instructions`]: instructions and allocations per request (callgrind, client process
+//!    only) for bare reqwest, the empty middleware stack, a hand-written bearer middleware and
+//!    tokenkeeper; [`overhead`]: their throughput, the secondary figure.
 //! 2. [`burst`]: N concurrent requests meeting an expired token vs a valid one; peak memory;
 //!    [`waiters`]: bytes per request waiting for a refresh.
 //! 3. [`steady`]: steady load across K expiries, reactive vs proactive.
 //! 4. [`criterion`]: the attach micro-benchmark, read from criterion's output.
 //! 5. [`crate::shared_store`]: P processes sharing one login through a file (or Redis) store.
 
+pub mod bearer;
 pub mod burst;
+pub mod callgrind;
 pub mod client;
+pub mod contenders;
 pub mod cpu;
 pub mod criterion;
+pub mod instructions;
 pub mod machine;
 pub mod markdown;
 pub mod overhead;
 pub mod rss;
 pub mod server;
+pub mod server_process;
 pub mod steady;
 pub mod waiters;
 
@@ -48,12 +55,25 @@ pub struct BenchArgs {
     /// Also measure P processes sharing one login through Redis at this URL (`redis://…`).
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// Only the instruction counts (callgrind): prints their section (or, with --json, the
+    /// figures, which --instructions-before reads back).
+    #[arg(long)]
+    pub instructions_only: bool,
+    /// Instruction figures of an earlier build (the JSON of `bench --instructions-only --json`),
+    /// shown beside this run's.
+    #[arg(long, value_name = "FILE")]
+    pub instructions_before: Option<PathBuf>,
+    /// What the earlier build was, for the table (e.g. a commit).
+    #[arg(long, value_name = "TEXT", default_value = "before")]
+    pub instructions_before_label: String,
 }
 
 /// Sizes of every part of the bench.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Overhead rounds.
+    /// Instruction counts.
+    pub instructions: instructions::Plan,
+    /// Throughput rounds.
     pub overhead: overhead::Plan,
     /// Bursts.
     pub burst: burst::Plan,
@@ -68,13 +88,18 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full run (under 3 minutes).
+    /// The full run (about 4 minutes).
     pub fn full() -> Self {
         Self {
+            instructions: instructions::Plan {
+                requests: 3000,
+                warm_up: 300,
+                runs: 3,
+            },
             overhead: overhead::Plan {
                 concurrency: 64,
-                round: Duration::from_millis(1500),
-                rounds: 9,
+                round: Duration::from_millis(250),
+                rounds: 40,
             },
             burst: burst::Plan {
                 sizes: vec![1_000, 10_000, 100_000],
@@ -92,13 +117,19 @@ impl Plan {
         }
     }
 
-    /// The CI smoke run (under 30 s).
+    /// The CI smoke run (under 30 s, plus a few seconds of callgrind where valgrind is
+    /// installed).
     pub fn quick() -> Self {
         Self {
+            instructions: instructions::Plan {
+                requests: 90,
+                warm_up: 10,
+                runs: 1,
+            },
             overhead: overhead::Plan {
                 concurrency: 64,
-                round: Duration::from_millis(500),
-                rounds: 2,
+                round: Duration::from_millis(200),
+                rounds: 3,
             },
             burst: burst::Plan {
                 sizes: vec![1_000, 10_000],
@@ -128,7 +159,11 @@ pub struct BenchReport {
     pub quick: bool,
     /// Bytes per waiting request.
     pub waiters: waiters::WaiterCost,
-    /// Middleware vs bare reqwest.
+    /// Instructions and allocations per request.
+    pub instructions: instructions::Outcome,
+    /// The same from an earlier build, when given: (what it was, figures).
+    pub instructions_before: Option<(String, instructions::Instructions)>,
+    /// Throughput of the same clients.
     pub overhead: overhead::Overhead,
     /// Bursts.
     pub bursts: Vec<burst::Burst>,
@@ -154,13 +189,19 @@ pub async fn run(
     progress: &Progress,
 ) -> anyhow::Result<BenchReport> {
     let started = Instant::now();
+    let exe = std::env::current_exe().context("finding this binary for the bench processes")?;
     let step = progress.step("memory per waiting request");
     let waiters = waiters::measure(plan.waiters)
         .await
         .context("waiter memory")?;
     step.finish_and_clear();
-    let step = progress.step("overhead: middleware vs bare reqwest");
-    let overhead = overhead::measure(&plan.overhead)
+    let step = progress.step("instructions per request (callgrind)");
+    let instructions = instructions::measure(&plan.instructions, &exe)
+        .await
+        .context("instructions")?;
+    step.finish_and_clear();
+    let step = progress.step("throughput: four clients, shuffled rounds");
+    let overhead = overhead::measure(&plan.overhead, &exe)
         .await
         .context("overhead")?;
     step.finish_and_clear();
@@ -177,9 +218,7 @@ pub async fn run(
             plan.shared_processes,
             store.name()
         ));
-        let mut bench = SharedStoreBench::new(
-            std::env::current_exe().context("finding this binary for the store workers")?,
-        );
+        let mut bench = SharedStoreBench::new(exe.clone());
         bench.processes = plan.shared_processes;
         bench.duration = plan.shared_duration;
         shared_stores.push(
@@ -195,6 +234,8 @@ pub async fn run(
         command,
         quick,
         waiters,
+        instructions,
+        instructions_before: None,
         overhead,
         bursts,
         burst_connections: plan.burst.connections,
@@ -216,12 +257,49 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<()> {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
+    let before = match &args.instructions_before {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let figures: instructions::Instructions =
+                serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{} is not `bench --instructions-only --json` output",
+                        path.display()
+                    )
+                })?;
+            Some((args.instructions_before_label.clone(), figures))
+        }
+        None => None,
+    };
     let progress = Progress::new(!args.quiet && !args.json);
+    if args.instructions_only {
+        let exe = std::env::current_exe().context("finding this binary for the bench processes")?;
+        let step = progress.step("instructions per request (callgrind)");
+        let outcome = instructions::measure(&plan.instructions, &exe).await?;
+        step.finish_and_clear();
+        let text = markdown::instructions_only(&outcome, before.as_ref(), &command);
+        if args.json {
+            match &outcome {
+                instructions::Outcome::Measured(figures) => {
+                    println!("{}", serde_json::to_string_pretty(figures)?);
+                }
+                instructions::Outcome::Skipped(why) => anyhow::bail!("not measured: {why}"),
+            }
+        } else {
+            print!("{text}");
+        }
+        if let Some(path) = &args.output {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        return Ok(());
+    }
     let mut stores = vec![StoreKind::File];
     if let Some(url) = &args.redis {
         stores.push(StoreKind::Redis { url: url.clone() });
     }
-    let report = run(&plan, args.quick, command, &stores, &progress).await?;
+    let mut report = run(&plan, args.quick, command, &stores, &progress).await?;
+    report.instructions_before = before;
     let text = markdown::render(&report);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

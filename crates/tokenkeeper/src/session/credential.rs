@@ -1,10 +1,13 @@
 //! [`Credential`]: the token a request carries, stamped with its generation.
 
+use super::Session;
 use super::schedule::Schedule;
 use crate::TokenSet;
+use crate::error::Error;
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The current access token, ready to attach, with the generation it belongs to.
@@ -88,5 +91,29 @@ impl fmt::Debug for Credential {
             .field("login", &self.login)
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// [`Session::credential`] without awaiting: `Ok(Some(_))` is what it would return at once
+    /// (past the soft deadline this also starts the background refresh), `Ok(None)` means it
+    /// would wait for a refresh, so the caller awaits `credential()` instead. Adapters call this
+    /// on every request so that the refresh's future is not part of theirs.
+    pub(crate) fn credential_now(&self) -> Result<Option<Arc<Credential>>, Error> {
+        let Some(current) = self.inner.current() else {
+            // A refresher that needs no login obtains the first token: that is a wait.
+            if self.inner.refresher.obtains_without_login() {
+                return Ok(None);
+            }
+            return Err(Error::LoginRequired);
+        };
+        let (past_soft, past_hard) = current.schedule.deadlines_passed();
+        if past_hard {
+            return Ok(None);
+        }
+        if past_soft {
+            self.inner.refresh_in_background(&current);
+        }
+        Ok(Some(current))
     }
 }

@@ -484,20 +484,13 @@ impl Session {
     ///
     /// [`refresh::Refresher::obtains_without_login`]: crate::refresh::Refresher::obtains_without_login
     pub async fn credential(&self) -> Result<Arc<Credential>, Error> {
-        let Some(current) = self.inner.current() else {
-            if self.inner.refresher.obtains_without_login() {
-                return self.inner.obtain_first().await;
-            }
-            return Err(Error::LoginRequired);
-        };
-        let (past_soft, past_hard) = current.schedule.deadlines_passed();
-        if past_hard {
-            return self.inner.refresh_from(&current).await;
+        if let Some(current) = self.credential_now()? {
+            return Ok(current);
         }
-        if past_soft {
-            self.inner.refresh_in_background(&current);
+        match self.inner.current() {
+            Some(current) => self.inner.refresh_from(&current).await,
+            None => self.inner.obtain_first().await,
         }
-        Ok(current)
     }
 
     /// The current credential without waiting, for synchronous code such as tonic interceptors.

@@ -159,7 +159,7 @@ impl Session {
     }
 
     /// A response was accepted: the refusals do not span every route, and its route works.
-    fn note_accepted(&self, route: impl FnOnce() -> RouteKey) {
+    pub(crate) fn note_accepted(&self, route: impl FnOnce() -> RouteKey) {
         let routes = &self.inner.routes;
         if routes.is_tracking() {
             routes.accepted(route());

@@ -1,0 +1,156 @@
+//! The four clients the per-request overhead compares, all on the same `reqwest::Client`
+//! settings and the same token, each sending `GET` and reading the whole answer:
+//!
+//! - [`Contender::Bare`]: bare reqwest, a precomputed `Authorization` header on the builder;
+//! - [`Contender::Stack`]: reqwest-middleware with no middleware, the header on the builder (what
+//!   the stack itself costs);
+//! - [`Contender::Bearer`]: reqwest-middleware with [`BearerMiddleware`], the hand-written
+//!   middleware tokenkeeper's target is set against;
+//! - [`Contender::Tokenkeeper`]: reqwest-middleware with tokenkeeper's `AuthMiddleware`.
+
+use super::bearer::BearerMiddleware;
+use super::client;
+use anyhow::Context;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest_middleware::ClientWithMiddleware;
+use serde::{Deserialize, Serialize};
+use tokenkeeper::secrecy::ExposeSecret;
+use tokenkeeper::{RefreshMode, Session};
+
+/// Which client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Contender {
+    /// Bare reqwest.
+    Bare,
+    /// reqwest-middleware, no middleware.
+    Stack,
+    /// reqwest-middleware with a hand-written bearer middleware.
+    Bearer,
+    /// reqwest-middleware with tokenkeeper.
+    Tokenkeeper,
+}
+
+impl Contender {
+    /// Every contender, in the order the tables list them.
+    pub const ALL: [Contender; 4] = [
+        Contender::Bare,
+        Contender::Stack,
+        Contender::Bearer,
+        Contender::Tokenkeeper,
+    ];
+
+    /// The column heading.
+    pub fn label(self) -> &'static str {
+        match self {
+            Contender::Bare => "bare reqwest",
+            Contender::Stack => "reqwest-middleware, no middleware",
+            Contender::Bearer => "hand-written bearer middleware",
+            Contender::Tokenkeeper => "tokenkeeper",
+        }
+    }
+
+    /// The value of `--client` that selects it.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Contender::Bare => "bare",
+            Contender::Stack => "stack",
+            Contender::Bearer => "bearer",
+            Contender::Tokenkeeper => "tokenkeeper",
+        }
+    }
+}
+
+/// A signed-in session at the reference server and the header its token makes: what every
+/// contender is built from, so all of them send the same token.
+#[derive(Debug, Clone)]
+pub struct Login {
+    session: Session,
+    header: HeaderValue,
+}
+
+impl Login {
+    /// Signs in at `base_url` (json contract, proactive mode).
+    pub async fn new(base_url: &str) -> anyhow::Result<Self> {
+        let session = client::signed_in(base_url, RefreshMode::default()).await?;
+        let token = session.access_token().await?;
+        let header = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+            .context("the access token is not a header value")?;
+        Ok(Self { session, header })
+    }
+
+    /// The session, for figures read from it.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+}
+
+/// One contender, ready to send.
+#[derive(Debug, Clone)]
+pub enum Client {
+    /// See [`Contender::Bare`].
+    Bare {
+        /// The client.
+        http: reqwest::Client,
+        /// `Bearer …`.
+        header: HeaderValue,
+    },
+    /// See [`Contender::Stack`].
+    Stack {
+        /// The client.
+        client: ClientWithMiddleware,
+        /// `Bearer …`.
+        header: HeaderValue,
+    },
+    /// [`Contender::Bearer`] or [`Contender::Tokenkeeper`]: the middleware attaches the header.
+    Middleware(ClientWithMiddleware),
+}
+
+impl Client {
+    /// `contender` on a fresh `reqwest::Client` with a pool for `connections`.
+    pub fn new(contender: Contender, login: &Login, connections: usize) -> anyhow::Result<Self> {
+        let http = client::http(connections)?;
+        let header = login.header.clone();
+        Ok(match contender {
+            Contender::Bare => Client::Bare { http, header },
+            Contender::Stack => Client::Stack {
+                client: reqwest_middleware::ClientBuilder::new(http).build(),
+                header,
+            },
+            Contender::Bearer => Client::Middleware(
+                reqwest_middleware::ClientBuilder::new(http)
+                    .with(BearerMiddleware::new(header))
+                    .build(),
+            ),
+            Contender::Tokenkeeper => {
+                Client::Middleware(client::through(&login.session, http, None))
+            }
+        })
+    }
+
+    /// Sends one GET and reads the answer; whether it was a 2xx read to the end.
+    pub async fn get(&self, url: &str) -> bool {
+        let response = match self {
+            Client::Bare { http, header } => http
+                .get(url)
+                .header(AUTHORIZATION, header.clone())
+                .send()
+                .await
+                .ok(),
+            Client::Stack { client, header } => client
+                .get(url)
+                .header(AUTHORIZATION, header.clone())
+                .send()
+                .await
+                .ok(),
+            Client::Middleware(client) => client.get(url).send().await.ok(),
+        };
+        match response {
+            Some(response) => {
+                let ok = response.status().is_success();
+                response.bytes().await.is_ok() && ok
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Instructions and heap allocations per request, counted by callgrind in the client process
+//! only: the figure issue 12 §3 sets tokenkeeper's target in (≤ 1.01 × the hand-written bearer
+//! middleware, and no more allocations than it).
+//!
+//! How: the reference server runs in a process of its own ([`ServerProcess`]). Each contender
+//! runs in a fresh client process (this binary as [`CLIENT_SUBCOMMAND`], see [`client_main`])
+//! under callgrind: it signs in, warms up (connection open, pool and caches filled), then sends
+//! one `GET` at a time on a current-thread runtime inside [`callgrind_measured_requests`], the
+//! only function during which callgrind counts (`--toggle-collect`). Sign-in, warm-up, start-up
+//! and exit are not counted; the server's work is in another process. Callgrind's call counts
+//! (and so the allocation counts) ignore the toggle for code that also runs while counting (the
+//! warm-up's calls are in them), so each contender also runs once with a third of the requests,
+//! and allocations per request are the difference between the two runs over the difference in
+//! requests. Every contender runs `runs` times, in a shuffled order per run, and the median is
+//! reported (the counts barely move between runs).
+
+use super::callgrind::{self, Profile};
+use super::contenders::{Client, Contender, Login};
+use super::server_process::ServerProcess;
+use crate::metrics;
+use anyhow::{Context, bail};
+use clap::Args;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The hidden subcommand that runs one measured client ([`client_main`]).
+pub const CLIENT_SUBCOMMAND: &str = "__bench-client";
+
+/// The function callgrind counts in; its name appears nowhere else in the binary.
+const TOGGLE: &str = "callgrind_measured_requests";
+
+/// How much is measured.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Requests counted per run.
+    pub requests: usize,
+    /// Requests sent before counting starts.
+    pub warm_up: usize,
+    /// Runs per contender.
+    pub runs: usize,
+}
+
+/// One contender's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContenderFigures {
+    /// Which client.
+    pub contender: Contender,
+    /// Median over runs of instructions per request.
+    pub instructions_per_request: f64,
+    /// Median over runs of new heap blocks (`malloc`, `calloc`, `posix_memalign` calls) per
+    /// request.
+    pub allocations_per_request: f64,
+    /// Median over runs of `realloc` calls per request.
+    pub reallocations_per_request: f64,
+    /// Instructions per request of every run.
+    pub instruction_runs: Vec<f64>,
+}
+
+/// The figures of every contender, from one run of the bench.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Instructions {
+    /// `valgrind --version`.
+    pub valgrind: String,
+    /// Requests counted per run.
+    pub requests: usize,
+    /// Requests sent before counting.
+    pub warm_up: usize,
+    /// Runs per contender.
+    pub runs: usize,
+    /// In [`Contender::ALL`] order.
+    pub contenders: Vec<ContenderFigures>,
+}
+
+impl Instructions {
+    /// The figures of `contender`, if measured.
+    pub fn of(&self, contender: Contender) -> Option<&ContenderFigures> {
+        self.contenders.iter().find(|c| c.contender == contender)
+    }
+
+    /// tokenkeeper's instructions per request over the hand-written middleware's.
+    pub fn ratio_to_bearer(&self) -> Option<f64> {
+        let keeper = self.of(Contender::Tokenkeeper)?.instructions_per_request;
+        let bearer = self.of(Contender::Bearer)?.instructions_per_request;
+        (bearer > 0.0).then(|| keeper / bearer)
+    }
+
+    /// Whether issue 12's target holds: ≤ 1.01 × the hand-written middleware's instructions and
+    /// no more allocations per request.
+    pub fn target_met(&self) -> Option<bool> {
+        let ratio = self.ratio_to_bearer()?;
+        let keeper = self.of(Contender::Tokenkeeper)?.allocations_per_request;
+        let bearer = self.of(Contender::Bearer)?.allocations_per_request;
+        Some(ratio <= 1.01 && keeper <= bearer)
+    }
+}
+
+/// The instruction figures, or why there are none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Measured.
+    Measured(Instructions),
+    /// Not measured, and why (no valgrind).
+    Skipped(String),
+}
+
+/// Measures every contender under callgrind against a server in its own process, or skips
+/// (with the reason) when valgrind is not installed.
+pub async fn measure(plan: &Plan, exe: &Path) -> anyhow::Result<Outcome> {
+    let Some(valgrind) = callgrind::version() else {
+        return Ok(Outcome::Skipped(
+            "valgrind is not installed (`bash scripts/valgrind.sh` installs it from Debian's \
+packages)"
+                .to_owned(),
+        ));
+    };
+    let (plan, exe) = (plan.clone(), exe.to_owned());
+    // Everything here waits on child processes: keep it off the runtime's threads.
+    tokio::task::spawn_blocking(move || measure_blocking(&plan, &exe, valgrind))
+        .await
+        .context("the callgrind runs panicked")?
+        .map(Outcome::Measured)
+}
+
+fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result<Instructions> {
+    let server = ServerProcess::start(exe, Duration::from_secs(3600))?;
+    let scratch = Scratch::new()?;
+    // The same process with fewer requests: the allocations of start-up, sign-in and warm-up
+    // that the call counts include cancel out in the difference.
+    let base_requests = plan.requests / 3;
+    let mut baselines: Vec<(Contender, Profile)> = Vec::new();
+    for contender in Contender::ALL {
+        let profile = run_client(
+            contender,
+            base_requests,
+            plan,
+            exe,
+            server.base_url(),
+            &scratch.0,
+            "base",
+        )?;
+        baselines.push((contender, profile));
+    }
+    let mut profiles: Vec<(Contender, Profile)> = Vec::new();
+    let mut order = Contender::ALL;
+    for run in 0..plan.runs {
+        order.shuffle(&mut rand::rng());
+        for contender in order {
+            let requests = plan.requests;
+            let profile = run_client(
+                contender,
+                requests,
+                plan,
+                exe,
+                server.base_url(),
+                &scratch.0,
+                &run.to_string(),
+            )?;
+            profiles.push((contender, profile));
+        }
+    }
+    server.stop();
+    let per_request = |count: u64| count as f64 / plan.requests.max(1) as f64;
+    let per_extra_request =
+        |count: u64| count as f64 / plan.requests.saturating_sub(base_requests).max(1) as f64;
+    let contenders = Contender::ALL
+        .iter()
+        .map(|&contender| {
+            let base = baselines
+                .iter()
+                .find(|(c, _)| *c == contender)
+                .map(|(_, p)| *p)
+                .unwrap_or_default();
+            let runs: Vec<&Profile> = profiles
+                .iter()
+                .filter(|(c, _)| *c == contender)
+                .map(|(_, p)| p)
+                .collect();
+            let instruction_runs: Vec<f64> =
+                runs.iter().map(|p| per_request(p.instructions)).collect();
+            let allocations: Vec<f64> = runs
+                .iter()
+                .map(|p| per_extra_request(p.allocations.saturating_sub(base.allocations)))
+                .collect();
+            let reallocations: Vec<f64> = runs
+                .iter()
+                .map(|p| per_extra_request(p.reallocations.saturating_sub(base.reallocations)))
+                .collect();
+            ContenderFigures {
+                contender,
+                instructions_per_request: metrics::median(&instruction_runs).unwrap_or(0.0),
+                allocations_per_request: metrics::median(&allocations).unwrap_or(0.0),
+                reallocations_per_request: metrics::median(&reallocations).unwrap_or(0.0),
+                instruction_runs,
+            }
+        })
+        .collect();
+    Ok(Instructions {
+        valgrind,
+        requests: plan.requests,
+        warm_up: plan.warm_up,
+        runs: plan.runs,
+        contenders,
+    })
+}
+
+/// One client process under callgrind, counting `requests` requests.
+fn run_client(
+    contender: Contender,
+    requests: usize,
+    plan: &Plan,
+    exe: &Path,
+    base_url: &str,
+    scratch: &Path,
+    run: &str,
+) -> anyhow::Result<Profile> {
+    let name = format!("{}-{run}", contender.arg());
+    let args = [
+        CLIENT_SUBCOMMAND.to_owned(),
+        "--client".to_owned(),
+        contender.arg().to_owned(),
+        "--base-url".to_owned(),
+        base_url.to_owned(),
+        "--requests".to_owned(),
+        requests.to_string(),
+        "--warm-up".to_owned(),
+        plan.warm_up.to_string(),
+    ];
+    let (profile, output) = callgrind::run(
+        exe,
+        &args,
+        TOGGLE,
+        &scratch.join(format!("{name}.callgrind")),
+        &scratch.join(format!("{name}.log")),
+    )
+    .with_context(|| format!("{} under callgrind", contender.label()))?;
+    let report: ClientReport = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("{}: the client process's report", contender.label()))?;
+    if report.ok != requests || report.requests != requests {
+        bail!(
+            "{}: {} of {} measured requests succeeded",
+            contender.label(),
+            report.ok,
+            report.requests
+        );
+    }
+    if requests > 0 && profile.instructions == 0 {
+        bail!(
+            "{}: callgrind counted nothing (was `{TOGGLE}` inlined or renamed?)",
+            contender.label()
+        );
+    }
+    Ok(profile)
+}
+
+/// A directory for callgrind's files, removed afterwards.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "tokenkeeper-callgrind-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Flags of [`CLIENT_SUBCOMMAND`].
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Which client to measure.
+    #[arg(long, value_enum)]
+    pub client: Contender,
+    /// The reference server (`http://127.0.0.1:PORT`).
+    #[arg(long)]
+    pub base_url: String,
+    /// Requests to count.
+    #[arg(long, default_value_t = 3000)]
+    pub requests: usize,
+    /// Requests to send first, uncounted.
+    #[arg(long, default_value_t = 300)]
+    pub warm_up: usize,
+}
+
+/// What a client process prints (one JSON line on stdout).
+#[derive(Debug, Serialize, Deserialize)]
+struct ClientReport {
+    requests: usize,
+    ok: usize,
+}
+
+/// The client process: signs in, warms up, then sends the counted requests one at a time
+/// inside [`callgrind_measured_requests`] on a current-thread runtime (so every instruction of
+/// the client, connection tasks included, runs on the counted thread).
+pub fn client_main(args: ClientArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("the client's runtime")?;
+    let client = runtime.block_on(async {
+        let login = Login::new(&args.base_url).await?;
+        Client::new(args.client, &login, 1)
+    })?;
+    let url = format!("{}/api/items/1", args.base_url);
+    let warmed = runtime.block_on(send(&client, &url, args.warm_up));
+    if warmed != args.warm_up {
+        bail!("{warmed} of {} warm-up requests succeeded", args.warm_up);
+    }
+    let ok = callgrind_measured_requests(&runtime, &client, &url, args.requests);
+    println!(
+        "{}",
+        serde_json::to_string(&ClientReport {
+            requests: args.requests,
+            ok
+        })?
+    );
+    Ok(())
+}
+
+/// The counted part: `count` requests, one at a time. Never inlined, so callgrind can toggle
+/// collection on its entry and exit.
+#[inline(never)]
+pub fn callgrind_measured_requests(
+    runtime: &tokio::runtime::Runtime,
+    client: &Client,
+    url: &str,
+    count: usize,
+) -> usize {
+    runtime.block_on(send(client, url, count))
+}
+
+async fn send(client: &Client, url: &str, count: usize) -> usize {
+    let mut ok = 0;
+    for _ in 0..count {
+        if client.get(url).await {
+            ok += 1;
+        }
+    }
+    ok
+}
