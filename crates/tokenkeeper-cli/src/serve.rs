@@ -109,13 +109,14 @@ pub struct ServeArgs {
     #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user)]
     users: Vec<(String, String)>,
 
-    /// Browser origin (scheme://host[:port], e.g. http://localhost:5173) allowed to call
-    /// the login, refresh and API routes with credentials (CORS), repeatable. Default:
-    /// none, no CORS; requests from other origins get 403. Never applies to /__ routes.
+    /// Browser origin (scheme://host or scheme://host:port, e.g. http://localhost:5173)
+    /// allowed to call the login, refresh and API routes with credentials (CORS),
+    /// repeatable. Default: none, no CORS; requests from other origins get 403. Never
+    /// applies to /__ routes.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
 
-    /// Host name served besides localhost, 127.0.0.0/8 and [::1], repeatable (for a
+    /// Host name served besides localhost, 127.0.0.0/8 and ::1, repeatable (for a
     /// name that points at this machine). Other Host headers get 421.
     #[arg(long = "allow-host", value_name = "NAME")]
     allowed_hosts: Vec<String>,
