@@ -46,7 +46,8 @@ refresh and API routes only from an origin given with --allow-origin (others get
 origin. Sessions are pruned once dead (--family-retention after their tokens expired
 or they were revoked) and capped (--max-families; when every session is live, new
 logins get 503 with Retry-After). Each connection gets --header-read-timeout to send
-a request's headers, idle keep-alive connections included, and at most
+a request's headers, idle keep-alive connections included (and as long again for
+its body), and at most
 --max-connections are served at once (more wait).
 
 Durations accept humantime (500ms, 2s, 1m, 24h) or fractional seconds (1.5s).";
@@ -132,7 +133,7 @@ pub struct ServeArgs {
     family_retention: Duration,
 
     /// Time a connection gets to send a request's headers (also the idle keep-alive
-    /// limit between requests).
+    /// limit between requests), and then as long again for its body.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     header_read_timeout: Duration,
 

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) latency: LiveLatency,
     pub(crate) access: Policy,
+    /// How long a request body may take once the headers are in ([`crate::body_deadline`]).
+    pub(crate) body_read_timeout: Duration,
     users: Vec<(String, String)>,
     shutdown: watch::Sender<bool>,
 }
@@ -75,6 +77,7 @@ impl AppState {
                 faults: Faults::new(config.refresh_failure_rate, config.refresh_hang),
                 latency: LiveLatency::new(config.latency),
                 access: Policy::new(config)?,
+                body_read_timeout: config.header_read_timeout,
                 users: config.users.clone(),
                 shutdown,
             }),
