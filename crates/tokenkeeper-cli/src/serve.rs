@@ -47,8 +47,7 @@ origin. Sessions are pruned once dead (--family-retention after their tokens exp
 or they were revoked) and capped (--max-families; when every session is live, new
 logins get 503 with Retry-After). Each connection gets --header-read-timeout to send
 a request's headers, idle keep-alive connections included (and as long again for
-its body), and at most
---max-connections are served at once (more wait).
+its body), and at most --max-connections are served at once (more wait).
 
 Durations accept humantime (500ms, 2s, 1m, 24h) or fractional seconds (1.5s).";
 
