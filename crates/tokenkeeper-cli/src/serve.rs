@@ -47,8 +47,8 @@ refresh and API routes only from an origin given with --allow-origin (others get
 origin. Sessions are pruned once dead (--family-retention after their tokens expired
 or they were revoked) and capped (--max-families; when every session is live, new
 logins get 503 with Retry-After). Each connection gets --header-read-timeout to send
-a request's headers, idle keep-alive connections included, and at most
---max-connections are served at once (more wait).
+a request's headers, idle keep-alive connections included (and as long again for
+its body), and at most --max-connections are served at once (more wait).
 
 Durations accept humantime (500ms, 2s, 1m, 24h) or fractional seconds (1.5s).";
 
@@ -110,13 +110,14 @@ pub struct ServeArgs {
     #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user)]
     users: Vec<(String, String)>,
 
-    /// Browser origin (scheme://host[:port], e.g. http://localhost:5173) allowed to call
-    /// the login, refresh and API routes with credentials (CORS), repeatable. Default:
-    /// none, no CORS; requests from other origins get 403. Never applies to /__ routes.
+    /// Browser origin (scheme://host or scheme://host:port, e.g. http://localhost:5173)
+    /// allowed to call the login, refresh and API routes with credentials (CORS),
+    /// repeatable. Default: none, no CORS; requests from other origins get 403. Never
+    /// applies to /__ routes.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
 
-    /// Host name served besides localhost, 127.0.0.0/8 and [::1], repeatable (for a
+    /// Host name served besides localhost, 127.0.0.0/8 and ::1, repeatable (for a
     /// name that points at this machine). Other Host headers get 421.
     #[arg(long = "allow-host", value_name = "NAME")]
     allowed_hosts: Vec<String>,
@@ -132,7 +133,7 @@ pub struct ServeArgs {
     family_retention: Duration,
 
     /// Time a connection gets to send a request's headers (also the idle keep-alive
-    /// limit between requests).
+    /// limit between requests), and then as long again for its body.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     header_read_timeout: Duration,
 

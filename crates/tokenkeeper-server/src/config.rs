@@ -104,7 +104,8 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// How long a connection may take to send a request's headers, counted from when the
     /// server starts waiting for them: on a new connection, and between requests on a
-    /// keep-alive one (so it also closes idle connections). Default 10 s.
+    /// keep-alive one (so it also closes idle connections); and then as long again for the
+    /// request's body (408 when it is late). Default 10 s.
     pub header_read_timeout: Duration,
     /// Most connections served at once. Further connections wait in the listen backlog
     /// until one closes. Default 1,024.

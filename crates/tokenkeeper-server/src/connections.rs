@@ -13,7 +13,8 @@
 //!   first request's headers, and again from each response to the end of the next request's
 //!   headers. A client that sends half a request line, or nothing, or keeps a keep-alive
 //!   connection idle, is disconnected once it expires. It does not run while a handler works
-//!   (the artificial latency and hung refreshes are not cut short).
+//!   (the artificial latency and hung refreshes are not cut short). The body gets as long
+//!   again, once the headers are in ([`crate::body_deadline`]).
 //! - **Shutdown**: stop accepting, ask every connection to finish its current request and
 //!   close (idle ones close at once), and resolve once every connection has.
 

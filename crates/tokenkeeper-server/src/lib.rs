@@ -22,7 +22,7 @@
 //!   ever evicted.
 //! - **Slow clients cannot hold connections.** Each connection gets
 //!   [`ServerConfig::header_read_timeout`] to send a request's headers (also while idle
-//!   between requests), and at most [`ServerConfig::max_connections`] are served at once;
+//!   between requests) and as long again for its body, and at most [`ServerConfig::max_connections`] are served at once;
 //!   more wait in the listen backlog.
 //!
 //! Start it in-process (tests, demos) with [`start`], or embed [`router`] in
@@ -44,6 +44,7 @@
 mod access;
 mod admin;
 mod api;
+mod body_deadline;
 mod config;
 mod connections;
 mod contracts;

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use crate::errors::json_error;
 use crate::extract::BODY_LIMIT;
 use crate::state::AppState;
-use crate::{access, admin, api, contracts, login};
+use crate::{access, admin, api, body_deadline, contracts, login};
 
 /// Every operator route starts with this; see [`access::admin`].
 pub(crate) const OPERATOR_PREFIX: &str = "/__";
@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn_with_state(state.clone(), body_deadline::deadline))
         // Innermost last: the host check runs first, then the origin check, then the admin
         // header check.
         .layer(from_fn(access::admin::guard))

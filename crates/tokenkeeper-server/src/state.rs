@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) access: Policy,
     /// [`ServerConfig::header_bearer_prefix`].
     pub(crate) header_bearer_prefix: bool,
+    /// How long a request body may take once the headers are in ([`crate::body_deadline`]).
+    pub(crate) body_read_timeout: Duration,
     users: Vec<(String, String)>,
     shutdown: watch::Sender<bool>,
 }
@@ -78,6 +80,7 @@ impl AppState {
                 latency: LiveLatency::new(config.latency),
                 access: Policy::new(config)?,
                 header_bearer_prefix: config.header_bearer_prefix,
+                body_read_timeout: config.header_read_timeout,
                 users: config.users.clone(),
                 shutdown,
             }),

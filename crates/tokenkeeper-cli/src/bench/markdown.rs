@@ -20,6 +20,7 @@ pub fn render(report: &BenchReport) -> String {
     steady(&mut out, report);
     attach(&mut out, report);
     shared_stores(&mut out, report);
+    server_memory(&mut out, report.server_memory.as_ref());
     out
 }
 
@@ -47,7 +48,8 @@ fn header(out: &mut String, report: &BenchReport) {
 machine is small and shared (client, server and other work on the same cores), so timings \
 are medians of several rounds and ratios matter more than absolute numbers; instruction counts \
 (callgrind) do not depend on load. Regenerate with `bash scripts/valgrind.sh && cargo bench -p \
-tokenkeeper --bench attach && cargo run --release -p tokenkeeper-cli -- bench`.\n"
+tokenkeeper --bench attach && cargo bench -p tokenkeeper-cli --bench server_memory && cargo run \
+--release -p tokenkeeper-cli -- bench`.\n"
     );
 }
 
@@ -556,6 +558,108 @@ generation that came due should be refreshed by exactly one process, the others 
     );
 }
 
+/// Section 6, from the server-memory bench's own run (or a note that it was not run).
+pub fn server_memory(out: &mut String, figures: Option<&super::server_memory::ServerMemory>) {
+    let _ = writeln!(
+        out,
+        "## 6. Reference server memory per login and per refresh\n"
+    );
+    let Some(m) = figures else {
+        let _ = writeln!(
+            out,
+            "Not in this report: the server-memory figures were not found. Run `cargo bench -p \
+tokenkeeper-cli --bench server_memory` first.\n"
+        );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "Measured by `{}` on **{}**, at {}: its own process, whose global allocator counts live \
+heap bytes (`stats_alloc`), so it is not part of the run above. A server and one keep-alive \
+client (json contract, one request at a time) share the process, so between requests only the \
+server's state grows. Per round: {} refreshes of one session, then {} logins, then a wait until \
+every session is dead (refresh TTL {:.0} s, access TTL 0.5 s, retention 0) and one more login, \
+which lets the server prune. Baseline in the same run: pruning off (`prune_families: false`, \
+every session kept until a reset, as before pruning). Medians of {} rounds per setting, the \
+settings alternating; the hash table's spare capacity is included.\n",
+        m.command,
+        m.machine,
+        m.date,
+        m.refreshes,
+        m.logins,
+        m.refresh_ttl_s,
+        m.pruning_on.rounds.len()
+    );
+    let (off, on) = (&m.pruning_off, &m.pruning_on);
+    // One decimal, without a "-0.0" for a figure a hair below zero.
+    let bytes = |value: f64| {
+        let value = if value.abs() < 0.05 { 0.0 } else { value };
+        format!("{value:.1}")
+    };
+    let mut table = Table::new([
+        "heap bytes",
+        "pruning off (baseline)",
+        "pruning on (default)",
+        "on / off",
+    ]);
+    for (name, off, on) in [
+        (
+            "per login, sessions live",
+            off.login_bytes_live,
+            on.login_bytes_live,
+        ),
+        (
+            "per login, once every session is dead",
+            off.login_bytes_dead,
+            on.login_bytes_dead,
+        ),
+        ("per refresh", off.refresh_bytes, on.refresh_bytes),
+    ] {
+        table.row([
+            name.to_owned(),
+            bytes(off),
+            bytes(on),
+            // A ratio of two figures near zero says nothing.
+            if off.abs() >= 1.0 {
+                format!("{:.3}", (on / off).max(0.0))
+            } else {
+                "—".to_owned()
+            },
+        ]);
+    }
+    table.row([
+        "sessions held once every session is dead".to_owned(),
+        off.families_left.to_string(),
+        on.families_left.to_string(),
+        "—".to_owned(),
+    ]);
+    out.push_str(&table.markdown());
+    let rounds = |setting: &super::server_memory::Setting| {
+        setting
+            .rounds
+            .iter()
+            .map(|[live, dead, refresh]| {
+                format!("{} / {} / {}", bytes(*live), bytes(*dead), bytes(*refresh))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let _ = writeln!(
+        out,
+        "\nA refresh token is a signed (session, generation), so a refresh stores nothing new \
+whether pruning is on or not; what pruning bounds is the sessions that died. Rounds (per login \
+live / dead / per refresh): off {}; on {}. Target: nothing grows with the number of refreshes, \
+and a dead session's memory is given back — **{}**.\n",
+        rounds(off),
+        rounds(on),
+        if on.refresh_bytes.abs() < 1.0 && on.login_bytes_dead < 0.05 * on.login_bytes_live.abs() {
+            "met"
+        } else {
+            "not met"
+        }
+    );
+}
+
 fn ratio(value: f64, base: f64) -> f64 {
     if base > 0.0 { value / base } else { 0.0 }
 }
@@ -673,6 +777,7 @@ mod tests {
             steady: Vec::new(),
             shared_stores: Vec::new(),
             attach: None,
+            server_memory: None,
             elapsed_s: 60.0,
         }
     }
@@ -690,6 +795,7 @@ mod tests {
             "## 3. Steady load",
             "## 4. Attach fast path",
             "## 5. Processes sharing one login",
+            "## 6. Reference server memory",
         ] {
             assert!(text.contains(heading), "missing {heading}");
         }
@@ -698,6 +804,46 @@ mod tests {
         assert!(text.contains("— **met** (1.008×, 47.00 vs 47.00"), "{text}");
         assert!(text.contains("| +2.5 |"), "{text}");
         assert!(text.contains("criterion's results were not found"));
+        assert!(text.contains("server-memory figures were not found"));
+    }
+
+    #[test]
+    fn the_server_memory_section_compares_pruning_off_and_on() {
+        use crate::bench::server_memory::{ServerMemory, Setting};
+        let setting = |live: f64, dead: f64, refresh: f64, left: u64| Setting {
+            login_bytes_live: live,
+            login_bytes_dead: dead,
+            refresh_bytes: refresh,
+            families_left: left,
+            rounds: vec![[live, dead, refresh]],
+        };
+        let mut figures = ServerMemory {
+            logins: 10_000,
+            refreshes: 10_000,
+            refresh_ttl_s: 6.0,
+            pruning_off: setting(400.0, 400.0, 0.0, 10_002),
+            pruning_on: setting(400.0, -0.01, 0.1, 1),
+            machine: "test machine".into(),
+            date: "2026-01-01T00:00:00Z".into(),
+            command: "cargo bench -p tokenkeeper-cli --bench server_memory".into(),
+        };
+        let mut text = String::new();
+        server_memory(&mut text, Some(&figures));
+        assert!(
+            text.contains("| per login, sessions live | 400.0 | 400.0 | 1.000 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| per login, once every session is dead | 400.0 | 0.0 | 0.000 |"),
+            "{text}"
+        );
+        assert!(text.contains("| per refresh | 0.0 | 0.1 | — |"), "{text}");
+        assert!(text.contains("| 10002 | 1 |"), "{text}");
+        assert!(text.contains("— **met**"), "{text}");
+        figures.pruning_on.refresh_bytes = 300.0;
+        let mut text = String::new();
+        server_memory(&mut text, Some(&figures));
+        assert!(text.contains("— **not met**"), "{text}");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! 3. [`steady`]: steady load across K expiries, reactive vs proactive.
 //! 4. [`criterion`]: the attach micro-benchmark, read from criterion's output.
 //! 5. [`crate::shared_store`]: P processes sharing one login through a file (or Redis) store.
+//! 6. [`server_memory`]: the reference server's heap per login and per refresh, pruning off vs
+//!    on, read from `cargo bench -p tokenkeeper-cli --bench server_memory`'s output.
 
 pub mod bearer;
 pub mod burst;
@@ -24,6 +26,7 @@ pub mod overhead;
 pub mod rss;
 pub mod server;
 pub mod server_process;
+pub mod server_memory;
 pub mod steady;
 pub mod waiters;
 
@@ -175,6 +178,8 @@ pub struct BenchReport {
     pub shared_stores: Vec<SharedStoreFigures>,
     /// The attach micro-benchmark, if criterion's output was found.
     pub attach: Option<criterion::Attach>,
+    /// The server's memory per login and per refresh, if its bench was run.
+    pub server_memory: Option<server_memory::ServerMemory>,
     /// Wall time of the whole bench, seconds.
     pub elapsed_s: f64,
 }
@@ -242,6 +247,7 @@ pub async fn run(
         steady,
         shared_stores,
         attach: criterion::read(&criterion::directory()),
+        server_memory: server_memory::read(&server_memory::results_path()),
         elapsed_s: started.elapsed().as_secs_f64(),
     })
 }

@@ -68,6 +68,45 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_client_that_trickles_its_body_gets_408_and_is_disconnected() {
+    let timeout = Duration::from_millis(300);
+    let s = server(ServerConfig::default().with_header_read_timeout(timeout)).await;
+    let mut tcp = TcpStream::connect(s.addr()).await.unwrap();
+    let body = r#"{"username":"demo","password":"demo"}"#;
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        s.addr(),
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    // A few bytes of the body, then nothing more.
+    tcp.write_all(&body.as_bytes()[..5]).await.unwrap();
+    let answer = read_until_closed(&mut tcp).await;
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert_eq!(s.stats().logins, 0);
+
+    // A body that arrives in time, even in pieces, is served (a server with the default
+    // 10 s, so a loaded machine cannot make the pieces late).
+    let s = server(ServerConfig::default()).await;
+    let mut tcp = TcpStream::connect(s.addr()).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&body.as_bytes()[..5]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tcp.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let mut answer = vec![0u8; 12];
+    tokio::time::timeout(SAFETY, tcp.read_exact(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    assert_eq!(s.stats().logins, 1);
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_timeout_and_active_ones_are_not() {
     let timeout = Duration::from_millis(300);
     let s = server(
