@@ -1,6 +1,6 @@
 //! Where tokens live between refreshes: the [`TokenStore`] trait, [`MemoryStore`] (one process,
-//! the default), [`FileStore`] (every process on one machine) and `RedisStore` (feature `redis`,
-//! processes on many machines).
+//! the default), [`FileStore`] (every process on one machine), `RedisStore` (feature `redis`) and
+//! `PostgresStore` (feature `postgres`) for processes on many machines.
 //!
 //! A store that several processes share provides a [`lock`](TokenStore::lock): the session takes
 //! it around every refresh, re-reads the store under it, and adopts a newer pair written by
@@ -27,9 +27,13 @@
 mod file;
 mod format;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresLease, PostgresStore};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use file::FileStore;

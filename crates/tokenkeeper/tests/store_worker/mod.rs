@@ -37,6 +37,11 @@ pub enum StoreSpec {
         key: String,
         lock_ttl_ms: u64,
     },
+    Postgres {
+        url: String,
+        key: String,
+        lock_ttl_ms: u64,
+    },
 }
 
 impl StoreSpec {
@@ -58,6 +63,19 @@ impl StoreSpec {
             ),
             #[cfg(not(feature = "redis"))]
             StoreSpec::Redis { .. } => panic!("built without the `redis` feature"),
+            #[cfg(feature = "postgres")]
+            StoreSpec::Postgres {
+                url,
+                key,
+                lock_ttl_ms,
+            } => Arc::new(
+                tokenkeeper::store::PostgresStore::connect(url, key.clone())
+                    .await
+                    .expect("connect to PostgreSQL")
+                    .lock_ttl(Duration::from_millis(*lock_ttl_ms)),
+            ),
+            #[cfg(not(feature = "postgres"))]
+            StoreSpec::Postgres { .. } => panic!("built without the `postgres` feature"),
         }
     }
 }
