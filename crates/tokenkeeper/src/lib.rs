@@ -55,6 +55,8 @@
 //! ## Features
 //! - `reqwest` (default): [`AuthMiddleware`] and the built-in HTTP refresh strategies.
 //! - `redis`: [`store::RedisStore`].
+//! - `dpop`: DPoP (RFC 9449) sender-constrained tokens: `dpop::DpopKey`, proofs on the token
+//!   endpoint and on every request, the key stored with the pair.
 //! - `tower`: [`layer::AuthLayer`], for any `tower::Service<http::Request<B>>`.
 //! - `tonic` (implies `tower`): replayable unary gRPC calls, a synchronous interceptor.
 //!
@@ -78,6 +80,8 @@
 #![cfg_attr(not(any(feature = "reqwest", feature = "tower")), allow(dead_code))]
 
 pub mod classify;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 mod error;
 mod event;
 mod jwt;

@@ -158,7 +158,8 @@ impl AuthMiddleware {
         next: Next<'a>,
     ) -> impl Future<Output = reqwest_middleware::Result<Response>> + Send + 'a {
         async move {
-            let sent = Sent {
+            #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
+            let mut sent = Sent {
                 url: KeptUrl::of(request.url()),
                 // A standard method clones without allocating.
                 method: request.method().clone(),
@@ -170,8 +171,20 @@ impl AuthMiddleware {
                 credential,
                 already_retried,
             };
-            attach(&mut request, &sent.credential);
+            attach(&mut request, &sent.credential)?;
             let response = next.clone().run(request, extensions).await?;
+            #[cfg(feature = "dpop")]
+            let response = if sent.credential.is_dpop_bound() {
+                match self
+                    .after_dpop(response, &mut sent, extensions, next.clone())
+                    .await?
+                {
+                    Nonced::Deliver(response) => return Ok(response),
+                    Nonced::Go(response) => response,
+                }
+            } else {
+                response
+            };
             let checked = self.check(response, &sent);
             match checked {
                 Checked::Accepted(response) => Ok(response),
@@ -238,8 +251,13 @@ impl AuthMiddleware {
             };
             let mut retry = replay.into_request(sent_to.clone());
             extensions.insert(Retried);
-            attach(&mut retry, &fresh);
+            attach(&mut retry, &fresh)?;
             let response = next.run(retry, extensions).await?;
+            // A demand for a nonce is no verdict on the fresh token.
+            #[cfg(feature = "dpop")]
+            if dpop_nonce_demand(&fresh, &response) {
+                return Ok(response);
+            }
             let (verdict, response) = self.classify(response, &sent_to).await;
             session
                 .after_retry(&fresh, verdict, || route)
@@ -292,10 +310,74 @@ impl AuthMiddleware {
     }
 }
 
-fn attach(request: &mut Request, credential: &Credential) {
+fn attach(request: &mut Request, credential: &Credential) -> reqwest_middleware::Result<()> {
     request
         .headers_mut()
         .insert(AUTHORIZATION, credential.header_value());
+    #[cfg(feature = "dpop")]
+    if let Some(proof) = credential.dpop_proof(request.method(), request.url()) {
+        let proof = proof.map_err(|e| fail(Error::Config(e.to_string())))?;
+        request.headers_mut().insert(crate::dpop::DPOP, proof);
+    }
+    Ok(())
+}
+
+/// What became of a response to a DPoP-bound request after a nonce was dealt with.
+#[cfg(feature = "dpop")]
+enum Nonced {
+    /// A demand for a nonce that was not (or could not be) answered: the caller gets it as it
+    /// is. It says nothing about the token.
+    Deliver(Response),
+    /// Any other response: judged as usual.
+    Go(Response),
+}
+
+/// Takes the response's `DPoP-Nonce` for its origin; whether it demands one (RFC 9449 §9).
+#[cfg(feature = "dpop")]
+fn dpop_nonce_demand(credential: &Credential, response: &Response) -> bool {
+    let Some(key) = credential.dpop_key() else {
+        return false;
+    };
+    key.nonces().take_from(response.url(), response.headers());
+    crate::dpop::nonce::is_resource_challenge(response.status(), response.headers())
+}
+
+#[cfg(feature = "dpop")]
+impl AuthMiddleware {
+    /// A response to a DPoP-bound request: keeps its nonce, and answers a demand for one by
+    /// sending the request once more with a proof that carries it. No refresh, no retry mark:
+    /// the request can still be retried once after a refresh. A body that cannot be replayed
+    /// gets the demand back.
+    fn after_dpop<'b>(
+        &'b self,
+        response: Response,
+        sent: &'b mut Sent,
+        extensions: &'b mut Extensions,
+        next: Next<'b>,
+    ) -> BoxFuture<'b, reqwest_middleware::Result<Nonced>> {
+        Box::pin(async move {
+            if !dpop_nonce_demand(&sent.credential, &response) {
+                return Ok(Nonced::Go(response));
+            }
+            let (Some(sent_to), Some(replay)) = (sent.url.to_url(), sent.replay.take()) else {
+                return Ok(Nonced::Deliver(response));
+            };
+            if !same_origin(response.url(), &sent_to) {
+                return Ok(Nonced::Deliver(response));
+            }
+            crate::session::stats::Counters::bump(&self.session.counters().dpop_nonce_retries);
+            drop(response);
+            let mut again = replay.into_request(sent_to);
+            // Kept for the one retry a refresh may still call for.
+            sent.replay = Replay::of(&again);
+            attach(&mut again, &sent.credential)?;
+            let response = next.run(again, extensions).await?;
+            if dpop_nonce_demand(&sent.credential, &response) {
+                return Ok(Nonced::Deliver(response));
+            }
+            Ok(Nonced::Go(response))
+        })
+    }
 }
 
 fn fail(error: Error) -> reqwest_middleware::Error {

@@ -30,6 +30,11 @@ pub struct TokenSet {
     refresh_token: Option<SecretString>,
     received_at: SystemTime,
     expires_at: Option<SystemTime>,
+    /// `token_type` was `DPoP` (RFC 9449): the access token is only ever sent with a proof.
+    dpop_bound: bool,
+    /// The login's DPoP key, which travels with the tokens (and into the stores).
+    #[cfg(feature = "dpop")]
+    dpop_key: Option<crate::dpop::DpopKey>,
 }
 
 impl TokenSet {
@@ -47,6 +52,9 @@ impl TokenSet {
             refresh_token: None,
             received_at,
             expires_at,
+            dpop_bound: false,
+            #[cfg(feature = "dpop")]
+            dpop_key: None,
         }
     }
 
@@ -62,6 +70,9 @@ impl TokenSet {
             refresh_token,
             received_at,
             expires_at,
+            dpop_bound: false,
+            #[cfg(feature = "dpop")]
+            dpop_key: None,
         }
     }
 
@@ -83,11 +94,51 @@ impl TokenSet {
         self
     }
 
+    /// Marks the access token as DPoP-bound (`token_type: DPoP`, RFC 9449) or not. A bound token
+    /// is only ever sent as `Authorization: DPoP …` with a proof signed by the set's
+    /// [`dpop_key`](Self::dpop_key); a bound set without a key is refused, never sent as a
+    /// bearer token. [`from_response`](Self::from_response) sets it from `token_type`.
+    pub fn with_dpop_bound(mut self, bound: bool) -> Self {
+        self.dpop_bound = bound;
+        self
+    }
+
+    /// Whether the access token is DPoP-bound (see [`with_dpop_bound`](Self::with_dpop_bound)).
+    pub fn is_dpop_bound(&self) -> bool {
+        self.dpop_bound
+    }
+
+    /// Attaches the login's DPoP key: proofs for this set's requests and refreshes are signed
+    /// with it, and stores save it with the pair.
+    ///
+    /// ```
+    /// use tokenkeeper::{dpop::DpopKey, TokenSet};
+    ///
+    /// let key = DpopKey::generate();
+    /// let tokens = TokenSet::from_response(br#"{"access_token":"a","token_type":"DPoP"}"#)?
+    ///     .with_dpop_key(key.clone());
+    /// assert!(tokens.is_dpop_bound());
+    /// assert_eq!(tokens.dpop_key().map(DpopKey::thumbprint), Some(key.thumbprint()));
+    /// # Ok::<(), tokenkeeper::TokenError>(())
+    /// ```
+    #[cfg(feature = "dpop")]
+    pub fn with_dpop_key(mut self, key: crate::dpop::DpopKey) -> Self {
+        self.dpop_key = Some(key);
+        self
+    }
+
+    /// The login's DPoP key, if it has one.
+    #[cfg(feature = "dpop")]
+    pub fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop_key.as_ref()
+    }
+
     /// Parses a login or refresh response body.
     ///
     /// Accepts the OAuth 2.0 names (`access_token`, `refresh_token`, `expires_in`) and the
     /// camelCase ones (`accessToken`, `refreshToken`, `expiresIn`); `expires_in` may be a number
-    /// or a numeric string. Without it, the JWT claims are used.
+    /// or a numeric string. Without it, the JWT claims are used. A `token_type` of `DPoP` marks
+    /// the access token DPoP-bound ([`is_dpop_bound`](Self::is_dpop_bound)).
     ///
     /// ```
     /// let tokens = tokenkeeper::TokenSet::from_response(
@@ -115,6 +166,9 @@ impl TokenSet {
             None => return Err(TokenError::MissingAccessToken),
         };
         let mut tokens = Self::new(access);
+        if let Some(serde_json::Value::String(kind)) = field("token_type", "tokenType") {
+            tokens.dpop_bound = kind.eq_ignore_ascii_case("dpop");
+        }
         match field("refresh_token", "refreshToken") {
             Some(serde_json::Value::String(s)) if is_plausible_token(s) => {
                 tokens = tokens.with_refresh_token(s.clone());
@@ -175,7 +229,8 @@ impl TokenSet {
 
 impl fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSet")
+        let mut debug = f.debug_struct("TokenSet");
+        debug
             .field("access_token", &"[REDACTED]")
             .field(
                 "refresh_token",
@@ -183,7 +238,11 @@ impl fmt::Debug for TokenSet {
             )
             .field("received_at", &self.received_at)
             .field("expires_at", &self.expires_at)
-            .finish()
+            .field("dpop_bound", &self.dpop_bound);
+        // The key's `Debug` shows its thumbprint only.
+        #[cfg(feature = "dpop")]
+        debug.field("dpop_key", &self.dpop_key);
+        debug.finish()
     }
 }
 

@@ -9,6 +9,12 @@ const MAX_LEN: usize = 8 * 1024;
 
 /// The `error` parameter of the first Bearer challenge in `header`, lower-cased.
 pub(crate) fn bearer_error(header: &str) -> Option<String> {
+    challenge_error(header, "bearer")
+}
+
+/// The `error` parameter of the first challenge of `scheme` (case-insensitive) in `header`,
+/// lower-cased.
+pub(crate) fn challenge_error(header: &str, scheme: &str) -> Option<String> {
     if header.len() > MAX_LEN {
         return None;
     }
@@ -34,7 +40,7 @@ pub(crate) fn bearer_error(header: &str) -> Option<String> {
             if in_bearer {
                 return None;
             }
-            in_bearer = word.eq_ignore_ascii_case("bearer");
+            in_bearer = word.eq_ignore_ascii_case(scheme);
         }
     }
 }

@@ -65,6 +65,8 @@ pub use grpc::{GrpcUnauthenticated, grpc_unauthenticated};
 use crate::classify::{ResponseView, Verdict};
 use crate::error::Error;
 use crate::origin::Decision;
+#[cfg(feature = "dpop")]
+use crate::session::stats::Counters;
 use crate::session::{AfterResponse, Credential, RouteKey, Session};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, poll_fn};
@@ -297,13 +299,41 @@ impl<S> Call<S> {
             request = Request::from_parts(parts, body);
             replay
         };
-        attach(&mut request, &credential);
+        let base = config.relative_to.as_ref();
+        attach(&mut request, &credential, base).map_err(AuthError::Auth)?;
         // For the per-route accounting of refusals; both clones are reference counts.
         let method = request.method().clone();
         let uri = request.uri().clone();
         let route = || RouteKey::new(&method, uri.path());
 
+        #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
+        let mut replay = replay;
         let response = send(&mut inner, request).await?;
+        // RFC 9449 §9: a demand for a nonce is answered once, with no refresh and no retry
+        // mark; it is never judged as a refusal of the token.
+        #[cfg(feature = "dpop")]
+        let response = if dpop_nonce_demand(&credential, &uri, base, &response) {
+            let Some(again) = replay.take() else {
+                return Ok(wrap(response));
+            };
+            drop(response);
+            let (parts, body) = again.into_parts();
+            let (body, copy) = body.try_replay(config.replay_limit);
+            replay = copy.map(|copy| Request::from_parts(parts.clone(), copy));
+            let mut again = Request::from_parts(parts, body);
+            attach(&mut again, &credential, base).map_err(AuthError::Auth)?;
+            Counters::bump(&session.counters().dpop_nonce_retries);
+            poll_fn(|cx| inner.poll_ready(cx))
+                .await
+                .map_err(AuthError::Inner)?;
+            let response = send(&mut inner, again).await?;
+            if dpop_nonce_demand(&credential, &uri, base, &response) {
+                return Ok(wrap(response));
+            }
+            response
+        } else {
+            response
+        };
         let (verdict, response) = classify(session, response).await;
         let fresh = match session
             .after_response(
@@ -325,11 +355,15 @@ impl<S> Call<S> {
         // Let the refused response (and its connection) go before sending again.
         drop(response);
         retry.extensions_mut().insert(Retried);
-        attach(&mut retry, &fresh);
+        attach(&mut retry, &fresh, base).map_err(AuthError::Auth)?;
         poll_fn(|cx| inner.poll_ready(cx))
             .await
             .map_err(AuthError::Inner)?;
         let response = send(&mut inner, retry).await?;
+        #[cfg(feature = "dpop")]
+        if dpop_nonce_demand(&fresh, &uri, base, &response) {
+            return Ok(wrap(response));
+        }
         let (verdict, response) = classify(session, response).await;
         session
             .after_retry(&fresh, verdict, route)
@@ -380,10 +414,56 @@ fn wrap<B: http_body::Body>(response: Response<B>) -> Response<ResponseBody<B>> 
     response.map(ResponseBody::new)
 }
 
-fn attach<B>(request: &mut Request<B>, credential: &Credential) {
+#[cfg_attr(not(feature = "dpop"), allow(clippy::unnecessary_wraps))]
+fn attach<B>(
+    request: &mut Request<B>,
+    credential: &Credential,
+    base: Option<&Url>,
+) -> Result<(), Error> {
     request
         .headers_mut()
         .insert(AUTHORIZATION, credential.header_value());
+    #[cfg(feature = "dpop")]
+    if credential.is_dpop_bound() {
+        let url = absolute(request.uri(), base)?;
+        if let Some(proof) = credential.dpop_proof(request.method(), &url) {
+            let proof = proof.map_err(|e| Error::Config(e.to_string()))?;
+            request.headers_mut().insert(crate::dpop::DPOP, proof);
+        }
+    }
+    #[cfg(not(feature = "dpop"))]
+    let _ = base;
+    Ok(())
+}
+
+/// The request's URL: its URI when absolute, else the path on the configured origin.
+#[cfg(feature = "dpop")]
+fn absolute(uri: &Uri, base: Option<&Url>) -> Result<Url, Error> {
+    let parsed = match (uri.scheme_str(), base) {
+        (Some(_), _) => Url::parse(&uri.to_string()),
+        (None, Some(base)) => base.join(uri.path_and_query().map_or("/", |p| p.as_str())),
+        (None, None) => {
+            return Err(Error::Config(
+                "a DPoP proof needs the request's absolute URL: set AuthLayer::relative_to".into(),
+            ));
+        }
+    };
+    parsed.map_err(|_| Error::Config("the request URI is not a URL a proof can name".into()))
+}
+
+/// Takes the response's `DPoP-Nonce` for the request's origin; whether it demands one.
+#[cfg(feature = "dpop")]
+fn dpop_nonce_demand<B>(
+    credential: &Credential,
+    uri: &Uri,
+    base: Option<&Url>,
+    response: &Response<B>,
+) -> bool {
+    let (Some(key), Ok(url)) = (credential.dpop_key(), absolute(uri, base)) else {
+        return false;
+    };
+    key.nonces().take_from(&url, response.headers());
+    crate::dpop::nonce::is_resource_challenge(response.status(), response.headers())
 }
 
 /// Classifies a response, reading at most the classifier's limit of its body when a rule needs

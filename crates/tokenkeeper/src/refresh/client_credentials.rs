@@ -58,6 +58,15 @@ impl ClientCredentials {
         self
     }
 
+    /// DPoP-bound tokens (RFC 9449), signed with `key` (see [`OAuth2::dpop`]). The key is
+    /// saved with the token, so every process sharing the store proves possession with the
+    /// same key. Feature `dpop`.
+    #[cfg(feature = "dpop")]
+    pub fn dpop(mut self, key: crate::dpop::DpopKey) -> Self {
+        self.token.dpop = Some(key);
+        self
+    }
+
     /// An `audience` parameter, for providers that name the API that way instead of `resource`
     /// (Auth0, for one).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
@@ -70,12 +79,12 @@ impl ClientCredentials {
 impl Refresher for ClientCredentials {
     /// Obtains a new token; `current` is not used (the session passes an empty placeholder the
     /// first time).
-    async fn refresh(&self, _current: &TokenSet) -> Result<TokenSet, RefreshError> {
+    async fn refresh(&self, current: &TokenSet) -> Result<TokenSet, RefreshError> {
         let mut form = vec![("grant_type", SecretString::from("client_credentials"))];
         if let Some(audience) = &self.audience {
             form.push(("audience", SecretString::from(audience.clone())));
         }
-        let tokens = self.token.grant(form, true).await?;
+        let tokens = self.token.grant(form, true, Some(current)).await?;
         Ok(tokens.with_refresh_secret(None))
     }
 

@@ -123,6 +123,27 @@ impl OAuth2 {
         self
     }
 
+    /// Sender-constrained tokens (DPoP, RFC 9449): grants that start a login
+    /// ([`exchange_code`](Self::exchange_code), and [`ClientCredentials`](super::ClientCredentials)
+    /// built from this) are signed with `key`, and the tokens come back carrying it. A refresh
+    /// signs with the login's own key ([`TokenSet::dpop_key`]), which travels with the tokens
+    /// through the stores; this key is only used when the login has none. Feature `dpop`.
+    ///
+    /// ```
+    /// use tokenkeeper::{dpop::DpopKey, refresh};
+    ///
+    /// let oauth2 = refresh::OAuth2::new("https://auth.example.com/oauth2/token")?
+    ///     .client_id("app")
+    ///     .dpop(DpopKey::generate());
+    /// # let _ = oauth2;
+    /// # Ok::<(), tokenkeeper::Error>(())
+    /// ```
+    #[cfg(feature = "dpop")]
+    pub fn dpop(mut self, key: crate::dpop::DpopKey) -> Self {
+        self.token.dpop = Some(key);
+        self
+    }
+
     /// An RFC 8707 resource indicator (`resource=`) to send; call again for several.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
         self.token.resources.push(resource.into());
@@ -182,7 +203,7 @@ impl OAuth2 {
         if let Some(verifier) = code_verifier {
             form.push(("code_verifier", SecretString::from(verifier.to_owned())));
         }
-        self.token.grant(form, false).await
+        self.token.grant(form, false, None).await
     }
 }
 
@@ -199,6 +220,7 @@ impl Refresher for OAuth2 {
                     ("refresh_token", refresh_token.clone()),
                 ],
                 true,
+                Some(current),
             )
             .await
     }

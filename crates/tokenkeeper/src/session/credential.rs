@@ -25,6 +25,33 @@ pub struct Credential {
     tokens: TokenSet,
     header: HeaderValue,
     pub(crate) schedule: Schedule,
+    /// For a DPoP-bound token: the key and `ath` every request's proof needs.
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::Binding>,
+}
+
+/// Why tokens cannot be made into a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unusable {
+    /// The access token is not a valid header value.
+    NotAHeaderValue,
+    /// The access token is DPoP-bound but the set carries no DPoP key (or this build has no
+    /// DPoP support): it must never be sent as a bearer token.
+    DpopWithoutKey,
+}
+
+impl Unusable {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Unusable::NotAHeaderValue => "the access token is not a valid header value",
+            #[cfg(feature = "dpop")]
+            Unusable::DpopWithoutKey => "the access token is DPoP-bound but has no DPoP key",
+            #[cfg(not(feature = "dpop"))]
+            Unusable::DpopWithoutKey => {
+                "the access token is DPoP-bound and this build lacks feature `dpop`"
+            }
+        }
+    }
 }
 
 impl Credential {
@@ -34,18 +61,40 @@ impl Credential {
         store_generation: u64,
         login: u64,
         schedule: Schedule,
-    ) -> Option<Self> {
-        let mut header =
-            HeaderValue::try_from(format!("Bearer {}", tokens.access_token().expose_secret()))
-                .ok()?;
+    ) -> Result<Self, Unusable> {
+        #[cfg(feature = "dpop")]
+        let dpop = match (tokens.is_dpop_bound(), tokens.dpop_key()) {
+            (false, _) => None,
+            (true, None) => return Err(Unusable::DpopWithoutKey),
+            (true, Some(key)) => Some(crate::dpop::Binding::new(
+                key.clone(),
+                tokens.access_token(),
+            )),
+        };
+        #[cfg(not(feature = "dpop"))]
+        if tokens.is_dpop_bound() {
+            return Err(Unusable::DpopWithoutKey);
+        }
+        let scheme = if tokens.is_dpop_bound() {
+            "DPoP"
+        } else {
+            "Bearer"
+        };
+        let mut header = HeaderValue::try_from(format!(
+            "{scheme} {}",
+            tokens.access_token().expose_secret()
+        ))
+        .map_err(|_| Unusable::NotAHeaderValue)?;
         header.set_sensitive(true);
-        Some(Self {
+        Ok(Self {
             generation,
             store_generation,
             login,
             tokens,
             header,
             schedule,
+            #[cfg(feature = "dpop")]
+            dpop,
         })
     }
 
@@ -62,9 +111,45 @@ impl Credential {
         self.login
     }
 
-    /// `Bearer <access token>`, marked sensitive so HTTP stacks and `Debug` do not print it.
+    /// `Bearer <access token>` (`DPoP <access token>` for a DPoP-bound token), marked sensitive
+    /// so HTTP stacks and `Debug` do not print it.
     pub fn header_value(&self) -> HeaderValue {
         self.header.clone()
+    }
+
+    /// Whether the access token is DPoP-bound: every request needs a proof besides
+    /// [`header_value`](Self::header_value) ([`dpop_proof`](Self::dpop_proof)).
+    pub fn is_dpop_bound(&self) -> bool {
+        self.tokens.is_dpop_bound()
+    }
+
+    /// The `DPoP` header value for a request with this credential (a proof with `ath` and the
+    /// nonce `url`'s origin handed out last), or `None` for a bearer token. For code that
+    /// sends requests without the session's adapters.
+    ///
+    /// ```
+    /// # async fn example(session: tokenkeeper::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let credential = session.credential().await?;
+    /// let url = "https://api.example.com/items/1".parse()?;
+    /// let mut request = reqwest::Request::new(reqwest::Method::GET, url);
+    /// if let Some(proof) = credential.dpop_proof(request.method(), request.url()) {
+    ///     request.headers_mut().insert("dpop", proof?);
+    /// }
+    /// request.headers_mut().insert("authorization", credential.header_value());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "dpop")]
+    pub fn dpop_proof(
+        &self,
+        method: &http::Method,
+        url: &url::Url,
+    ) -> Option<Result<HeaderValue, crate::dpop::DpopError>> {
+        self.dpop.as_ref().map(|binding| binding.proof(method, url))
+    }
+
+    #[cfg(feature = "dpop")]
+    pub(crate) fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop.as_ref().map(|binding| &binding.key)
     }
 
     /// The access token.

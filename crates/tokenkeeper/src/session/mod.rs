@@ -18,6 +18,7 @@ mod status;
 
 pub use builder::{InvalidTokenPolicy, SessionBuilder};
 pub use credential::Credential;
+pub(crate) use credential::Unusable;
 #[cfg_attr(
     not(any(feature = "reqwest", feature = "tower")),
     allow(unused_imports)
@@ -408,7 +409,7 @@ impl Session {
             generation,
             schedule,
         )
-        .ok_or_else(|| Error::Config("the access token is not a valid header value".into()))?;
+        .map_err(|why| Error::Config(why.describe().into()))?;
         let credential = Arc::new(credential);
         let saved = inner
             .bounded(
@@ -447,8 +448,11 @@ impl Session {
             generation,
             schedule,
         )
-        .ok_or_else(|| {
-            Error::Config("the stored access token is not a valid header value".into())
+        .map_err(|why| match why {
+            Unusable::DpopWithoutKey => Error::from(StoreError::Corrupt(why.describe().into())),
+            Unusable::NotAHeaderValue => {
+                Error::Config("the stored access token is not a valid header value".into())
+            }
         })?;
         inner.store_in_sync.store(true, Relaxed);
         inner.publish(Arc::new(credential), Event::SignedIn { generation });

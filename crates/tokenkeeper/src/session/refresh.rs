@@ -13,7 +13,7 @@
 //! and 4, where a rotated refresh token would otherwise be lost.
 
 use super::flight::{FROM_NOTHING, Outcome};
-use super::{Credential, Inner, State};
+use super::{Credential, Inner, State, Unusable};
 use crate::TokenSet;
 use crate::error::{Error, LogoutReason};
 use crate::event::Event;
@@ -173,6 +173,13 @@ impl Inner {
             }
             _ => tokens,
         };
+        // The key belongs to the login: a refresher that does not hand it on (a `from_fn`)
+        // still gets it on the new pair.
+        #[cfg(feature = "dpop")]
+        let tokens = match (tokens.dpop_key(), current.dpop_key()) {
+            (None, Some(key)) => tokens.with_dpop_key(key.clone()),
+            _ => tokens,
+        };
         let Some(store_generation) = base.checked_add(1) else {
             let error = StoreError::Corrupt("the token generation would overflow".into());
             return (Err(Failure::Store(error)), None);
@@ -202,11 +209,12 @@ impl Inner {
             login,
             schedule,
         );
-        let Some(credential) = credential else {
-            let error = RefreshError::InvalidResponse(
-                "the access token is not a valid header value".into(),
-            );
-            return (Err(self.fail_terminally(from, error).await), None);
+        let credential = match credential {
+            Ok(credential) => credential,
+            Err(why) => {
+                let error = RefreshError::InvalidResponse(why.describe().into());
+                return (Err(self.fail_terminally(from, error).await), None);
+            }
         };
         if from.is_some_and(|from| !self.is_current(from.generation())) {
             // Signed out (or invalidated) while the refresh ran: the rotated pair belongs to an
@@ -257,10 +265,15 @@ impl Inner {
             login,
             schedule,
         );
-        if credential.is_some() {
-            tracing::debug!(generation, "adopted tokens another process obtained");
+        match credential {
+            Ok(credential) => {
+                tracing::debug!(generation, "adopted tokens another process obtained");
+                Ok(Some(Arc::new(credential)))
+            }
+            // Never sent as a bearer token, never refreshed from: the store is corrupt.
+            Err(why @ Unusable::DpopWithoutKey) => Err(StoreError::Corrupt(why.describe().into())),
+            Err(Unusable::NotAHeaderValue) => Ok(None),
         }
-        Ok(credential.map(Arc::new))
     }
 
     /// Retries a failed save with backoff while holding the store's lock, so that no other

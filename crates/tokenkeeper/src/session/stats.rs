@@ -43,6 +43,9 @@ pub struct SessionStats {
     pub non_renewing_tokens: u64,
     /// Retries of a save that failed after a rotation.
     pub save_retries: u64,
+    /// Requests sent once more because the API demanded a DPoP nonce (feature `dpop`): no
+    /// refresh, no refusal counted.
+    pub dpop_nonce_retries: u64,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +66,7 @@ pub(crate) struct Counters {
     pub(crate) held_back: AtomicU64,
     pub(crate) non_renewing_tokens: AtomicU64,
     pub(crate) save_retries: AtomicU64,
+    pub(crate) dpop_nonce_retries: AtomicU64,
 }
 
 impl Counters {
@@ -88,6 +92,7 @@ impl Counters {
             held_back: self.held_back.load(Relaxed),
             non_renewing_tokens: self.non_renewing_tokens.load(Relaxed),
             save_retries: self.save_retries.load(Relaxed),
+            dpop_nonce_retries: self.dpop_nonce_retries.load(Relaxed),
         }
     }
 }

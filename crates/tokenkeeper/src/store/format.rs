@@ -5,6 +5,12 @@
 //!  "received_at_ms":1767225600000,"expires_at_ms":1767225660000|null}
 //! ```
 //!
+//! A DPoP-bound pair (feature `dpop`) adds `"token_type":"DPoP"` and, whenever the login has a
+//! DPoP key, `"dpop_key":{"kty":"EC","crv":"P-256","x":…,"y":…,"d":…}` (the private JWK) in the
+//! same document: one write, one generation. A reader without DPoP support refuses such a
+//! document (unknown fields), and any reader refuses a DPoP-bound pair without its key, so a
+//! bound token is never sent as a bearer token.
+//!
 //! Times are milliseconds since the Unix epoch on the writer's wall clock. A reader refuses any
 //! other `version` with [`StoreError::Corrupt`] rather than guessing, and no error message ever
 //! quotes the document (it holds secrets): parse errors report only a category, line and column.
@@ -31,6 +37,32 @@ struct Out<'a> {
     refresh_token: Option<&'a str>,
     received_at_ms: u64,
     expires_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    #[cfg(feature = "dpop")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<JwkOut<'a>>,
+}
+
+#[cfg(feature = "dpop")]
+#[derive(serde::Serialize)]
+struct JwkOut<'a> {
+    kty: &'static str,
+    crv: &'static str,
+    x: &'a str,
+    y: &'a str,
+    d: &'a str,
+}
+
+#[cfg(feature = "dpop")]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwkIn {
+    kty: String,
+    crv: String,
+    x: String,
+    y: String,
+    d: SecretString,
 }
 
 #[derive(serde::Deserialize)]
@@ -48,6 +80,14 @@ struct In {
     refresh_token: Option<SecretString>,
     received_at_ms: u64,
     expires_at_ms: Option<u64>,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[cfg(feature = "dpop")]
+    #[serde(default)]
+    dpop_key: Option<JwkIn>,
+    #[cfg(not(feature = "dpop"))]
+    #[serde(default)]
+    dpop_key: Option<serde::de::IgnoredAny>,
 }
 
 /// Serializes into a buffer that is zeroed when dropped, sized up front so it never reallocates
@@ -58,7 +98,15 @@ pub(crate) fn encode(stored: &StoredTokens) -> Result<Zeroizing<Vec<u8>>, StoreE
     let access = tokens.access_token().expose_secret();
     let refresh = tokens.refresh_token().map(ExposeSecret::expose_secret);
     // JSON escapes a character into at most 6 bytes; the rest of the document is small.
-    let secrets = access.len() + refresh.map_or(0, str::len);
+    #[cfg(feature = "dpop")]
+    let key = tokens.dpop_key().map(crate::dpop::DpopKey::stored_parts);
+    #[cfg(feature = "dpop")]
+    let key_len = key
+        .as_ref()
+        .map_or(0, |(x, y, d)| x.len() + y.len() + d.len() + 64);
+    #[cfg(not(feature = "dpop"))]
+    let key_len = 0;
+    let secrets = access.len() + refresh.map_or(0, str::len) + key_len;
     let mut buffer = Zeroizing::new(Vec::with_capacity(secrets * 6 + 256));
     let document = Out {
         version: VERSION,
@@ -67,6 +115,15 @@ pub(crate) fn encode(stored: &StoredTokens) -> Result<Zeroizing<Vec<u8>>, StoreE
         refresh_token: refresh,
         received_at_ms: to_ms(tokens.received_at()),
         expires_at_ms: tokens.expires_at().map(to_ms),
+        token_type: tokens.is_dpop_bound().then_some("DPoP"),
+        #[cfg(feature = "dpop")]
+        dpop_key: key.as_ref().map(|(x, y, d)| JwkOut {
+            kty: "EC",
+            crv: "P-256",
+            x,
+            y,
+            d: d.as_str(),
+        }),
     };
     serde_json::to_writer(&mut *buffer, &document).map_err(|e| {
         StoreError::Backend(format!("could not serialize the tokens: {}", describe(&e)))
@@ -115,13 +172,43 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<StoredTokens, StoreErro
             Some(from_ms(ms).ok_or_else(|| corrupt("`expires_at_ms` is out of range".into()))?)
         }
     };
+    let dpop_bound = match document.token_type.as_deref() {
+        None => false,
+        Some(kind) if kind.eq_ignore_ascii_case("dpop") => true,
+        Some(_) => return Err(corrupt("unknown `token_type`".into())),
+    };
+    let tokens = TokenSet::from_parts(
+        document.access_token,
+        document.refresh_token,
+        received_at,
+        expires_at,
+    )
+    .with_dpop_bound(dpop_bound);
+    #[cfg(feature = "dpop")]
+    let tokens = match document.dpop_key {
+        Some(jwk) => {
+            if jwk.kty != "EC" || jwk.crv != "P-256" {
+                return Err(corrupt("the DPoP key is not an EC P-256 key".into()));
+            }
+            let key = crate::dpop::DpopKey::from_stored_parts(&jwk.x, &jwk.y, &jwk.d)
+                .map_err(|e| corrupt(e.to_string()))?;
+            tokens.with_dpop_key(key)
+        }
+        None if dpop_bound => {
+            return Err(corrupt(
+                "a DPoP-bound token pair without its DPoP key".into(),
+            ));
+        }
+        None => tokens,
+    };
+    #[cfg(not(feature = "dpop"))]
+    if dpop_bound || document.dpop_key.is_some() {
+        return Err(corrupt(
+            "the pair is DPoP-bound and this build lacks feature `dpop`".into(),
+        ));
+    }
     Ok(StoredTokens {
-        tokens: TokenSet::from_parts(
-            document.access_token,
-            document.refresh_token,
-            received_at,
-            expires_at,
-        ),
+        tokens,
         generation: document.generation,
     })
 }
@@ -226,6 +313,52 @@ mod tests {
                 generation: u64::MAX
             })
         ));
+    }
+
+    #[cfg(feature = "dpop")]
+    #[test]
+    fn the_dpop_key_travels_in_the_same_document() {
+        let key = crate::dpop::DpopKey::generate();
+        let mut stored = sample();
+        stored.tokens = stored
+            .tokens
+            .with_dpop_bound(true)
+            .with_dpop_key(key.clone());
+        let bytes = encode(&stored).unwrap();
+        let back = decode(&bytes, "test").unwrap();
+        assert!(back.tokens.is_dpop_bound());
+        assert!(back.tokens.dpop_key().unwrap().same_key(&key));
+        assert!(back.tokens.same_secrets(&stored.tokens));
+
+        // Bound, but the key is gone: corrupt, never a bearer pair.
+        let mut document: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        document.as_object_mut().unwrap().remove("dpop_key");
+        match decode(document.to_string().as_bytes(), "test") {
+            Err(StoreError::Corrupt(why)) => assert!(why.contains("without its DPoP key"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A key whose public half does not match its private half is corrupt, and the error
+        // quotes neither.
+        let mut document: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let d = document["dpop_key"]["d"].as_str().unwrap().to_owned();
+        document["dpop_key"]["x"] = serde_json::Value::from("AAAA");
+        let error = decode(document.to_string().as_bytes(), "test")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !error.contains(&d) && error.contains("do not belong"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_pair_without_dpop_writes_the_same_document_as_before() {
+        let bytes = encode(&sample()).unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            !text.contains("token_type") && !text.contains("dpop"),
+            "{text}"
+        );
     }
 
     #[test]
