@@ -379,3 +379,60 @@ async fn a_bound_pair_without_its_key_is_never_sent_as_bearer() {
         Err(tokenkeeper::Error::Config(_))
     ));
 }
+
+/// The tower layer (hyper client): proofs on every request, the nonce demand answered once, the
+/// refresh after expiry signed, and a burst at expiry still one refresh.
+#[cfg(feature = "tower")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tower_layer_proves_possession_and_answers_nonce_demands() {
+    use http_body_util::{BodyExt as _, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{ServiceBuilder, ServiceExt as _};
+
+    let server = DpopServer::start().await;
+    server.0.nonce_at_api.store(true, SeqCst);
+    let (session, key) = signed_in(&server, RefreshMode::Reactive).await;
+    let api = ServiceBuilder::new().layer(session.layer()).service(
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(2048)
+            .build_http::<Full<bytes::Bytes>>(),
+    );
+    let url = server.api_url();
+    let send = |body: &'static str| {
+        let request = http::Request::post(&url)
+            .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        let api = api.clone();
+        async move {
+            let response = api.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    };
+    assert_eq!(send("one").await, (200, bytes::Bytes::from_static(b"one")));
+    let stats = server.stats();
+    assert_eq!(
+        (stats.nonce_demands_api, stats.refreshes),
+        (1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(session.stats().dpop_nonce_retries, 1);
+
+    server.expire_access_tokens();
+    let results = join_all((0..200).map(|_| send("burst"))).await;
+    assert!(results.iter().all(|(status, _)| *status == 200));
+    let stats = server.stats();
+    assert_eq!(
+        (
+            stats.nonce_demands_api,
+            stats.refreshes,
+            stats.bad_proofs,
+            stats.jti_reuse
+        ),
+        (1, 1, 0, 0),
+        "{stats:?}"
+    );
+    assert_only_key(&server, &key);
+}
