@@ -38,6 +38,7 @@ targets=(
   postgres_store_processes # real processes sharing one PostgreSQL row
   shared_store          # the CLI bench's processes (the test that was flaky under load)
   demo                  # the demo's storm with 1 s tokens
+  dpop dpop_processes   # DPoP bursts and nonce demands; processes sharing one key (feature dpop)
 )
 args=()
 for target in "${targets[@]}"; do args+=(--test "$target"); done
