@@ -1,5 +1,5 @@
 //! DPoP across processes: child processes (this test binary re-run as `dpop_worker`) share one
-//! DPoP-bound login through a FileStore or one Redis key, against the independent DPoP server
+//! DPoP-bound login through a FileStore, one Redis key or one PostgreSQL row, against the independent DPoP server
 //! of `dpop_env` in the parent. Every process signs with the login's key (read from the store),
 //! the pair is refreshed once per expiry, no refresh token is presented twice, every proof is
 //! valid and no `jti` repeats.
@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod dpop_env;
+#[cfg(feature = "postgres")]
+mod postgres_env;
 #[cfg(feature = "redis")]
 mod redis_env;
 
@@ -29,6 +31,7 @@ const ENV: &str = "TK_DPOP_WORKER";
 enum Store {
     File { path: PathBuf },
     Redis { url: String, key: String },
+    Postgres { url: String, key: String },
 }
 
 impl Store {
@@ -43,6 +46,10 @@ impl Store {
             ),
             #[cfg(not(feature = "redis"))]
             Store::Redis { .. } => panic!("built without feature redis"),
+            #[cfg(feature = "postgres")]
+            Store::Postgres { url, key } => Arc::new(postgres_env::store(url, key).await),
+            #[cfg(not(feature = "postgres"))]
+            Store::Postgres { .. } => panic!("built without feature postgres"),
         }
     }
 }
@@ -289,6 +296,19 @@ async fn two_processes_on_one_redis_key_use_one_key_and_refresh_once_per_expiry(
     two_processes_share_the_key(Store::Redis {
         url,
         key: redis_env::unique_key("dpop-processes"),
+    })
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_row_use_one_key_and_refresh_once_per_expiry() {
+    let Some(url) = postgres_env::postgres_url() else {
+        return;
+    };
+    two_processes_share_the_key(Store::Postgres {
+        url,
+        key: postgres_env::unique_key("dpop-processes"),
     })
     .await;
 }
