@@ -90,6 +90,8 @@ pub(crate) fn is_resource_challenge(status: StatusCode, headers: &HeaderMap) -> 
 }
 
 /// A token endpoint's demand for a nonce (RFC 9449 §8): `400 {"error":"use_dpop_nonce"}`.
+/// (The token endpoint strategies need feature `reqwest`.)
+#[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
 pub(crate) fn is_token_endpoint_challenge(status: StatusCode, body: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct ErrorBody<'a> {
