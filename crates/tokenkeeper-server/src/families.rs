@@ -58,6 +58,8 @@ pub(crate) enum RejectReason {
     Revoked,
     /// The request carried no usable token.
     Malformed,
+    /// The token is DPoP-bound and the request's proof (if any) is by another key.
+    WrongKey,
 }
 
 impl RejectReason {
@@ -71,6 +73,9 @@ impl RejectReason {
             RejectReason::Expired => "The refresh token expired",
             RejectReason::Revoked => "The session of this refresh token was revoked",
             RejectReason::Malformed => "The request carries no usable refresh token",
+            RejectReason::WrongKey => {
+                "The refresh token is bound to another DPoP key than the proof's"
+            }
         }
     }
 }
@@ -157,6 +162,8 @@ struct Family {
     revoked_at: Option<Instant>,
     /// Only with a grace period, and only until the window passed.
     last_rotation: Option<LastRotation>,
+    /// Thumbprint of the DPoP key the family's refresh tokens are bound to.
+    jkt: Option<Box<str>>,
 }
 
 impl Family {
@@ -297,12 +304,15 @@ impl Families {
     }
 
     /// Starts a family for `sub` and issues its first pair in `style`, if there is room.
+    /// A proof's key thumbprint `jkt` binds the family: its refresh tokens are redeemed only
+    /// with proofs by that key, and its access tokens carry `cnf.jkt`.
     pub(crate) fn login(
         &self,
         sub: &str,
         style: Style,
         minter: &TokenMinter,
         now: Instant,
+        jkt: Option<&str>,
     ) -> Result<LoginOutcome, jsonwebtoken::errors::Error> {
         let mut inner = self.write();
         self.maybe_prune(&mut inner, now);
@@ -314,7 +324,7 @@ impl Families {
             // 96 random bits: a collision is all but impossible, but never merge two sessions.
             id = FamilyId::random();
         }
-        let access_token = minter.mint_access(sub, &id.encode(), style)?;
+        let access_token = minter.mint_access(sub, &id.encode(), style, jkt)?;
         let refresh_token = self.refresh_tokens.issue(&id, 0);
         inner.families.insert(
             id,
@@ -325,21 +335,29 @@ impl Families {
                 access_expires_at: after(now, minter.access_ttl()),
                 revoked_at: None,
                 last_rotation: None,
+                jkt: jkt.map(Box::from),
             },
         );
         Ok(LoginOutcome::Issued(IssuedPair {
             access_token,
             refresh_token,
+            dpop_bound: jkt.is_some(),
         }))
     }
 
-    /// Decides a refresh with `token`; a rotation issues tokens in `style`.
+    /// Decides a refresh with `token`, sent with a DPoP proof by the key with thumbprint `jkt`
+    /// (if any); a rotation issues tokens in `style`, the access token bound to `jkt`.
+    ///
+    /// The key is checked before anything else: a family bound to a key is never touched by
+    /// a request without a proof by that key (no rotation, no reuse detection), since such a
+    /// request could not use what it would get.
     pub(crate) fn refresh(
         &self,
         token: &str,
         style: Style,
         minter: &TokenMinter,
         now: Instant,
+        jkt: Option<&str>,
     ) -> Result<RefreshOutcome, jsonwebtoken::errors::Error> {
         let reject = |reason| RefreshOutcome::Rejected {
             reason,
@@ -358,6 +376,11 @@ impl Families {
             // Signed by us but never issued: only possible across a reset that reused the id.
             return Ok(reject(RejectReason::Unknown));
         }
+        if let Some(bound) = &family.jkt
+            && jkt != Some(&**bound)
+        {
+            return Ok(reject(RejectReason::WrongKey));
+        }
         if generation == family.generation {
             if family.revoked_at.is_some() {
                 return Ok(reject(RejectReason::Revoked));
@@ -369,10 +392,11 @@ impl Families {
                 // 2^64 rotations: the family has outlived any TTL. Never wrap around.
                 return Ok(reject(RejectReason::Expired));
             };
-            let access_token = minter.mint_access(&family.sub, &id.encode(), style)?;
+            let access_token = minter.mint_access(&family.sub, &id.encode(), style, jkt)?;
             let pair = Arc::new(IssuedPair {
                 access_token,
                 refresh_token: self.refresh_tokens.issue(&id, next),
+                dpop_bound: jkt.is_some(),
             });
             family.generation = next;
             family.refresh_expires_at = after(now, self.limits.refresh_ttl);
@@ -477,7 +501,11 @@ mod tests {
     }
 
     fn login(families: &Families, minter: &TokenMinter, now: Instant) -> IssuedPair {
-        issued(families.login("demo", Style::Json, minter, now).unwrap())
+        issued(
+            families
+                .login("demo", Style::Json, minter, now, None)
+                .unwrap(),
+        )
     }
 
     fn rotated(outcome: RefreshOutcome) -> Arc<IssuedPair> {
@@ -511,27 +539,27 @@ mod tests {
 
         let second = rotated(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
         );
         assert_eq!(family_of(&minter, &second.access_token), fam);
 
         let reuse = families
-            .refresh(&first.refresh_token, Style::Json, &minter, now)
+            .refresh(&first.refresh_token, Style::Json, &minter, now, None)
             .unwrap();
         assert_eq!(reuse, rejected(RejectReason::Reuse, true));
         assert!(!families.is_active(&fam));
         // Reusing again is still reuse, but the family is revoked only once.
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, false)
         );
         // The current token of the revoked family is refused as revoked.
         assert_eq!(
             families
-                .refresh(&second.refresh_token, Style::Json, &minter, now)
+                .refresh(&second.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Revoked, false)
         );
@@ -546,7 +574,7 @@ mod tests {
         for _ in 0..1000 {
             current = rotated(
                 families
-                    .refresh(&current, Style::Json, &minter, now)
+                    .refresh(&current, Style::Json, &minter, now, None)
                     .unwrap(),
             )
             .refresh_token
@@ -554,7 +582,7 @@ mod tests {
         }
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -568,10 +596,14 @@ mod tests {
             ..limits()
         });
         let now = Instant::now();
-        let first = issued(families.login("demo", Style::OAuth2, &minter, now).unwrap());
+        let first = issued(
+            families
+                .login("demo", Style::OAuth2, &minter, now, None)
+                .unwrap(),
+        );
         let second = rotated(
             families
-                .refresh(&first.refresh_token, Style::OAuth2, &minter, now)
+                .refresh(&first.refresh_token, Style::OAuth2, &minter, now, None)
                 .unwrap(),
         );
         let replay = families
@@ -580,6 +612,7 @@ mod tests {
                 Style::OAuth2,
                 &minter,
                 now + Duration::from_secs(1),
+                None,
             )
             .unwrap();
         assert_eq!(replay, RefreshOutcome::Grace(second.clone()));
@@ -589,6 +622,7 @@ mod tests {
                 Style::OAuth2,
                 &minter,
                 now + Duration::from_secs(2),
+                None,
             )
             .unwrap();
         assert_eq!(again, rejected(RejectReason::Reuse, true));
@@ -603,7 +637,7 @@ mod tests {
         let now = Instant::now();
         let first = login(&families, &minter, now);
         families
-            .refresh(&first.refresh_token, Style::Json, &minter, now)
+            .refresh(&first.refresh_token, Style::Json, &minter, now, None)
             .unwrap();
         let late = families
             .refresh(
@@ -611,6 +645,7 @@ mod tests {
                 Style::Json,
                 &minter,
                 now + Duration::from_secs(10),
+                None,
             )
             .unwrap();
         assert_eq!(late, rejected(RejectReason::Reuse, true));
@@ -618,18 +653,18 @@ mod tests {
         let a = login(&families, &minter, now);
         let b = rotated(
             families
-                .refresh(&a.refresh_token, Style::Json, &minter, now)
+                .refresh(&a.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
         );
         rotated(
             families
-                .refresh(&b.refresh_token, Style::Json, &minter, now)
+                .refresh(&b.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
         );
         // `a` is two rotations back: not the immediately previous token.
         assert_eq!(
             families
-                .refresh(&a.refresh_token, Style::Json, &minter, now)
+                .refresh(&a.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -649,13 +684,16 @@ mod tests {
                     &pair.refresh_token,
                     Style::Json,
                     &minter,
-                    now + Duration::from_secs(1)
+                    now + Duration::from_secs(1),
+                    None
                 )
                 .unwrap(),
             rejected(RejectReason::Expired, false)
         );
         assert_eq!(
-            families.refresh("nope", Style::Json, &minter, now).unwrap(),
+            families
+                .refresh("nope", Style::Json, &minter, now, None)
+                .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
         let fam = family_of(&minter, &pair.access_token);
@@ -663,7 +701,7 @@ mod tests {
         assert!(!families.is_active(&fam));
         assert_eq!(
             families
-                .refresh(&pair.refresh_token, Style::Json, &minter, now)
+                .refresh(&pair.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
@@ -691,7 +729,7 @@ mod tests {
         let expired = start + MINUTE;
         assert_eq!(
             families
-                .refresh(&pairs[0].refresh_token, Style::Json, &minter, expired)
+                .refresh(&pairs[0].refresh_token, Style::Json, &minter, expired, None)
                 .unwrap(),
             rejected(RejectReason::Expired, false)
         );
@@ -704,7 +742,7 @@ mod tests {
         assert_eq!(families.pruned(), 100);
         assert_eq!(
             families
-                .refresh(&pairs[1].refresh_token, Style::Json, &minter, later)
+                .refresh(&pairs[1].refresh_token, Style::Json, &minter, later, None)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
@@ -722,7 +760,7 @@ mod tests {
             now += Duration::from_secs(50);
             current = rotated(
                 families
-                    .refresh(&current, Style::Json, &minter, now)
+                    .refresh(&current, Style::Json, &minter, now, None)
                     .unwrap(),
             )
             .refresh_token
@@ -732,7 +770,7 @@ mod tests {
         assert_eq!(families.pruned(), 0);
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -781,7 +819,9 @@ mod tests {
         // token expires 60 s after its login).
         let at = start + Duration::from_secs(30);
         assert_eq!(
-            families.login("demo", Style::Json, &minter, at).unwrap(),
+            families
+                .login("demo", Style::Json, &minter, at, None)
+                .unwrap(),
             LoginOutcome::Full {
                 retry_after: Some(Duration::from_secs(30))
             }
@@ -789,7 +829,7 @@ mod tests {
         // The live families are untouched and keep working.
         let next = rotated(
             families
-                .refresh(&pairs[2].refresh_token, Style::Json, &minter, at)
+                .refresh(&pairs[2].refresh_token, Style::Json, &minter, at, None)
                 .unwrap(),
         );
         // A logout frees a place at once, whatever the retention.
@@ -800,7 +840,9 @@ mod tests {
         // Full again; once the second family's refresh token expired (and its access token),
         // the next login evicts it, within its retention.
         assert!(matches!(
-            families.login("demo", Style::Json, &minter, at).unwrap(),
+            families
+                .login("demo", Style::Json, &minter, at, None)
+                .unwrap(),
             LoginOutcome::Full { .. }
         ));
         let dead = start + Duration::from_secs(61);
@@ -808,19 +850,19 @@ mod tests {
         assert_eq!(families.len(), 3);
         assert_eq!(
             families
-                .refresh(&pairs[1].refresh_token, Style::Json, &minter, dead)
+                .refresh(&pairs[1].refresh_token, Style::Json, &minter, dead, None)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
         // The refreshed family was never evicted, and reuse is still detected in it.
         rotated(
             families
-                .refresh(&next.refresh_token, Style::Json, &minter, dead)
+                .refresh(&next.refresh_token, Style::Json, &minter, dead, None)
                 .unwrap(),
         );
         assert_eq!(
             families
-                .refresh(&pairs[2].refresh_token, Style::Json, &minter, dead)
+                .refresh(&pairs[2].refresh_token, Style::Json, &minter, dead, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -838,7 +880,7 @@ mod tests {
         families.revoke(&pair.refresh_token, start);
         assert_eq!(
             families
-                .login("demo", Style::Json, &minter, start + MINUTE)
+                .login("demo", Style::Json, &minter, start + MINUTE, None)
                 .unwrap(),
             LoginOutcome::Full { retry_after: None }
         );
@@ -854,7 +896,7 @@ mod tests {
         let first = login(&families, &minter, start);
         rotated(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, start)
+                .refresh(&first.refresh_token, Style::Json, &minter, start, None)
                 .unwrap(),
         );
         assert!(
@@ -886,7 +928,7 @@ mod tests {
         let pair = login(&families, &minter, now);
         rotated(
             families
-                .refresh(&pair.refresh_token, Style::Json, &minter, now)
+                .refresh(&pair.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
         );
         families.revoke(&pair.refresh_token, now);

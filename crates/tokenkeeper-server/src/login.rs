@@ -49,16 +49,19 @@ pub(crate) enum LoginFailure {
 
 /// Checks credentials, starts a family, counts the login and waits the login
 /// latency (failures wait too).
+///
+/// `jkt` (the thumbprint of a DPoP proof's key) binds the new session to that key.
 pub(crate) async fn authenticate(
     shared: &Shared,
     username: &str,
     password: &str,
     style: Style,
+    jkt: Option<&str>,
 ) -> Result<IssuedPair, LoginFailure> {
     let result = if shared.check_credentials(username, password) {
         match shared
             .families
-            .login(username, style, &shared.minter, Instant::now())
+            .login(username, style, &shared.minter, Instant::now(), jkt)
         {
             Ok(LoginOutcome::Issued(pair)) => {
                 bump(&shared.counters.logins);
@@ -111,7 +114,7 @@ pub(crate) async fn login(
         Err(bad) => return bad.response(),
     };
     let style = request.style.unwrap_or(Style::Json);
-    match authenticate(shared, &request.username, &request.password, style).await {
+    match authenticate(shared, &request.username, &request.password, style, None).await {
         Ok(pair) => {
             let mut response = Json(LoginResponse {
                 access_token: &pair.access_token,

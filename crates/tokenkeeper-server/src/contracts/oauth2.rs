@@ -10,21 +10,34 @@
 //! carries `Cache-Control: no-store` and `Pragma: no-cache`. Client
 //! authentication (`client_id` in the body or HTTP Basic) is accepted and not
 //! required.
+//!
+//! With DPoP on ([`ServerConfig::dpop`](crate::ServerConfig::dpop)), both grants verify the
+//! request's `DPoP` proof (`htm` POST, `htu` this endpoint) and a valid proof binds what is
+//! issued to its key: `token_type: "DPoP"`, `cnf.jkt` in the access token, and a session
+//! whose refresh tokens are redeemed only with proofs by the same key (another key, or no
+//! proof: `400 invalid_grant`, the session untouched). A bad proof gets
+//! `400 invalid_dpop_proof`; a proof without the current nonce (when nonces are on)
+//! `400 use_dpop_nonce` with the nonce in `DPoP-Nonce`, and every answer then carries the
+//! current nonce. A grant without a proof gets `400 invalid_dpop_proof` when DPoP is
+//! [required](crate::DpopConfig::required), bearer tokens otherwise.
 
 use std::collections::{HashMap, HashSet};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, PRAGMA};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::{Refreshed, run_refresh};
+use crate::dpop::{self, Proof, Refusal, Rejection, request_uri};
 use crate::errors::json_error;
 use crate::extract::{self, BadBody, RawBody};
+use crate::families::RejectReason;
 use crate::login::{LoginFailure, authenticate, with_retry_after};
 use crate::state::{AppState, Shared};
+use crate::stats::bump;
 use crate::tokens::{IssuedPair, Style, seconds_json};
 
 #[derive(Serialize)]
@@ -54,7 +67,7 @@ fn success(shared: &Shared, pair: &IssuedPair) -> Response {
     no_store(
         Json(TokenResponse {
             access_token: &pair.access_token,
-            token_type: "Bearer",
+            token_type: if pair.dpop_bound { "DPoP" } else { "Bearer" },
             expires_in: seconds_json(shared.minter.access_ttl()),
             refresh_token: &pair.refresh_token,
         })
@@ -85,11 +98,42 @@ fn params(headers: &HeaderMap, body: RawBody) -> Result<HashMap<String, String>,
 /// `POST /oauth2/token`.
 pub(crate) async fn token(
     State(state): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     body: RawBody,
 ) -> Response {
     let shared = &*state.shared;
-    let params = match params(&headers, body) {
+    let response = grant(shared, &uri, &headers, body).await;
+    match &shared.dpop {
+        Some(dpop) => dpop.with_nonce(response),
+        None => response,
+    }
+}
+
+/// The request's DPoP proof: `Ok(None)` when DPoP is off (a `DPoP` header is then ignored,
+/// as a server without DPoP does) or when there is no proof and none is required.
+fn dpop_proof(shared: &Shared, uri: &Uri, headers: &HeaderMap) -> Result<Option<Proof>, Refusal> {
+    let Some(dpop) = &shared.dpop else {
+        return Ok(None);
+    };
+    let checked = dpop.check(
+        &shared.counters,
+        headers,
+        &Method::POST,
+        &request_uri(headers, uri),
+        None,
+    );
+    match checked {
+        Ok(None) if dpop.required() => {
+            shared.counters.proof_rejected(Rejection::Missing);
+            Err(Refusal::Proof(Rejection::Missing))
+        }
+        checked => checked,
+    }
+}
+
+async fn grant(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: RawBody) -> Response {
+    let params = match params(headers, body) {
         Ok(params) => params,
         Err(BadBody::TooLarge) => {
             let bad = BadBody::TooLarge;
@@ -97,23 +141,50 @@ pub(crate) async fn token(
         }
         Err(bad) => return invalid_request(&bad.description()),
     };
-    match params.get("grant_type").map(String::as_str) {
-        None => invalid_request("The parameter `grant_type` is missing"),
-        Some("password") => password_grant(shared, &params).await,
-        Some("refresh_token") => refresh_grant(shared, &params).await,
-        Some(other) => error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            &format!("The grant type `{other}` is not supported; use password or refresh_token"),
-        ),
+    let refresh = match params.get("grant_type").map(String::as_str) {
+        None => return invalid_request("The parameter `grant_type` is missing"),
+        Some("password") => false,
+        Some("refresh_token") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                &format!(
+                    "The grant type `{other}` is not supported; use password or refresh_token"
+                ),
+            );
+        }
+    };
+    let proof = match dpop_proof(shared, uri, headers) {
+        Ok(proof) => proof,
+        Err(refusal) => return no_store(dpop::token_endpoint_refusal(refusal)),
+    };
+    let jkt = proof.as_ref().map(|proof| proof.jkt.as_str());
+    let (response, wrong_key) = if refresh {
+        refresh_grant(shared, &params, jkt).await
+    } else {
+        (password_grant(shared, &params, jkt).await, false)
+    };
+    if proof.is_some() {
+        // Counted once the grant knows which key its refresh token is bound to.
+        if wrong_key {
+            shared.counters.proof_rejected(Rejection::WrongKey);
+        } else {
+            bump(&shared.counters.dpop_accepted);
+        }
     }
+    response
 }
 
-async fn password_grant(shared: &Shared, params: &HashMap<String, String>) -> Response {
+async fn password_grant(
+    shared: &Shared,
+    params: &HashMap<String, String>,
+    jkt: Option<&str>,
+) -> Response {
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
         return invalid_request("The parameters `username` and `password` are required");
     };
-    match authenticate(shared, username, password, Style::OAuth2).await {
+    match authenticate(shared, username, password, Style::OAuth2, jkt).await {
         Ok(pair) => success(shared, &pair),
         Err(LoginFailure::InvalidCredentials) => error(
             StatusCode::BAD_REQUEST,
@@ -132,9 +203,16 @@ async fn password_grant(shared: &Shared, params: &HashMap<String, String>) -> Re
     }
 }
 
-async fn refresh_grant(shared: &Shared, params: &HashMap<String, String>) -> Response {
+/// The answer, and whether the refresh token was refused for being bound to another key.
+async fn refresh_grant(
+    shared: &Shared,
+    params: &HashMap<String, String>,
+    jkt: Option<&str>,
+) -> (Response, bool) {
     let token = params.get("refresh_token").map(String::as_str).ok_or(());
-    match run_refresh(shared, token, Style::OAuth2).await {
+    let refreshed = run_refresh(shared, token, Style::OAuth2, jkt).await;
+    let wrong_key = matches!(refreshed, Refreshed::Rejected(RejectReason::WrongKey));
+    let response = match refreshed {
         Refreshed::Issued(pair) => success(shared, &pair),
         Refreshed::Rejected(reason) => error(
             StatusCode::BAD_REQUEST,
@@ -148,7 +226,8 @@ async fn refresh_grant(shared: &Shared, params: &HashMap<String, String>) -> Res
             "The token endpoint is temporarily unavailable; try again later",
         ),
         Refreshed::Internal => internal(),
-    }
+    };
+    (response, wrong_key)
 }
 
 fn internal() -> Response {

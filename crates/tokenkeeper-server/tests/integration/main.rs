@@ -9,6 +9,7 @@ mod common;
 mod concurrency;
 mod connections;
 mod contracts;
+mod dpop;
 mod faults;
 mod grace;
 mod sessions;

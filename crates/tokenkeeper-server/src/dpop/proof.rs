@@ -1,0 +1,287 @@
+//! Reading and verifying one DPoP proof JWT (RFC 9449 §4.2–4.3), everything that needs no
+//! server state: shape, `typ`, `alg`, the public `jwk`, the signature, `htm`, `htu`, `iat`
+//! and `ath`. Nonce, `jti` replay and the key a token is bound to are checked by the caller.
+//!
+//! Only ES256 (ECDSA P-256 with SHA-256) is accepted, verified by jsonwebtoken's RustCrypto
+//! backend (p256), which the server already builds for its own tokens.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use super::htu;
+
+/// The signing algorithms accepted, as advertised in `WWW-Authenticate: DPoP algs="…"`.
+pub(crate) const ALGS: &str = "ES256";
+
+/// Longest proof accepted, in bytes: an ES256 proof is about 600.
+const MAX_PROOF_BYTES: usize = 4096;
+/// Longest `jti` accepted.
+const MAX_JTI_CHARS: usize = 256;
+/// JWK members that only a private (or symmetric) key has: a proof carrying one leaks the key
+/// and is refused (RFC 9449 §4.3 step 7).
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
+
+/// Why a proof was refused. Each is a reason counted in
+/// [`DpopRejectedCounts`](crate::DpopRejectedCounts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// No `DPoP` header where one is needed.
+    Missing,
+    /// More than one `DPoP` header, not a JWT, bad base64 or JSON, a claim missing or of
+    /// the wrong type.
+    Malformed,
+    /// `typ` is not `dpop+jwt`.
+    Typ,
+    /// `alg` is not an accepted asymmetric algorithm (`none`, `HS256`, ...).
+    Alg,
+    /// `jwk` missing, not a P-256 public key, or carrying private key material.
+    Jwk,
+    /// The signature does not verify with `jwk`.
+    Signature,
+    /// `htm` is not the request's method.
+    Htm,
+    /// `htu` is not the request's URI.
+    Htu,
+    /// `iat` outside the accepted window.
+    Iat,
+    /// `ath` missing or not the hash of the access token (resource requests).
+    Ath,
+    /// The `jti` was seen before.
+    Replay,
+    /// The proof's key is not the key the token is bound to.
+    WrongKey,
+}
+
+impl Rejection {
+    /// How many reasons there are (one counter each).
+    pub(crate) const COUNT: usize = 12;
+
+    /// Human text for `error_description`. Never quotes what the client sent.
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            Rejection::Missing => "A DPoP proof is required: send a DPoP header",
+            Rejection::Malformed => {
+                "The DPoP proof is not a well-formed JWT with the required claims"
+            }
+            Rejection::Typ => "The DPoP proof's typ must be dpop+jwt",
+            Rejection::Alg => "The DPoP proof's alg must be ES256",
+            Rejection::Jwk => {
+                "The DPoP proof's jwk must be a P-256 public key without private parts"
+            }
+            Rejection::Signature => "The DPoP proof's signature does not verify",
+            Rejection::Htm => "The DPoP proof's htm is not this request's method",
+            Rejection::Htu => "The DPoP proof's htu is not this request's URI",
+            Rejection::Iat => "The DPoP proof's iat is outside the accepted window",
+            Rejection::Ath => "The DPoP proof's ath is missing or not the hash of the access token",
+            Rejection::Replay => "The DPoP proof's jti was used before",
+            Rejection::WrongKey => "The DPoP proof is not signed by the key the token is bound to",
+        }
+    }
+}
+
+/// What the request the proof came with looks like.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expected<'a> {
+    /// The request method, e.g. `POST`.
+    pub(crate) method: &'a str,
+    /// The request URI, absolute (`http://host:port/path`).
+    pub(crate) uri: &'a str,
+    /// The access token sent with the proof (resource requests), whose hash `ath` must be.
+    pub(crate) access_token: Option<&'a str>,
+    /// Now, in seconds since the Unix epoch.
+    pub(crate) now: f64,
+    /// Oldest accepted `iat`, in seconds before `now`.
+    pub(crate) max_age: f64,
+    /// Newest accepted `iat`, in seconds after `now`.
+    pub(crate) future_leeway: f64,
+}
+
+/// A proof whose signature and claims checked out.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Proof {
+    /// RFC 7638 SHA-256 thumbprint of the proof's key, base64url.
+    pub(crate) jkt: String,
+    pub(crate) jti: String,
+    pub(crate) iat: f64,
+    pub(crate) nonce: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    jti: String,
+    htm: String,
+    htu: String,
+    iat: f64,
+    #[serde(default)]
+    ath: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
+}
+
+fn json_object(part: &str) -> Result<Map<String, Value>, Rejection> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| Rejection::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Rejection::Malformed),
+    }
+}
+
+/// The P-256 public key of `jwk` as base64url `(x, y)`, after refusing anything else.
+fn public_key(jwk: &Map<String, Value>) -> Result<(&str, &str), Rejection> {
+    if PRIVATE_MEMBERS
+        .iter()
+        .any(|member| jwk.contains_key(*member))
+    {
+        return Err(Rejection::Jwk);
+    }
+    let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+    if text("kty") != Some("EC") || text("crv") != Some("P-256") {
+        return Err(Rejection::Jwk);
+    }
+    let coordinate = |name: &str| {
+        text(name)
+            .filter(|value| {
+                URL_SAFE_NO_PAD
+                    .decode(value)
+                    .is_ok_and(|bytes| bytes.len() == 32)
+            })
+            .ok_or(Rejection::Jwk)
+    };
+    Ok((coordinate("x")?, coordinate("y")?))
+}
+
+/// RFC 7638 thumbprint of a P-256 key: SHA-256 of `{"crv","kty","x","y"}` in that order, no
+/// whitespace, base64url. `x` and `y` are base64url already (no characters to escape).
+pub(crate) fn thumbprint(x: &str, y: &str) -> String {
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// `ath` for `access_token`: base64url of its SHA-256 (RFC 9449 §4.2).
+pub(crate) fn ath(access_token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes()))
+}
+
+/// Verifies `jwt` against `expected`.
+pub(crate) fn verify(jwt: &str, expected: &Expected<'_>) -> Result<Proof, Rejection> {
+    if jwt.len() > MAX_PROOF_BYTES {
+        return Err(Rejection::Malformed);
+    }
+    let mut parts = jwt.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Rejection::Malformed);
+    };
+    let header_json = json_object(header)?;
+    if header_json.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
+        return Err(Rejection::Typ);
+    }
+    if header_json.get("alg").and_then(Value::as_str) != Some(ALGS) {
+        return Err(Rejection::Alg);
+    }
+    let Some(Value::Object(jwk)) = header_json.get("jwk") else {
+        return Err(Rejection::Jwk);
+    };
+    let (x, y) = public_key(jwk)?;
+    // An ES256 signature is r || s, 64 bytes.
+    if URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_or(true, |bytes| bytes.len() != 64)
+    {
+        return Err(Rejection::Signature);
+    }
+    let key = DecodingKey::from_ec_components(x, y).map_err(|_| Rejection::Jwk)?;
+    let message = &jwt[..header.len() + 1 + payload.len()];
+    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, Algorithm::ES256) {
+        Ok(true) => {}
+        Ok(false) => return Err(Rejection::Signature),
+        // The signature decoded, so the key is what the backend refused (not on the curve).
+        Err(_) => return Err(Rejection::Jwk),
+    }
+    let claims: Claims = serde_json::from_value(Value::Object(json_object(payload)?))
+        .map_err(|_| Rejection::Malformed)?;
+    if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_CHARS || !claims.iat.is_finite() {
+        return Err(Rejection::Malformed);
+    }
+    if claims.htm != expected.method {
+        return Err(Rejection::Htm);
+    }
+    match (htu::normalize(&claims.htu), htu::normalize(expected.uri)) {
+        (Some(sent), Some(wanted)) if sent == wanted => {}
+        _ => return Err(Rejection::Htu),
+    }
+    if claims.iat < expected.now - expected.max_age
+        || claims.iat > expected.now + expected.future_leeway
+    {
+        return Err(Rejection::Iat);
+    }
+    if let Some(token) = expected.access_token
+        && claims.ath.as_deref() != Some(ath(token).as_str())
+    {
+        return Err(Rejection::Ath);
+    }
+    Ok(Proof {
+        jkt: thumbprint(x, y),
+        jti: claims.jti,
+        iat: claims.iat,
+        nonce: claims.nonce,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbprint_is_the_rfc_9449_example() {
+        // RFC 9449 §6.1: the example proof key has jkt
+        // "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".
+        assert_eq!(
+            thumbprint(
+                "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+                "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"
+            ),
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+        );
+    }
+
+    #[test]
+    fn ath_is_the_rfc_9449_example() {
+        // RFC 9449 §7.1: the access token "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU" has
+        // ath "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo".
+        assert_eq!(
+            ath("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"),
+            "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        let expected = Expected {
+            method: "GET",
+            uri: "http://h/x",
+            access_token: None,
+            now: 0.0,
+            max_age: 60.0,
+            future_leeway: 5.0,
+        };
+        for jwt in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "a.b.c.d",
+            "eyJ9.e30.",
+            &"a".repeat(5000),
+        ] {
+            assert!(verify(jwt, &expected).is_err(), "{jwt}");
+        }
+    }
+}
