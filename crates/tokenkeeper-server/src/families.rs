@@ -16,9 +16,12 @@
 //!
 //! Decision order for a presented refresh token:
 //! 1. not ours (bad signature) or its family is not in the table → `unknown`;
-//! 2. the family's current token: family revoked → `revoked`; past its refresh TTL →
+//! 2. the family is bound to a DPoP key (it logged in with a proof) and the request's proof is
+//!    by another key, or there is none → `wrong_key`, and nothing else happens: such a request
+//!    could not use what it would get, so it neither rotates nor counts as reuse;
+//! 3. the family's current token: family revoked → `revoked`; past its refresh TTL →
 //!    `expired`; otherwise rotate;
-//! 3. an older token: the immediately previous one, within the grace period, not yet replayed,
+//! 4. an older token: the immediately previous one, within the grace period, not yet replayed,
 //!    family not revoked → grace (same pair); otherwise `reuse`, which revokes the family if it
 //!    was not already revoked.
 //!
@@ -346,7 +349,8 @@ impl Families {
     }
 
     /// Decides a refresh with `token`, sent with a DPoP proof by the key with thumbprint `jkt`
-    /// (if any); a rotation issues tokens in `style`, the access token bound to `jkt`.
+    /// (if any); a rotation issues tokens in `style`, the access token bound to `jkt`, and
+    /// binds a family that was not bound yet to `jkt` (its refresh tokens from then on).
     ///
     /// The key is checked before anything else: a family bound to a key is never touched by
     /// a request without a proof by that key (no rotation, no reuse detection), since such a
@@ -399,6 +403,11 @@ impl Families {
                 dpop_bound: jkt.is_some(),
             });
             family.generation = next;
+            if family.jkt.is_none() {
+                // RFC 9449 §5: a public client's refresh token is bound to the key of the
+                // proof it was issued with (every client of this server is public).
+                family.jkt = jkt.map(Box::from);
+            }
             family.refresh_expires_at = after(now, self.limits.refresh_ttl);
             family.access_expires_at = family
                 .access_expires_at
@@ -934,5 +943,111 @@ mod tests {
         families.revoke(&pair.refresh_token, now);
         login(&families, &minter, now + Duration::from_secs(3600));
         assert_eq!(families.len(), 2);
+    }
+
+    #[test]
+    fn a_bound_family_answers_only_its_key_and_other_keys_touch_nothing() {
+        let (families, minter) = setup(limits());
+        let now = Instant::now();
+        let first = issued(
+            families
+                .login("demo", Style::OAuth2, &minter, now, Some("key-a"))
+                .unwrap(),
+        );
+        assert!(first.dpop_bound);
+        for wrong in [None, Some("key-b")] {
+            assert_eq!(
+                families
+                    .refresh(&first.refresh_token, Style::OAuth2, &minter, now, wrong)
+                    .unwrap(),
+                rejected(RejectReason::WrongKey, false)
+            );
+        }
+        let second = rotated(
+            families
+                .refresh(
+                    &first.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-a"),
+                )
+                .unwrap(),
+        );
+        assert!(second.dpop_bound);
+        let crate::tokens::AccessCheck::Valid(claims) =
+            minter.check(&second.access_token, crate::tokens::unix_now())
+        else {
+            panic!("a valid token");
+        };
+        assert_eq!(claims.cnf.unwrap().jkt, "key-a");
+        // An old token with another key is not reuse: the family lives on.
+        assert_eq!(
+            families
+                .refresh(
+                    &first.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-b")
+                )
+                .unwrap(),
+            rejected(RejectReason::WrongKey, false)
+        );
+        assert!(families.is_active(&claims.fam));
+        // With its key it is reuse, as always.
+        assert_eq!(
+            families
+                .refresh(
+                    &first.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-a")
+                )
+                .unwrap(),
+            rejected(RejectReason::Reuse, true)
+        );
+    }
+
+    #[test]
+    fn an_unbound_family_is_bound_by_its_first_refresh_with_a_proof() {
+        let (families, minter) = setup(limits());
+        let now = Instant::now();
+        let first = login(&families, &minter, now);
+        assert!(!first.dpop_bound);
+        let second = rotated(
+            families
+                .refresh(
+                    &first.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-a"),
+                )
+                .unwrap(),
+        );
+        assert!(second.dpop_bound);
+        // The new refresh token is bound to that key.
+        for wrong in [None, Some("key-b")] {
+            assert_eq!(
+                families
+                    .refresh(&second.refresh_token, Style::OAuth2, &minter, now, wrong)
+                    .unwrap(),
+                rejected(RejectReason::WrongKey, false)
+            );
+        }
+        let third = rotated(
+            families
+                .refresh(
+                    &second.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-a"),
+                )
+                .unwrap(),
+        );
+        assert!(third.dpop_bound);
     }
 }

@@ -25,6 +25,11 @@
 //!   between requests) and as long again for its body, and at most [`ServerConfig::max_connections`] are served at once;
 //!   more wait in the listen backlog.
 //!
+//! With [`ServerConfig::dpop`] it also speaks DPoP (RFC 9449) on the oauth2 token endpoint
+//! and the protected API: proofs verified, tokens bound to the client's key, optional nonces,
+//! and counters in [`Stats::dpop`] that let a client's tests assert that every proof was
+//! valid. See [`DpopConfig`].
+//!
 //! Start it in-process (tests, demos) with [`start`], or embed [`router`] in
 //! your own axum app. `tokenkeeper serve` runs it from the command line.
 //!
