@@ -39,8 +39,9 @@ token is reuse: the whole session (family) is revoked, its access tokens too.
 Protected API: GET /api/items/{id}, POST /api/items (echoes the JSON body).
 
 DPoP (RFC 9449), with --dpop: the oauth2 token endpoint verifies the DPoP proof
-of password and refresh grants (ES256, typ dpop+jwt, public jwk, htm, htu, iat
-within --dpop-max-age, a jti never seen before) and binds the tokens to its key:
+of password and refresh grants (ES256 or EdDSA, typ dpop+jwt, public jwk, htm,
+htu, iat within --dpop-max-age, a jti never seen before) and binds the tokens to
+its key:
 token_type DPoP, cnf.jkt in the access token, and a refresh token that only a
 proof by the same key redeems (another key: 400 invalid_grant, session kept).
 Bad proofs: 400 invalid_dpop_proof. The API then wants Authorization: DPoP

@@ -28,7 +28,7 @@
 //! is accepted only as `Authorization: DPoP <token>` with a `DPoP` proof for this request
 //! (`htm`, `htu`, `iat`, a fresh `jti`, `ath` = the token's hash, the current nonce when
 //! nonces are on) signed by the key the token is bound to. Refusals are `401` with
-//! `WWW-Authenticate: DPoP error="…", error_description="…", algs="ES256"` and the same JSON
+//! `WWW-Authenticate: DPoP error="…", error_description="…", algs="ES256 EdDSA"` and the same JSON
 //! error as the oauth2 style:
 //!
 //! | what | `error` |
@@ -40,7 +40,7 @@
 //! | a DPoP-bound token sent as `Bearer` | `invalid_token` |
 //!
 //! With DPoP on, a request without credentials is also offered `WWW-Authenticate: DPoP
-//! algs="ES256"` beside the bearer challenge, and with nonces on every answer carries the
+//! algs="ES256 EdDSA"` beside the bearer challenge, and with nonces on every answer carries the
 //! current nonce in `DPoP-Nonce`. Bearer tokens (from the other contracts, or when DPoP is
 //! optional) are served as before.
 

@@ -122,7 +122,7 @@ pub struct ServerConfig {
 
 /// How the server speaks DPoP (RFC 9449): sender-constrained tokens.
 ///
-/// With DPoP on, `POST /oauth2/token` verifies the `DPoP` proof of password and refresh
+/// With DPoP on, `POST /oauth2/token` verifies the `DPoP` proof (ES256 or EdDSA) of password and refresh
 /// grants and issues tokens bound to the proof's key: `token_type: "DPoP"`, an access token
 /// whose `cnf.jkt` is the key's RFC 7638 thumbprint, and a refresh token that only a proof
 /// signed by the same key can redeem. The protected API accepts such a token only as

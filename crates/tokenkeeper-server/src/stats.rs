@@ -38,9 +38,10 @@ pub struct DpopRejectedCounts {
     pub malformed: u64,
     /// `typ` not `dpop+jwt`.
     pub typ: u64,
-    /// `alg` not ES256 (`none`, `HS256`, ...).
+    /// `alg` not ES256 or EdDSA (`none`, `HS256`, ...).
     pub alg: u64,
-    /// `jwk` missing, not a P-256 public key, or carrying private key material.
+    /// `jwk` missing, not a public key for `alg` (P-256, Ed25519), or carrying private key
+    /// material.
     pub jwk: u64,
     /// Bad signature.
     pub signature: u64,

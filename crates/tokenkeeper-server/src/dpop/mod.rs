@@ -217,7 +217,7 @@ pub(crate) fn resource_refusal(refusal: Refusal) -> Response {
 }
 
 /// `401` with `WWW-Authenticate: DPoP error="<code>", error_description="<description>",
-/// algs="ES256"` and the same error as JSON. `description` is our own text (no quotes).
+/// algs="ES256 EdDSA"` and the same error as JSON. `description` is our own text (no quotes).
 pub(crate) fn challenge(code: &str, description: &str) -> Response {
     let mut response = json_error(StatusCode::UNAUTHORIZED, code, description);
     let value = format!(r#"DPoP error="{code}", error_description="{description}", algs="{ALGS}""#);
@@ -227,5 +227,6 @@ pub(crate) fn challenge(code: &str, description: &str) -> Response {
     response
 }
 
-/// A `DPoP algs="ES256"` challenge without an error, for requests without credentials.
-pub(crate) const BARE_CHALLENGE: HeaderValue = HeaderValue::from_static("DPoP algs=\"ES256\"");
+/// A `DPoP algs="ES256 EdDSA"` challenge without an error, for requests without credentials.
+pub(crate) const BARE_CHALLENGE: HeaderValue =
+    HeaderValue::from_static("DPoP algs=\"ES256 EdDSA\"");

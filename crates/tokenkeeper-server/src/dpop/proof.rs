@@ -2,8 +2,9 @@
 //! server state: shape, `typ`, `alg`, the public `jwk`, the signature, `htm`, `htu`, `iat`
 //! and `ath`. Nonce, `jti` replay and the key a token is bound to are checked by the caller.
 //!
-//! Only ES256 (ECDSA P-256 with SHA-256) is accepted, verified by jsonwebtoken's RustCrypto
-//! backend (p256), which the server already builds for its own tokens.
+//! ES256 (ECDSA P-256 with SHA-256, the usual DPoP algorithm) and EdDSA (Ed25519) are
+//! accepted, verified by jsonwebtoken's RustCrypto backend (p256, ed25519-dalek), which the
+//! server already builds for its own tokens: no crate is added for DPoP.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use super::htu;
 
 /// The signing algorithms accepted, as advertised in `WWW-Authenticate: DPoP algs="…"`.
-pub(crate) const ALGS: &str = "ES256";
+pub(crate) const ALGS: &str = "ES256 EdDSA";
 
 /// Longest proof accepted, in bytes: an ES256 proof is about 600.
 const MAX_PROOF_BYTES: usize = 4096;
@@ -38,7 +39,8 @@ pub(crate) enum Rejection {
     Typ,
     /// `alg` is not an accepted asymmetric algorithm (`none`, `HS256`, ...).
     Alg,
-    /// `jwk` missing, not a P-256 public key, or carrying private key material.
+    /// `jwk` missing, not a public key for `alg` (P-256 for ES256, Ed25519 for EdDSA), or
+    /// carrying private key material.
     Jwk,
     /// The signature does not verify with `jwk`.
     Signature,
@@ -68,9 +70,9 @@ impl Rejection {
                 "The DPoP proof is not a well-formed JWT with the required claims"
             }
             Rejection::Typ => "The DPoP proof's typ must be dpop+jwt",
-            Rejection::Alg => "The DPoP proof's alg must be ES256",
+            Rejection::Alg => "The DPoP proof's alg must be ES256 or EdDSA",
             Rejection::Jwk => {
-                "The DPoP proof's jwk must be a P-256 public key without private parts"
+                "The DPoP proof's jwk must be a public key for its alg, without private parts"
             }
             Rejection::Signature => "The DPoP proof's signature does not verify",
             Rejection::Htm => "The DPoP proof's htm is not this request's method",
@@ -132,8 +134,48 @@ fn json_object(part: &str) -> Result<Map<String, Value>, Rejection> {
     }
 }
 
-/// The P-256 public key of `jwk` as base64url `(x, y)`, after refusing anything else.
-fn public_key(jwk: &Map<String, Value>) -> Result<(&str, &str), Rejection> {
+/// A proof's public key, its coordinates base64url (checked to be 32 bytes each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PublicKey<'a> {
+    /// ES256: a P-256 point.
+    P256 { x: &'a str, y: &'a str },
+    /// EdDSA: an Ed25519 key.
+    Ed25519 { x: &'a str },
+}
+
+impl PublicKey<'_> {
+    /// 64 bytes for both: ES256 is r || s, Ed25519 is R || S.
+    const SIGNATURE_BYTES: usize = 64;
+
+    fn algorithm(self) -> Algorithm {
+        match self {
+            PublicKey::P256 { .. } => Algorithm::ES256,
+            PublicKey::Ed25519 { .. } => Algorithm::EdDSA,
+        }
+    }
+
+    fn decoding_key(self) -> Option<DecodingKey> {
+        match self {
+            PublicKey::P256 { x, y } => DecodingKey::from_ec_components(x, y).ok(),
+            PublicKey::Ed25519 { x } => DecodingKey::from_ed_components(x).ok(),
+        }
+    }
+
+    /// RFC 7638 thumbprint: SHA-256 of the required members in lexicographic order, no
+    /// whitespace, base64url. The coordinates are base64url already (nothing to escape).
+    fn thumbprint(self) -> String {
+        let canonical = match self {
+            PublicKey::P256 { x, y } => {
+                format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#)
+            }
+            PublicKey::Ed25519 { x } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
+        };
+        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// The public key of `jwk` for `alg`, after refusing anything else.
+fn public_key<'a>(alg: &str, jwk: &'a Map<String, Value>) -> Result<PublicKey<'a>, Rejection> {
     if PRIVATE_MEMBERS
         .iter()
         .any(|member| jwk.contains_key(*member))
@@ -141,9 +183,6 @@ fn public_key(jwk: &Map<String, Value>) -> Result<(&str, &str), Rejection> {
         return Err(Rejection::Jwk);
     }
     let text = |name: &str| jwk.get(name).and_then(Value::as_str);
-    if text("kty") != Some("EC") || text("crv") != Some("P-256") {
-        return Err(Rejection::Jwk);
-    }
     let coordinate = |name: &str| {
         text(name)
             .filter(|value| {
@@ -153,14 +192,22 @@ fn public_key(jwk: &Map<String, Value>) -> Result<(&str, &str), Rejection> {
             })
             .ok_or(Rejection::Jwk)
     };
-    Ok((coordinate("x")?, coordinate("y")?))
+    match (alg, text("kty"), text("crv")) {
+        ("ES256", Some("EC"), Some("P-256")) => Ok(PublicKey::P256 {
+            x: coordinate("x")?,
+            y: coordinate("y")?,
+        }),
+        ("EdDSA", Some("OKP"), Some("Ed25519")) => Ok(PublicKey::Ed25519 {
+            x: coordinate("x")?,
+        }),
+        _ => Err(Rejection::Jwk),
+    }
 }
 
-/// RFC 7638 thumbprint of a P-256 key: SHA-256 of `{"crv","kty","x","y"}` in that order, no
-/// whitespace, base64url. `x` and `y` are base64url already (no characters to escape).
-pub(crate) fn thumbprint(x: &str, y: &str) -> String {
-    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+/// RFC 7638 thumbprint of a P-256 key given as base64url `x` and `y`.
+#[cfg(test)]
+fn thumbprint(x: &str, y: &str) -> String {
+    PublicKey::P256 { x, y }.thumbprint()
 }
 
 /// `ath` for `access_token`: base64url of its SHA-256 (RFC 9449 §4.2).
@@ -183,23 +230,23 @@ pub(crate) fn verify(jwt: &str, expected: &Expected<'_>) -> Result<Proof, Reject
     if header_json.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
         return Err(Rejection::Typ);
     }
-    if header_json.get("alg").and_then(Value::as_str) != Some(ALGS) {
-        return Err(Rejection::Alg);
-    }
+    let alg = match header_json.get("alg").and_then(Value::as_str) {
+        Some(alg @ ("ES256" | "EdDSA")) => alg,
+        _ => return Err(Rejection::Alg),
+    };
     let Some(Value::Object(jwk)) = header_json.get("jwk") else {
         return Err(Rejection::Jwk);
     };
-    let (x, y) = public_key(jwk)?;
-    // An ES256 signature is r || s, 64 bytes.
+    let public = public_key(alg, jwk)?;
     if URL_SAFE_NO_PAD
         .decode(signature)
-        .map_or(true, |bytes| bytes.len() != 64)
+        .map_or(true, |bytes| bytes.len() != PublicKey::SIGNATURE_BYTES)
     {
         return Err(Rejection::Signature);
     }
-    let key = DecodingKey::from_ec_components(x, y).map_err(|_| Rejection::Jwk)?;
+    let key = public.decoding_key().ok_or(Rejection::Jwk)?;
     let message = &jwt[..header.len() + 1 + payload.len()];
-    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, Algorithm::ES256) {
+    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, public.algorithm()) {
         Ok(true) => {}
         Ok(false) => return Err(Rejection::Signature),
         // The signature decoded, so the key is what the backend refused (not on the curve).
@@ -228,7 +275,7 @@ pub(crate) fn verify(jwt: &str, expected: &Expected<'_>) -> Result<Proof, Reject
         return Err(Rejection::Ath);
     }
     Ok(Proof {
-        jkt: thumbprint(x, y),
+        jkt: public.thumbprint(),
         jti: claims.jti,
         iat: claims.iat,
         nonce: claims.nonce,

@@ -132,6 +132,27 @@ async fn bad_proofs_at_the_api_get_a_dpop_challenge_and_their_own_count() {
 }
 
 #[tokio::test]
+async fn an_ed25519_key_works_like_a_p256_one() {
+    let s = dpop_server(DpopConfig::default()).await;
+    let c = client();
+    let key = Key::ed25519();
+    let pair = dpop_login(&c, &s, &key).await;
+    assert_ok_item(&dpop_get(&c, &s, &key, &pair.access).await, "1");
+    let proof = key.proof("POST", &s.url("/oauth2/token"));
+    let next = assert_bound_pair(&refresh_grant(&c, &s, &pair.refresh, &[&proof]).await, &key);
+    assert_ok_item(&dpop_get(&c, &s, &key, &next.access).await, "1");
+    // A P-256 proof for an Ed25519-bound token is another key.
+    assert_dpop_challenge(
+        &dpop_get(&c, &s, &Key::random(), &next.access).await,
+        "invalid_dpop_proof",
+    );
+    let stats = s.stats();
+    assert_eq!(stats.dpop.proofs_accepted, 4);
+    assert_eq!(stats.dpop.proofs_rejected.wrong_key, 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_stolen_token_is_useless_without_the_key() {
     let s = dpop_server(DpopConfig::default()).await;
     let c = client();
@@ -178,7 +199,7 @@ async fn bearer_tokens_still_work_and_are_refused_under_the_dpop_scheme() {
         .collect();
     assert_eq!(
         challenges,
-        ["Bearer realm=\"tokenkeeper\"", "DPoP algs=\"ES256\""]
+        ["Bearer realm=\"tokenkeeper\"", "DPoP algs=\"ES256 EdDSA\""]
     );
     s.shutdown().await;
 }

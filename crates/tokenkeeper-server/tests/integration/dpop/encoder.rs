@@ -1,5 +1,5 @@
-//! An independent DPoP proof encoder for the tests: RustCrypto p256 signs, serde_json writes
-//! the JWT, and jsonwebtoken's JWK code computes the thumbprint. It shares no code with the
+//! An independent DPoP proof encoder for the tests: RustCrypto p256 and ed25519-dalek sign,
+//! serde_json writes the JWT, and jsonwebtoken's JWK code computes the thumbprint. It shares no code with the
 //! server's verifier, and it can also build every kind of bad proof.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,16 +13,36 @@ use rand::RngCore as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-/// A client's P-256 key.
+/// A client's key: P-256 (ES256) or Ed25519 (EdDSA).
 pub struct Key {
-    signing: SigningKey,
-    /// The private scalar, base64url (only to build proofs that leak it).
+    signing: Signer,
+    /// The private key, base64url (only to build proofs that leak it).
     d: String,
     x: String,
-    y: String,
+    /// P-256 only.
+    y: Option<String>,
+}
+
+enum Signer {
+    P256(SigningKey),
+    Ed25519(ed25519_dalek::SigningKey),
 }
 
 impl Key {
+    /// An Ed25519 key.
+    pub fn ed25519() -> Key {
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+        Key {
+            d: URL_SAFE_NO_PAD.encode(seed),
+            x: URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes()),
+            y: None,
+            signing: Signer::Ed25519(signing),
+        }
+    }
+
+    /// A P-256 key.
     pub fn random() -> Key {
         loop {
             let mut bytes = [0u8; 32];
@@ -35,20 +55,48 @@ impl Key {
             return Key {
                 d: URL_SAFE_NO_PAD.encode(bytes),
                 x: URL_SAFE_NO_PAD.encode(point.x().unwrap()),
-                y: URL_SAFE_NO_PAD.encode(point.y().unwrap()),
-                signing,
+                y: Some(URL_SAFE_NO_PAD.encode(point.y().unwrap())),
+                signing: Signer::P256(signing),
             };
+        }
+    }
+
+    /// The JWS algorithm of the key.
+    pub fn alg(&self) -> &'static str {
+        match self.signing {
+            Signer::P256(_) => "ES256",
+            Signer::Ed25519(_) => "EdDSA",
         }
     }
 
     /// The public JWK.
     pub fn jwk(&self) -> Value {
-        json!({"kty": "EC", "crv": "P-256", "x": self.x, "y": self.y})
+        match &self.y {
+            Some(y) => json!({"kty": "EC", "crv": "P-256", "x": self.x, "y": y}),
+            None => json!({"kty": "OKP", "crv": "Ed25519", "x": self.x}),
+        }
     }
 
     /// The JWK with the private key in it (never to be sent).
     pub fn private_jwk(&self) -> Value {
-        json!({"kty": "EC", "crv": "P-256", "x": self.x, "y": self.y, "d": self.d})
+        let mut jwk = self.jwk();
+        jwk["d"] = json!(self.d);
+        jwk
+    }
+
+    /// The signature of `input`, base64url.
+    fn sign(&self, input: &str) -> String {
+        let bytes = match &self.signing {
+            Signer::P256(key) => {
+                let signature: Signature = key.sign(input.as_bytes());
+                signature.to_bytes().to_vec()
+            }
+            Signer::Ed25519(key) => {
+                use ed25519_dalek::Signer as _;
+                key.sign(input.as_bytes()).to_bytes().to_vec()
+            }
+        };
+        URL_SAFE_NO_PAD.encode(bytes)
     }
 
     /// RFC 7638 thumbprint, computed by jsonwebtoken.
@@ -87,9 +135,9 @@ pub fn ath(access_token: &str) -> String {
 /// How a proof is signed.
 #[derive(Clone, Copy, Debug)]
 pub enum Signing {
-    /// ES256 with the key (the only valid way).
-    Es256,
-    /// ES256, but by another key than the one in `jwk`.
+    /// With the key, in its algorithm (the only valid way).
+    Key,
+    /// By another key of the same kind than the one in `jwk`.
     OtherKey,
     /// `alg: none`, empty signature.
     None,
@@ -108,9 +156,9 @@ pub struct Proof {
 impl Proof {
     pub fn new(htm: &str, htu: &str) -> Proof {
         Proof {
-            header: json!({"typ": "dpop+jwt", "alg": "ES256"}),
+            header: json!({"typ": "dpop+jwt"}),
             claims: json!({"jti": jti(), "htm": htm, "htu": htu, "iat": now()}),
-            signing: Signing::Es256,
+            signing: Signing::Key,
         }
     }
 
@@ -139,10 +187,13 @@ impl Proof {
         self.claim("ath", ath(access_token))
     }
 
-    /// Signs; the header gets the key's public JWK unless one was set.
+    /// Signs; the header gets the key's algorithm and public JWK unless they were set.
     pub fn sign(mut self, key: &Key) -> String {
         if self.header.get("jwk").is_none() {
             self.header["jwk"] = key.jwk();
+        }
+        if self.header.get("alg").is_none() {
+            self.header["alg"] = json!(key.alg());
         }
         if let Signing::None = self.signing {
             self.header["alg"] = json!("none");
@@ -153,8 +204,11 @@ impl Proof {
         let encode = |value: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap());
         let input = format!("{}.{}", encode(&self.header), encode(&self.claims));
         let signature = match self.signing {
-            Signing::Es256 => es256(&key.signing, &input),
-            Signing::OtherKey => es256(&Key::random().signing, &input),
+            Signing::Key => key.sign(&input),
+            Signing::OtherKey => match key.signing {
+                Signer::P256(_) => Key::random().sign(&input),
+                Signer::Ed25519(_) => Key::ed25519().sign(&input),
+            },
             Signing::None => String::new(),
             Signing::Hs256 => {
                 let mut mac =
@@ -165,9 +219,4 @@ impl Proof {
         };
         format!("{input}.{signature}")
     }
-}
-
-fn es256(key: &SigningKey, input: &str) -> String {
-    let signature: Signature = key.sign(input.as_bytes());
-    URL_SAFE_NO_PAD.encode(signature.to_bytes())
 }

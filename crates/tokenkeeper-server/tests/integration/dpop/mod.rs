@@ -140,7 +140,7 @@ pub fn assert_dpop_challenge(reply: &Reply, code: &str) {
         challenge.starts_with(&format!("DPoP error=\"{code}\", error_description=\"")),
         "{challenge}"
     );
-    assert!(challenge.ends_with(", algs=\"ES256\""), "{challenge}");
+    assert!(challenge.ends_with(", algs=\"ES256 EdDSA\""), "{challenge}");
     assert_eq!(reply.json()["error"], code, "{}", reply.body);
 }
 
