@@ -110,7 +110,8 @@ impl AppState {
 
     /// Zeroes every counter and forgets every family: all tokens issued so
     /// far become unknown (refresh) or invalid (access). Fault and latency
-    /// settings are kept.
+    /// settings are kept, and so are the DPoP `jti`s remembered against replay (forgetting
+    /// them would let a proof sent before the reset be replayed after it).
     pub fn reset(&self) {
         self.shared.families.clear();
         self.shared.counters.reset();

@@ -178,9 +178,10 @@ impl Dpop {
         (self.replay.len() as u64, self.replay.evictions())
     }
 
-    /// Forgets every `jti` (server reset).
+    /// Server reset: zeroes the replay cache's eviction count, keeps its `jti`s (see
+    /// [`ReplayCache::reset_count`]).
     pub(crate) fn reset(&self) {
-        self.replay.clear();
+        self.replay.reset_count();
     }
 }
 

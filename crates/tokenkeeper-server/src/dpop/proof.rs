@@ -331,4 +331,91 @@ mod tests {
             assert!(verify(jwt, &expected).is_err(), "{jwt}");
         }
     }
+
+    mod properties {
+        use p256::ecdsa::signature::Signer as _;
+        use p256::ecdsa::{Signature, SigningKey};
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        use super::super::*;
+
+        const NOW: f64 = 1_700_000_000.0;
+        const BASE64URL: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+        fn expected(uri: &str) -> Expected<'_> {
+            Expected {
+                method: "POST",
+                uri,
+                access_token: None,
+                now: NOW,
+                max_age: 60.0,
+                future_leeway: 5.0,
+            }
+        }
+
+        /// A proof signed with p256 directly (not through the code under test).
+        fn sign(key: &SigningKey, claims: &serde_json::Value) -> (String, String, String) {
+            let point = key.verifying_key().to_encoded_point(false);
+            let x = URL_SAFE_NO_PAD.encode(point.x().unwrap());
+            let y = URL_SAFE_NO_PAD.encode(point.y().unwrap());
+            let header = json!({"typ": "dpop+jwt", "alg": "ES256",
+                "jwk": {"kty": "EC", "crv": "P-256", "x": x, "y": y}});
+            let encode = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+            let input = format!("{}.{}", encode(&header), encode(claims));
+            let signature: Signature = key.sign(input.as_bytes());
+            let jwt = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+            (jwt, x, y)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn a_signed_proof_verifies_and_no_one_character_change_does(
+                seed in any::<[u8; 32]>().prop_filter("a valid scalar", |s| SigningKey::from_slice(s).is_ok()),
+                jti in "[A-Za-z0-9_.~-]{1,64}",
+                path in "(/[a-z0-9]{0,8}){1,3}",
+                age in 0.0f64..59.0,
+                at in any::<prop::sample::Index>(),
+                with in 0..BASE64URL.len(),
+            ) {
+                let key = SigningKey::from_slice(&seed).unwrap();
+                let uri = format!("http://127.0.0.1:8080{path}");
+                let claims = json!({"jti": jti, "htm": "POST", "htu": uri, "iat": NOW - age});
+                let (jwt, x, y) = sign(&key, &claims);
+                let proof = verify(&jwt, &expected(&uri)).unwrap();
+                prop_assert_eq!(&proof.jti, &jti);
+                // The thumbprint as jsonwebtoken's JWK code computes it.
+                let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(
+                    json!({"kty": "EC", "crv": "P-256", "x": x, "y": y})).unwrap();
+                prop_assert_eq!(
+                    proof.jkt,
+                    jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap()
+                );
+
+                // Change one base64url character anywhere (the dots stay): always refused.
+                let mut bytes = jwt.into_bytes();
+                let at = at.index(bytes.len());
+                prop_assume!(bytes[at] != b'.' && bytes[at] != BASE64URL[with]);
+                bytes[at] = BASE64URL[with];
+                let changed = String::from_utf8(bytes).unwrap();
+                prop_assert!(verify(&changed, &expected(&uri)).is_err());
+            }
+
+            #[test]
+            fn any_text_is_refused_without_a_panic(text in ".{0,300}") {
+                prop_assert!(verify(&text, &expected("http://h/x")).is_err());
+            }
+
+            #[test]
+            fn any_three_base64_parts_are_refused_without_a_panic(
+                a in "[A-Za-z0-9_-]{0,80}", b in "[A-Za-z0-9_-]{0,80}", c in "[A-Za-z0-9_-]{0,90}",
+            ) {
+                let jwt = [a, b, c].join(".");
+                prop_assert!(verify(&jwt, &expected("http://h/x")).is_err());
+            }
+        }
+    }
 }

@@ -124,9 +124,10 @@ impl ReplayCache {
         self.lock().evictions
     }
 
-    /// Forgets everything (server reset).
-    pub(crate) fn clear(&self) {
-        *self.lock() = Inner::default();
+    /// Zeroes the eviction count (server reset). The remembered `jti`s and the floor stay:
+    /// forgetting them would let proofs sent before the reset be replayed after it.
+    pub(crate) fn reset_count(&self) {
+        self.lock().evictions = 0;
     }
 }
 

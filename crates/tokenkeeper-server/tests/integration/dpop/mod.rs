@@ -2,6 +2,7 @@
 //! independent encoder ([`encoder`]).
 
 mod api;
+mod concurrency;
 mod encoder;
 mod nonces;
 mod replay;

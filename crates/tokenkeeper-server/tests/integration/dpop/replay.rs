@@ -57,3 +57,25 @@ async fn the_replay_cache_is_bounded_without_a_replay_hole() {
     assert_eq!(s.stats().dpop.replay_cache_len, 4);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reset_keeps_the_remembered_jtis() {
+    let s = dpop_server(DpopConfig::default()).await;
+    let c = client();
+    let key = Key::random();
+    let proof = key.proof("POST", &s.url("/oauth2/token"));
+    assert_bound_pair(&password_grant(&c, &s, &[&proof]).await, &key);
+    let reset = admin_post(&c, &s, "/__reset").send().await.unwrap();
+    assert_eq!(reset.status(), reqwest::StatusCode::NO_CONTENT);
+    let stats = s.stats();
+    assert_eq!(stats.dpop.proofs_accepted, 0);
+    assert_eq!(stats.dpop.replay_cache_len, 1);
+    // The proof from before the reset cannot log in again after it.
+    assert_token_error(
+        &password_grant(&c, &s, &[&proof]).await,
+        "invalid_dpop_proof",
+    );
+    assert_eq!(s.stats().dpop.jti_replays, 1);
+    assert_eq!(s.stats().logins, 0);
+    s.shutdown().await;
+}
