@@ -142,3 +142,49 @@ async fn rotation_is_refused_when_nonces_are_off() {
     assert_eq!(reply.header("dpop-nonce"), None);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_browser_app_may_send_proofs_and_read_the_nonce() {
+    let origin = "http://localhost:5173";
+    let s = server(
+        tokenkeeper_server::ServerConfig::default()
+            .with_allowed_origin(origin)
+            .with_dpop(DpopConfig::default().with_nonce(true)),
+    )
+    .await;
+    let c = client();
+    let preflight = Reply::read(
+        c.request(reqwest::Method::OPTIONS, s.url("/oauth2/token"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "dpop")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    let allowed = preflight.header("access-control-allow-headers").unwrap();
+    assert!(allowed.split(", ").any(|h| h == "dpop"), "{allowed}");
+
+    let key = Key::random();
+    let reply = Reply::read(
+        c.post(s.url("/oauth2/token"))
+            .header("origin", origin)
+            .header("dpop", key.proof("POST", &s.url("/oauth2/token")))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "demo"),
+                ("password", "demo"),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_token_error(&reply, "use_dpop_nonce");
+    assert!(reply.header("dpop-nonce").is_some());
+    let exposed = reply.header("access-control-expose-headers").unwrap();
+    assert!(exposed.split(", ").any(|h| h == "dpop-nonce"), "{exposed}");
+    s.shutdown().await;
+}
