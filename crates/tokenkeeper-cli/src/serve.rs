@@ -41,9 +41,9 @@ Protected API: GET /api/items/{id}, POST /api/items (echoes the JSON body).
 DPoP (RFC 9449), with --dpop: the oauth2 token endpoint verifies the DPoP proof
 of password and refresh grants (ES256 or EdDSA, typ dpop+jwt, public jwk, htm,
 htu, iat within --dpop-max-age, a jti never seen before) and binds the tokens to
-its key:
-token_type DPoP, cnf.jkt in the access token, and a refresh token that only a
-proof by the same key redeems (another key: 400 invalid_grant, session kept).
+its key: token_type DPoP, cnf.jkt in the access token, and a refresh token that
+only a proof by the same key redeems (another key: 400 invalid_grant, session
+kept).
 Bad proofs: 400 invalid_dpop_proof. The API then wants Authorization: DPoP
 <token> plus a proof with ath = base64url(SHA-256(token)) by the bound key; bad
 proofs get 401 WWW-Authenticate: DPoP error=\"invalid_dpop_proof\", and a bound
@@ -55,8 +55,8 @@ header; every answer carries the current nonce, which rotates every
 header and cookie contracts and /login stay bearer-only. /__stats counts proofs
 accepted and rejected by reason, nonce challenges and jti replays under \"dpop\".
 Operator endpoints: GET /__stats, POST /__reset, GET|POST /__faults,
-POST /__dpop/rotate-nonce; each needs the
-header X-Tokenkeeper-Admin: 1 (curl -H 'x-tokenkeeper-admin: 1' ...).
+POST /__dpop/rotate-nonce; each needs the header X-Tokenkeeper-Admin: 1
+(curl -H 'x-tokenkeeper-admin: 1' ...).
 
 Safe to leave running: only loopback Host names are served (421 otherwise, against
 DNS rebinding; add names with --allow-host); a browser page may call the login,
