@@ -16,9 +16,11 @@ POST /login {\"username\",\"password\",\"style\"} (style: oauth2, json, header o
 cookie; default json) or with the oauth2 password grant. The style of a token
 decides how the protected API words its 401s for it.
 
-  oauth2  POST /oauth2/token (form, RFC 6749): grant_type=password and
-          grant_type=refresh_token. Errors: 400 invalid_grant,
-          invalid_request, unsupported_grant_type. API 401s carry
+  oauth2  POST /oauth2/token (form, RFC 6749): grant_type=password,
+          grant_type=refresh_token and grant_type=client_credentials (a user's
+          name and password as client id and secret, HTTP Basic or in the
+          body; an access token, no refresh token). Errors: 400 invalid_grant,
+          invalid_request, unsupported_grant_type; 401 invalid_client. API 401s carry
           WWW-Authenticate: Bearer error=\"invalid_token\", error_description=...
   json    POST /refresh/token {\"refreshToken\"} -> {\"accessToken\",\"refreshToken\"}.
           Rejection: 401 {\"message\":\"InvalidRefreshTokenError\"} or
@@ -39,11 +41,10 @@ token is reuse: the whole session (family) is revoked, its access tokens too.
 Protected API: GET /api/items/{id}, POST /api/items (echoes the JSON body).
 
 DPoP (RFC 9449), with --dpop: the oauth2 token endpoint verifies the DPoP proof
-of password and refresh grants (ES256 or EdDSA, typ dpop+jwt, public jwk, htm,
-htu, iat within --dpop-max-age, a jti never seen before) and binds the tokens to
-its key: token_type DPoP, cnf.jkt in the access token, and a refresh token that
-only a proof by the same key redeems (another key: 400 invalid_grant, session
-kept).
+of every grant (ES256 or EdDSA, typ dpop+jwt, public jwk, htm, htu, iat within
+--dpop-max-age, a jti never seen before) and binds the tokens to its key:
+token_type DPoP, cnf.jkt in the access token, and a refresh token that only a
+proof by the same key redeems (another key: 400 invalid_grant, session kept).
 Bad proofs: 400 invalid_dpop_proof. The API then wants Authorization: DPoP
 <token> plus a proof with ath = base64url(SHA-256(token)) by the bound key; bad
 proofs get 401 WWW-Authenticate: DPoP error=\"invalid_dpop_proof\", and a bound
@@ -339,7 +340,7 @@ tokenkeeper reference server listening on {base}
 Login (any contract)
   POST {base}/login              {{\"username\",\"password\",\"style\"}}  style: oauth2|json|header|cookie
 Refresh contracts
-  oauth2  POST {base}/oauth2/token     grant_type=password | grant_type=refresh_token (form)
+  oauth2  POST {base}/oauth2/token     grant_type=password | refresh_token | client_credentials (form)
   json    POST {base}/refresh/token    {{\"refreshToken\"}}
   header  POST {base}/api/refresh-token  Authorization-refresh: Bearer <refresh>  (tokens back {header_form})
   cookie  POST {base}/v3/jwt/reissue   cookie tk_refresh

@@ -122,10 +122,10 @@ pub struct ServerConfig {
 
 /// How the server speaks DPoP (RFC 9449): sender-constrained tokens.
 ///
-/// With DPoP on, `POST /oauth2/token` verifies the `DPoP` proof (ES256 or EdDSA) of password and refresh
-/// grants and issues tokens bound to the proof's key: `token_type: "DPoP"`, an access token
-/// whose `cnf.jkt` is the key's RFC 7638 thumbprint, and a refresh token that only a proof
-/// signed by the same key can redeem. The protected API accepts such a token only as
+/// With DPoP on, `POST /oauth2/token` verifies the `DPoP` proof (ES256 or EdDSA) of every
+/// grant (password, refresh token, client credentials) and issues tokens bound to the proof's
+/// key: `token_type: "DPoP"`, an access token whose `cnf.jkt` is the key's RFC 7638
+/// thumbprint, and a refresh token that only a proof signed by the same key can redeem. The protected API accepts such a token only as
 /// `Authorization: DPoP <token>` with a proof carrying `ath`. The other three contracts and
 /// `POST /login` ignore DPoP and keep issuing bearer tokens.
 ///
@@ -146,7 +146,7 @@ pub struct ServerConfig {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DpopConfig {
-    /// A password or refresh grant without a `DPoP` proof is refused (`400
+    /// A grant without a `DPoP` proof is refused (`400
     /// invalid_dpop_proof`). When false, such a grant gets bearer tokens, as a server that
     /// offers DPoP without demanding it does. Default true.
     pub required: bool,

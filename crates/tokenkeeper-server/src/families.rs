@@ -317,6 +317,32 @@ impl Families {
         now: Instant,
         jkt: Option<&str>,
     ) -> Result<LoginOutcome, jsonwebtoken::errors::Error> {
+        self.start(sub, style, minter, now, jkt, self.limits.refresh_ttl)
+    }
+
+    /// Like [`Families::login`] for a grant that gets no refresh token (client credentials):
+    /// the family's refresh token is expired from the start and never handed out, so the
+    /// family dies with its access token and is pruned like any other.
+    pub(crate) fn login_without_refresh(
+        &self,
+        sub: &str,
+        style: Style,
+        minter: &TokenMinter,
+        now: Instant,
+        jkt: Option<&str>,
+    ) -> Result<LoginOutcome, jsonwebtoken::errors::Error> {
+        self.start(sub, style, minter, now, jkt, Duration::ZERO)
+    }
+
+    fn start(
+        &self,
+        sub: &str,
+        style: Style,
+        minter: &TokenMinter,
+        now: Instant,
+        jkt: Option<&str>,
+        refresh_ttl: Duration,
+    ) -> Result<LoginOutcome, jsonwebtoken::errors::Error> {
         let mut inner = self.write();
         self.maybe_prune(&mut inner, now);
         if let Err(retry_after) = self.room(&mut inner, now) {
@@ -334,7 +360,7 @@ impl Families {
             Family {
                 sub: sub.into(),
                 generation: 0,
-                refresh_expires_at: after(now, self.limits.refresh_ttl),
+                refresh_expires_at: after(now, refresh_ttl),
                 access_expires_at: after(now, minter.access_ttl()),
                 revoked_at: None,
                 last_rotation: None,

@@ -88,7 +88,8 @@ pub struct DpopStats {
 /// single instant; once the server is quiet it is exact.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
-    /// Successful logins (`POST /login` and oauth2 `grant_type=password`).
+    /// Successful logins (`POST /login`, oauth2 `grant_type=password` and
+    /// `grant_type=client_credentials`).
     pub logins: u64,
     /// Logins refused with 503 because the session table was full of live sessions
     /// ([`ServerConfig::max_families`](crate::ServerConfig::max_families)).

@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod bad_input;
+mod client_credentials;
 mod common;
 mod concurrency;
 mod connections;

@@ -3,7 +3,7 @@
 
 mod api;
 mod concurrency;
-mod encoder;
+pub mod encoder;
 mod nonces;
 mod replay;
 mod token_endpoint;
