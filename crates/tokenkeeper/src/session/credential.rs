@@ -22,6 +22,11 @@ pub struct Credential {
     /// generations ran ahead of the store's (earlier logins): store comparisons use this one.
     pub(crate) store_generation: u64,
     login: u64,
+    /// The login's tag as the store knows it ([`StoredTokens::login`]): what tells another
+    /// process's sign-in from a refresh of this login when a stored pair is adopted.
+    ///
+    /// [`StoredTokens::login`]: crate::store::StoredTokens::login
+    pub(crate) store_login: Option<u64>,
     tokens: TokenSet,
     header: HeaderValue,
     pub(crate) schedule: Schedule,
@@ -60,6 +65,7 @@ impl Credential {
         generation: u64,
         store_generation: u64,
         login: u64,
+        store_login: Option<u64>,
         schedule: Schedule,
     ) -> Result<Self, Unusable> {
         #[cfg(feature = "dpop")]
@@ -90,6 +96,7 @@ impl Credential {
             generation,
             store_generation,
             login,
+            store_login,
             tokens,
             header,
             schedule,
