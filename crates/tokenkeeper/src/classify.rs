@@ -944,4 +944,52 @@ mod tests {
             proptest::prop_assert!(verdict != Verdict::Refresh || status == 401);
         }
     }
+
+    /// The gRPC rule.
+    mod grpc_rule {
+        #![allow(clippy::unwrap_used)]
+
+        use crate::classify::rules::grpc_unauthenticated;
+        use crate::classify::{Classifier, ResponseView, Verdict};
+        use http::{HeaderMap, HeaderValue, StatusCode};
+
+        const GRPC_STATUS: &str = "grpc-status";
+
+        fn verdict(
+            classifier: &Classifier,
+            status: u16,
+            grpc_status: Option<&'static str>,
+        ) -> Verdict {
+            let mut headers = HeaderMap::new();
+            if let Some(code) = grpc_status {
+                headers.insert(GRPC_STATUS, HeaderValue::from_static(code));
+            }
+            let status = StatusCode::from_u16(status).unwrap();
+            classifier.classify(&ResponseView {
+                status,
+                headers: &headers,
+                body: &[],
+            })
+        }
+
+        #[test]
+        fn trailers_only_unauthenticated_refreshes_without_reading_the_body() {
+            let classifier = Classifier::well_known().rule(grpc_unauthenticated());
+            assert!(classifier.is_candidate(StatusCode::OK));
+            assert!(!classifier.needs_body(StatusCode::OK));
+            assert_eq!(verdict(&classifier, 200, Some("16")), Verdict::Refresh);
+            assert_eq!(verdict(&classifier, 200, Some("0")), Verdict::Accept);
+            assert_eq!(verdict(&classifier, 200, Some("7")), Verdict::Accept);
+            assert_eq!(verdict(&classifier, 200, Some("160")), Verdict::Accept);
+            assert_eq!(verdict(&classifier, 200, None), Verdict::Accept);
+            // Plain HTTP refusals keep their meaning.
+            assert_eq!(verdict(&classifier, 401, None), Verdict::Refresh);
+            assert_eq!(verdict(&classifier, 500, Some("16")), Verdict::Accept);
+        }
+
+        #[test]
+        fn without_the_rule_200_stays_off_the_classifier() {
+            assert!(!Classifier::default().is_candidate(StatusCode::OK));
+        }
+    }
 }
