@@ -91,19 +91,18 @@ pub mod adapter;
 pub mod classify;
 mod error;
 mod event;
+mod extensions;
 mod jwt;
-mod markers;
 mod origin;
 pub mod refresh;
 mod session;
 pub mod store;
 mod token;
 mod untrusted;
-mod www_authenticate;
 
 pub use error::{Error, LogoutReason};
 pub use event::Event;
-pub use markers::NoAuth;
+pub use extensions::NoAuth;
 pub use session::{
     Credential, InvalidTokenPolicy, Proactive, RefreshMode, Session, SessionBuilder, SessionStats,
     Status,

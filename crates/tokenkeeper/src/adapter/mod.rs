@@ -28,7 +28,7 @@ mod response_body;
 pub mod tower;
 
 use crate::classify::{Classifier, ResponseView, Verdict};
-use crate::markers::NoAuth;
+use crate::extensions::NoAuth;
 use crate::session::Credential;
 use bytes::Bytes;
 use http::header::AUTHORIZATION;

@@ -32,7 +32,7 @@ mod replay;
 use super::{attach, classify_head, classify_with_body, opted_out};
 use crate::classify::Verdict;
 use crate::error::Error;
-use crate::markers::Retried;
+use crate::extensions::Retried;
 use crate::origin::{Decision, same_origin};
 use crate::session::{AfterResponse, Credential, RouteKey, Session};
 use http::Extensions;

@@ -1,5 +1,5 @@
 use super::cookie_syntax::{default_path, is_cookie_name, is_cookie_value, set_cookie_scope};
-use super::http::{Answer, Endpoint, plain_client, string_at};
+use super::endpoint::{Answer, Endpoint, plain_client, string_at};
 use super::json::checked;
 use super::{RefreshError, Refresher};
 use crate::TokenSet;

@@ -1,4 +1,4 @@
-use super::http::{Answer, Endpoint};
+use super::endpoint::{Answer, Endpoint};
 use super::json::checked;
 use super::{RefreshError, Refresher};
 use crate::TokenSet;

@@ -1,4 +1,4 @@
-use super::http::{Answer, Endpoint, string_at};
+use super::endpoint::{Answer, Endpoint, string_at};
 use super::{RefreshError, Refresher};
 use crate::TokenSet;
 use crate::error::Error;

@@ -85,9 +85,9 @@ mod cookie_syntax;
 #[cfg(feature = "reqwest")]
 mod discovery;
 #[cfg(feature = "reqwest")]
-mod header;
+mod endpoint;
 #[cfg(feature = "reqwest")]
-mod http;
+mod header;
 #[cfg(feature = "reqwest")]
 mod json;
 #[cfg(feature = "reqwest")]

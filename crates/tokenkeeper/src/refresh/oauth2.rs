@@ -2,7 +2,7 @@ use super::client_auth::ClientAuth;
 #[cfg(feature = "private-key-jwt")]
 use super::client_auth::assertion::ClientKey;
 use super::discovery::{DiscoveryError, ProviderMetadata};
-use super::http::Endpoint;
+use super::endpoint::Endpoint;
 use super::token_endpoint::TokenEndpoint;
 use super::{RefreshError, Refresher};
 use crate::TokenSet;

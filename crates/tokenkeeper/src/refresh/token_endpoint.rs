@@ -3,7 +3,7 @@
 
 use super::RefreshError;
 use super::client_auth::ClientIdentity;
-use super::http::{Answer, Endpoint, string_at};
+use super::endpoint::{Answer, Endpoint, string_at};
 use crate::TokenSet;
 use secrecy::{ExposeSecret, SecretString};
 

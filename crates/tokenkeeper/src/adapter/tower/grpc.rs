@@ -7,7 +7,7 @@ use super::replay_body::{Drained, ReplayBody, clone_frames, drain_ready};
 use crate::Session;
 use crate::adapter::response_body::ResponseBody;
 use crate::error::Error;
-use crate::markers::NoAuth;
+use crate::extensions::NoAuth;
 use crate::origin::Decision;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};

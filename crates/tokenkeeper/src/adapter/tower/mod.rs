@@ -79,7 +79,7 @@ use std::task::{Context, Poll};
 use tower::{Layer, Service};
 use url::Url;
 
-use crate::markers::Retried;
+use crate::extensions::Retried;
 
 /// How an [`AuthService`] treats requests, shared by all its clones.
 #[derive(Debug, Clone)]
