@@ -89,6 +89,7 @@
 #[cfg(any(feature = "reqwest", feature = "tower"))]
 pub mod adapter;
 pub mod classify;
+mod config_error;
 mod error;
 mod event;
 mod extensions;
@@ -100,6 +101,7 @@ pub mod store;
 mod token;
 mod untrusted;
 
+pub use config_error::ConfigError;
 pub use error::{Error, LogoutReason};
 pub use event::Event;
 pub use extensions::NoAuth;

@@ -34,6 +34,7 @@ pub use status::Status;
 
 use crate::TokenSet;
 use crate::classify::Classifier;
+use crate::config_error::ConfigError;
 use crate::error::{Error, LogoutReason};
 use crate::event::Event;
 use crate::origin::{Decision, OriginPolicy};
@@ -408,7 +409,7 @@ impl Session {
             generation,
             schedule,
         )
-        .ok_or_else(|| Error::Config("the access token is not a valid header value".into()))?;
+        .ok_or_else(|| ConfigError::new("the access token is not a valid header value"))?;
         let credential = Arc::new(credential);
         let saved = inner
             .bounded(
@@ -447,9 +448,7 @@ impl Session {
             generation,
             schedule,
         )
-        .ok_or_else(|| {
-            Error::Config("the stored access token is not a valid header value".into())
-        })?;
+        .ok_or_else(|| ConfigError::new("the stored access token is not a valid header value"))?;
         inner.store_in_sync.store(true, Relaxed);
         inner.publish(Arc::new(credential), Event::SignedIn { generation });
         Ok(true)

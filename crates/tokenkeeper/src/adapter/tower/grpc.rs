@@ -6,6 +6,7 @@
 use super::replay_body::{Drained, ReplayBody, clone_frames, drain_ready};
 use crate::Session;
 use crate::adapter::response_body::ResponseBody;
+use crate::config_error::ConfigError;
 use crate::error::Error;
 use crate::extensions::NoAuth;
 use crate::origin::Decision;
@@ -72,7 +73,7 @@ impl Session {
     /// interceptor does not see where a call goes, so the origin is checked here, once.
     pub fn interceptor(&self, origin: &str) -> Result<SnapshotInterceptor, Error> {
         let url = url::Url::parse(origin)
-            .map_err(|e| Error::Config(format!("`{origin}` is not a URL: {e}")))?;
+            .map_err(|e| ConfigError::new(format!("`{origin}` is not a URL: {e}")))?;
         match self.decide(&url) {
             Decision::Attach => Ok(SnapshotInterceptor {
                 session: self.clone(),
@@ -80,10 +81,11 @@ impl Session {
             Decision::Insecure => Err(Error::InsecureTransport {
                 origin: url.origin().ascii_serialization(),
             }),
-            Decision::PassThrough => Err(Error::Config(format!(
+            Decision::PassThrough => Err(ConfigError::new(format!(
                 "the session does not attach tokens to `{}`",
                 url.origin().ascii_serialization()
-            ))),
+            ))
+            .into()),
         }
     }
 }
@@ -143,7 +145,7 @@ mod tests {
             Code::Unauthenticated
         );
         assert_eq!(code(Error::RefreshCancelled), Code::Unavailable);
-        assert_eq!(code(Error::Config("x".into())), Code::Internal);
+        assert_eq!(code(crate::ConfigError::new("x").into()), Code::Internal);
         let status = Status::from(Error::LoginRequired);
         assert!(matches!(
             super::super::auth_error(&status),

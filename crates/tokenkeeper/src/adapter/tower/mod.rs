@@ -68,6 +68,7 @@ pub use replay_body::{DEFAULT_REPLAY_LIMIT, ReplayBody};
 
 use super::{attach, classify_head, classify_with_body, opted_out};
 use crate::classify::Verdict;
+use crate::config_error::ConfigError;
 use crate::error::Error;
 use crate::origin::Decision;
 use crate::session::{AfterResponse, RouteKey, Session};
@@ -118,9 +119,9 @@ impl AuthLayer {
     /// Requests whose URI is only a path (`/pkg.Service/Method`, as tonic's generated clients
     /// send them into a `Channel`) are taken to go to `origin` (e.g. the URL the channel
     /// connects to), and get the token if the session attaches to that origin.
-    pub fn relative_to(mut self, origin: &str) -> Result<Self, Error> {
+    pub fn relative_to(mut self, origin: &str) -> Result<Self, ConfigError> {
         let url = Url::parse(origin)
-            .map_err(|e| Error::Config(format!("`{origin}` is not a URL: {e}")))?;
+            .map_err(|e| ConfigError::new(format!("`{origin}` is not a URL: {e}")))?;
         Arc::make_mut(&mut self.config).relative_to = Some(url);
         Ok(self)
     }
@@ -354,11 +355,12 @@ impl<S> Call<S> {
             _ => match &self.config.relative_to {
                 Some(url) => url.clone(),
                 None => {
-                    return Err(Error::Config(format!(
+                    return Err(ConfigError::new(format!(
                         "the request URI `{}` has no origin: set AuthLayer::relative_to to the \
                          origin the inner service sends to",
                         uri.path()
-                    )));
+                    ))
+                    .into());
                 }
             },
         };
