@@ -37,7 +37,7 @@ use crate::classify::Classifier;
 use crate::config_error::ConfigError;
 use crate::error::{Error, LogoutReason};
 use crate::event::Event;
-use crate::origin::{Decision, OriginPolicy};
+use crate::origin::OriginPolicy;
 use crate::refresh::Refresher;
 use crate::store::{StoreError, StoredTokens, TokenStore};
 use arc_swap::ArcSwap;
@@ -597,14 +597,6 @@ impl Session {
     /// The session's counters.
     pub fn stats(&self) -> SessionStats {
         self.inner.counters.snapshot()
-    }
-
-    pub(crate) fn decide(&self, url: &url::Url) -> Decision {
-        self.inner.origins.decide(url)
-    }
-
-    pub(crate) fn classifier(&self) -> &Classifier {
-        &self.inner.classifier
     }
 
     pub(crate) fn counters(&self) -> &Counters {
