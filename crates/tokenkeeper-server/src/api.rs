@@ -35,7 +35,7 @@ use crate::extract::{self, RawBody, bearer};
 use crate::faults::delay;
 use crate::state::{AppState, Shared};
 use crate::stats::bump;
-use crate::tokens::{AccessCheck, AccessClaims, Style, unix_now};
+use crate::tokens::{AccessCheck, AccessClaims, Contract, unix_now};
 
 const REALM: HeaderValue = HeaderValue::from_static("Bearer realm=\"tokenkeeper\"");
 const OAUTH2_EXPIRED: &str = "The access token expired";
@@ -44,8 +44,8 @@ const OAUTH2_INVALID: &str = "The access token is invalid";
 /// What the bearer token of a request is worth.
 enum Verdict {
     Ok(AccessClaims),
-    Expired(Style),
-    Invalid(Style),
+    Expired(Contract),
+    Invalid(Contract),
     Missing,
 }
 
@@ -54,7 +54,7 @@ fn verdict(shared: &Shared, headers: &HeaderMap) -> Verdict {
         return Verdict::Missing;
     };
     match shared.minter.check(token, unix_now()) {
-        AccessCheck::Invalid(style) => Verdict::Invalid(style),
+        AccessCheck::Invalid(contract) => Verdict::Invalid(contract),
         AccessCheck::Valid(claims) | AccessCheck::Expired(claims)
             if !shared.families.is_active(&claims.fam) =>
         {
@@ -65,10 +65,10 @@ fn verdict(shared: &Shared, headers: &HeaderMap) -> Verdict {
     }
 }
 
-/// The 401 for a token of `style`, expired or invalid.
-fn refused(style: Style, expired: bool) -> Response {
-    let mut response = match style {
-        Style::OAuth2 => {
+/// The 401 for a token of `contract`, expired or invalid.
+fn refused(contract: Contract, expired: bool) -> Response {
+    let mut response = match contract {
+        Contract::OAuth2 => {
             let description = if expired {
                 OAUTH2_EXPIRED
             } else {
@@ -83,7 +83,7 @@ fn refused(style: Style, expired: bool) -> Response {
             response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
             return response;
         }
-        Style::Json => {
+        Contract::Json => {
             let message = if expired {
                 "TokenExpiredError"
             } else {
@@ -95,7 +95,7 @@ fn refused(style: Style, expired: bool) -> Response {
             )
                 .into_response()
         }
-        Style::Header => {
+        Contract::Header => {
             let text = if expired {
                 "ExpiredToken"
             } else {
@@ -103,7 +103,7 @@ fn refused(style: Style, expired: bool) -> Response {
             };
             (StatusCode::UNAUTHORIZED, text).into_response()
         }
-        Style::Cookie => {
+        Contract::Cookie => {
             let code = if expired {
                 "EXPIRED_TOKEN"
             } else {
@@ -123,16 +123,16 @@ fn refused(style: Style, expired: bool) -> Response {
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
-    Expired(Style),
-    Invalid(Style),
+    Expired(Contract),
+    Invalid(Contract),
     Missing,
 }
 
 impl Refusal {
     fn response(self) -> Response {
         match self {
-            Refusal::Expired(style) => refused(style, true),
-            Refusal::Invalid(style) => refused(style, false),
+            Refusal::Expired(contract) => refused(contract, true),
+            Refusal::Invalid(contract) => refused(contract, false),
             Refusal::Missing => {
                 let mut response = json_error(
                     StatusCode::UNAUTHORIZED,
@@ -151,13 +151,13 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, Refus
     let counters = &shared.counters;
     match verdict(shared, headers) {
         Verdict::Ok(claims) => Ok(claims),
-        Verdict::Expired(style) => {
+        Verdict::Expired(contract) => {
             bump(&counters.api_401_expired);
-            Err(Refusal::Expired(style))
+            Err(Refusal::Expired(contract))
         }
-        Verdict::Invalid(style) => {
+        Verdict::Invalid(contract) => {
             bump(&counters.api_401_invalid);
-            Err(Refusal::Invalid(style))
+            Err(Refusal::Invalid(contract))
         }
         Verdict::Missing => {
             bump(&counters.api_401_missing);

@@ -43,7 +43,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::refresh_tokens::{FamilyId, RefreshTokens};
-use crate::tokens::{IssuedPair, Style, TokenMinter};
+use crate::tokens::{Contract, IssuedPair, TokenMinter};
 
 /// Why a refresh was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -296,11 +296,11 @@ impl Families {
         Err(first_death.and_then(until))
     }
 
-    /// Starts a family for `sub` and issues its first pair in `style`, if there is room.
+    /// Starts a family for `sub` and issues its first pair in `contract`, if there is room.
     pub(crate) fn login(
         &self,
         sub: &str,
-        style: Style,
+        contract: Contract,
         minter: &TokenMinter,
         now: Instant,
     ) -> Result<LoginOutcome, jsonwebtoken::errors::Error> {
@@ -314,7 +314,7 @@ impl Families {
             // 96 random bits: a collision is all but impossible, but never merge two sessions.
             id = FamilyId::random();
         }
-        let access_token = minter.mint_access(sub, &id.encode(), style)?;
+        let access_token = minter.mint_access(sub, &id.encode(), contract)?;
         let refresh_token = self.refresh_tokens.issue(&id, 0);
         inner.families.insert(
             id,
@@ -333,11 +333,11 @@ impl Families {
         }))
     }
 
-    /// Decides a refresh with `token`; a rotation issues tokens in `style`.
+    /// Decides a refresh with `token`; a rotation issues tokens in `contract`.
     pub(crate) fn refresh(
         &self,
         token: &str,
-        style: Style,
+        contract: Contract,
         minter: &TokenMinter,
         now: Instant,
     ) -> Result<RefreshOutcome, jsonwebtoken::errors::Error> {
@@ -369,7 +369,7 @@ impl Families {
                 // 2^64 rotations: the family has outlived any TTL. Never wrap around.
                 return Ok(reject(RejectReason::Expired));
             };
-            let access_token = minter.mint_access(&family.sub, &id.encode(), style)?;
+            let access_token = minter.mint_access(&family.sub, &id.encode(), contract)?;
             let pair = Arc::new(IssuedPair {
                 access_token,
                 refresh_token: self.refresh_tokens.issue(&id, next),
@@ -477,7 +477,7 @@ mod tests {
     }
 
     fn login(families: &Families, minter: &TokenMinter, now: Instant) -> IssuedPair {
-        issued(families.login("demo", Style::Json, minter, now).unwrap())
+        issued(families.login("demo", Contract::Json, minter, now).unwrap())
     }
 
     fn rotated(outcome: RefreshOutcome) -> Arc<IssuedPair> {
@@ -511,27 +511,27 @@ mod tests {
 
         let second = rotated(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
         );
         assert_eq!(family_of(&minter, &second.access_token), fam);
 
         let reuse = families
-            .refresh(&first.refresh_token, Style::Json, &minter, now)
+            .refresh(&first.refresh_token, Contract::Json, &minter, now)
             .unwrap();
         assert_eq!(reuse, rejected(RejectReason::Reuse, true));
         assert!(!families.is_active(&fam));
         // Reusing again is still reuse, but the family is revoked only once.
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
             rejected(RejectReason::Reuse, false)
         );
         // The current token of the revoked family is refused as revoked.
         assert_eq!(
             families
-                .refresh(&second.refresh_token, Style::Json, &minter, now)
+                .refresh(&second.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
             rejected(RejectReason::Revoked, false)
         );
@@ -546,7 +546,7 @@ mod tests {
         for _ in 0..1000 {
             current = rotated(
                 families
-                    .refresh(&current, Style::Json, &minter, now)
+                    .refresh(&current, Contract::Json, &minter, now)
                     .unwrap(),
             )
             .refresh_token
@@ -554,7 +554,7 @@ mod tests {
         }
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -568,16 +568,20 @@ mod tests {
             ..limits()
         });
         let now = Instant::now();
-        let first = issued(families.login("demo", Style::OAuth2, &minter, now).unwrap());
+        let first = issued(
+            families
+                .login("demo", Contract::OAuth2, &minter, now)
+                .unwrap(),
+        );
         let second = rotated(
             families
-                .refresh(&first.refresh_token, Style::OAuth2, &minter, now)
+                .refresh(&first.refresh_token, Contract::OAuth2, &minter, now)
                 .unwrap(),
         );
         let replay = families
             .refresh(
                 &first.refresh_token,
-                Style::OAuth2,
+                Contract::OAuth2,
                 &minter,
                 now + Duration::from_secs(1),
             )
@@ -586,7 +590,7 @@ mod tests {
         let again = families
             .refresh(
                 &first.refresh_token,
-                Style::OAuth2,
+                Contract::OAuth2,
                 &minter,
                 now + Duration::from_secs(2),
             )
@@ -603,12 +607,12 @@ mod tests {
         let now = Instant::now();
         let first = login(&families, &minter, now);
         families
-            .refresh(&first.refresh_token, Style::Json, &minter, now)
+            .refresh(&first.refresh_token, Contract::Json, &minter, now)
             .unwrap();
         let late = families
             .refresh(
                 &first.refresh_token,
-                Style::Json,
+                Contract::Json,
                 &minter,
                 now + Duration::from_secs(10),
             )
@@ -618,18 +622,18 @@ mod tests {
         let a = login(&families, &minter, now);
         let b = rotated(
             families
-                .refresh(&a.refresh_token, Style::Json, &minter, now)
+                .refresh(&a.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
         );
         rotated(
             families
-                .refresh(&b.refresh_token, Style::Json, &minter, now)
+                .refresh(&b.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
         );
         // `a` is two rotations back: not the immediately previous token.
         assert_eq!(
             families
-                .refresh(&a.refresh_token, Style::Json, &minter, now)
+                .refresh(&a.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -647,7 +651,7 @@ mod tests {
             families
                 .refresh(
                     &pair.refresh_token,
-                    Style::Json,
+                    Contract::Json,
                     &minter,
                     now + Duration::from_secs(1)
                 )
@@ -655,7 +659,9 @@ mod tests {
             rejected(RejectReason::Expired, false)
         );
         assert_eq!(
-            families.refresh("nope", Style::Json, &minter, now).unwrap(),
+            families
+                .refresh("nope", Contract::Json, &minter, now)
+                .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
         let fam = family_of(&minter, &pair.access_token);
@@ -663,7 +669,7 @@ mod tests {
         assert!(!families.is_active(&fam));
         assert_eq!(
             families
-                .refresh(&pair.refresh_token, Style::Json, &minter, now)
+                .refresh(&pair.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
@@ -691,7 +697,7 @@ mod tests {
         let expired = start + MINUTE;
         assert_eq!(
             families
-                .refresh(&pairs[0].refresh_token, Style::Json, &minter, expired)
+                .refresh(&pairs[0].refresh_token, Contract::Json, &minter, expired)
                 .unwrap(),
             rejected(RejectReason::Expired, false)
         );
@@ -704,7 +710,7 @@ mod tests {
         assert_eq!(families.pruned(), 100);
         assert_eq!(
             families
-                .refresh(&pairs[1].refresh_token, Style::Json, &minter, later)
+                .refresh(&pairs[1].refresh_token, Contract::Json, &minter, later)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
@@ -722,7 +728,7 @@ mod tests {
             now += Duration::from_secs(50);
             current = rotated(
                 families
-                    .refresh(&current, Style::Json, &minter, now)
+                    .refresh(&current, Contract::Json, &minter, now)
                     .unwrap(),
             )
             .refresh_token
@@ -732,7 +738,7 @@ mod tests {
         assert_eq!(families.pruned(), 0);
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -781,7 +787,7 @@ mod tests {
         // token expires 60 s after its login).
         let at = start + Duration::from_secs(30);
         assert_eq!(
-            families.login("demo", Style::Json, &minter, at).unwrap(),
+            families.login("demo", Contract::Json, &minter, at).unwrap(),
             LoginOutcome::Full {
                 retry_after: Some(Duration::from_secs(30))
             }
@@ -789,7 +795,7 @@ mod tests {
         // The live families are untouched and keep working.
         let next = rotated(
             families
-                .refresh(&pairs[2].refresh_token, Style::Json, &minter, at)
+                .refresh(&pairs[2].refresh_token, Contract::Json, &minter, at)
                 .unwrap(),
         );
         // A logout frees a place at once, whatever the retention.
@@ -800,7 +806,7 @@ mod tests {
         // Full again; once the second family's refresh token expired (and its access token),
         // the next login evicts it, within its retention.
         assert!(matches!(
-            families.login("demo", Style::Json, &minter, at).unwrap(),
+            families.login("demo", Contract::Json, &minter, at).unwrap(),
             LoginOutcome::Full { .. }
         ));
         let dead = start + Duration::from_secs(61);
@@ -808,19 +814,19 @@ mod tests {
         assert_eq!(families.len(), 3);
         assert_eq!(
             families
-                .refresh(&pairs[1].refresh_token, Style::Json, &minter, dead)
+                .refresh(&pairs[1].refresh_token, Contract::Json, &minter, dead)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
         // The refreshed family was never evicted, and reuse is still detected in it.
         rotated(
             families
-                .refresh(&next.refresh_token, Style::Json, &minter, dead)
+                .refresh(&next.refresh_token, Contract::Json, &minter, dead)
                 .unwrap(),
         );
         assert_eq!(
             families
-                .refresh(&pairs[2].refresh_token, Style::Json, &minter, dead)
+                .refresh(&pairs[2].refresh_token, Contract::Json, &minter, dead)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -838,7 +844,7 @@ mod tests {
         families.revoke(&pair.refresh_token, start);
         assert_eq!(
             families
-                .login("demo", Style::Json, &minter, start + MINUTE)
+                .login("demo", Contract::Json, &minter, start + MINUTE)
                 .unwrap(),
             LoginOutcome::Full { retry_after: None }
         );
@@ -854,7 +860,7 @@ mod tests {
         let first = login(&families, &minter, start);
         rotated(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, start)
+                .refresh(&first.refresh_token, Contract::Json, &minter, start)
                 .unwrap(),
         );
         assert!(
@@ -886,7 +892,7 @@ mod tests {
         let pair = login(&families, &minter, now);
         rotated(
             families
-                .refresh(&pair.refresh_token, Style::Json, &minter, now)
+                .refresh(&pair.refresh_token, Contract::Json, &minter, now)
                 .unwrap(),
         );
         families.revoke(&pair.refresh_token, now);

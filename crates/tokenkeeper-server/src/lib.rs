@@ -70,4 +70,4 @@ pub use routes::router;
 pub use server::{ServerHandle, start};
 pub use state::AppState;
 pub use stats::{RejectedCounts, Stats};
-pub use tokens::{AccessClaims, Style, UnknownStyle};
+pub use tokens::{AccessClaims, Contract, UnknownContract};

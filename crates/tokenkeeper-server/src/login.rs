@@ -31,7 +31,7 @@ use crate::families::LoginOutcome;
 use crate::faults::delay;
 use crate::state::{AppState, Shared};
 use crate::stats::bump;
-use crate::tokens::{IssuedPair, Style, seconds_json};
+use crate::tokens::{Contract, IssuedPair, seconds_json};
 
 /// Why a login failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,16 +53,16 @@ pub(crate) async fn authenticate(
     shared: &Shared,
     username: &str,
     password: &str,
-    style: Style,
+    contract: Contract,
 ) -> Result<IssuedPair, LoginFailure> {
     let result = if shared.check_credentials(username, password) {
         match shared
             .families
-            .login(username, style, &shared.minter, Instant::now())
+            .login(username, contract, &shared.minter, Instant::now())
         {
             Ok(LoginOutcome::Issued(pair)) => {
                 bump(&shared.counters.logins);
-                tracing::debug!(%style, "login");
+                tracing::debug!(%contract, "login");
                 Ok(pair)
             }
             Ok(LoginOutcome::Full { retry_after }) => {
@@ -88,7 +88,7 @@ struct LoginRequest {
     username: String,
     password: String,
     #[serde(default)]
-    style: Option<Style>,
+    style: Option<Contract>,
 }
 
 #[derive(Serialize)]
@@ -110,7 +110,7 @@ pub(crate) async fn login(
         Ok(request) => request,
         Err(bad) => return bad.response(),
     };
-    let style = request.style.unwrap_or(Style::Json);
+    let style = request.style.unwrap_or(Contract::Json);
     match authenticate(shared, &request.username, &request.password, style).await {
         Ok(pair) => {
             let mut response = Json(LoginResponse {

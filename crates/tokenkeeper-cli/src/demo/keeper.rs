@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokenkeeper::classify::Classifier;
 use tokenkeeper::refresh::{self, Refresher};
 use tokenkeeper::{RefreshMode, Session, SessionStats, TokenSet};
-use tokenkeeper_server::Style;
+use tokenkeeper_server::Contract;
 
 /// A [`Session`] and a client that goes through its middleware.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ impl Keeper {
         let tokens = TokenSet::from_response(&login.body).context("reading the login tokens")?;
         let tokens = match self.wire.style() {
             // The cookie contract's refresh token lives in the jar only.
-            Style::Cookie => tokens.with_refresh_secret(None),
+            Contract::Cookie => tokens.with_refresh_secret(None),
             _ => tokens,
         };
         self.session.sign_in(tokens).await?;
@@ -99,10 +99,10 @@ fn classify_error(error: &reqwest_middleware::Error) -> Failure {
 fn strategy(wire: &Wire) -> anyhow::Result<Arc<dyn Refresher>> {
     let url = wire.refresh_url();
     Ok(match wire.style() {
-        Style::OAuth2 => Arc::new(refresh::OAuth2::new(&url)?.client_id("demo")),
-        Style::Json => Arc::new(refresh::Json::new(&url)?),
-        Style::Header => Arc::new(refresh::Header::new(&url)?),
-        Style::Cookie => Arc::new(refresh::Cookie::new(&url, wire.jar())?),
+        Contract::OAuth2 => Arc::new(refresh::OAuth2::new(&url)?.client_id("demo")),
+        Contract::Json => Arc::new(refresh::Json::new(&url)?),
+        Contract::Header => Arc::new(refresh::Header::new(&url)?),
+        Contract::Cookie => Arc::new(refresh::Cookie::new(&url, wire.jar())?),
     })
 }
 

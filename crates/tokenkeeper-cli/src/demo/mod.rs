@@ -26,14 +26,14 @@ pub use run::RunReport;
 use crate::progress::Progress;
 use serde::Serialize;
 use std::time::Duration;
-use tokenkeeper_server::Style;
+use tokenkeeper_server::Contract;
 
 /// Everything a demo run is configured by.
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoConfig {
     /// The refresh contract every client speaks.
     #[serde(serialize_with = "serialize_style")]
-    pub style: Style,
+    pub style: Contract,
     /// The load.
     #[serde(skip)]
     pub storm: storm::Storm,
@@ -62,14 +62,17 @@ fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S:
     serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
 }
 
-fn serialize_style<S: serde::Serializer>(style: &Style, serializer: S) -> Result<S::Ok, S::Error> {
+fn serialize_style<S: serde::Serializer>(
+    style: &Contract,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(style.as_str())
 }
 
 impl Default for DemoConfig {
     fn default() -> Self {
         Self {
-            style: Style::Json,
+            style: Contract::Json,
             storm: storm::Storm {
                 users: 200,
                 duration: Duration::from_secs(10),

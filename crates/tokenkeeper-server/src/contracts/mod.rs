@@ -14,7 +14,7 @@ use crate::families::{RefreshOutcome, RejectReason};
 use crate::faults::delay;
 use crate::state::Shared;
 use crate::stats::bump;
-use crate::tokens::{IssuedPair, Style};
+use crate::tokens::{Contract, IssuedPair};
 
 /// How a refresh request ended, for the contract to word.
 #[derive(Debug)]
@@ -37,19 +37,19 @@ pub(crate) enum Refreshed<E> {
 pub(crate) async fn run_refresh<E>(
     shared: &Shared,
     token: Result<&str, E>,
-    style: Style,
+    contract: Contract,
 ) -> Refreshed<E> {
     let counters = &shared.counters;
     bump(&counters.refresh_calls);
     if shared.faults.hang() {
         bump(&counters.refresh_hangs);
-        tracing::debug!(%style, "refresh request left hanging (fault injection)");
+        tracing::debug!(%contract, "refresh request left hanging (fault injection)");
         shared.shutdown_signal().await;
         return Refreshed::Unavailable;
     }
     if shared.faults.should_fail() {
         bump(&counters.refresh_failures_injected);
-        tracing::debug!(%style, "refresh request failed (fault injection)");
+        tracing::debug!(%contract, "refresh request failed (fault injection)");
         delay(shared.latency.get().refresh).await;
         return Refreshed::Unavailable;
     }
@@ -58,26 +58,26 @@ pub(crate) async fn run_refresh<E>(
             counters.rejected(RejectReason::Malformed);
             Refreshed::BadInput(bad)
         }
-        Ok(token) => decide(shared, token, style),
+        Ok(token) => decide(shared, token, contract),
     };
     delay(shared.latency.get().refresh).await;
     result
 }
 
-fn decide<E>(shared: &Shared, token: &str, style: Style) -> Refreshed<E> {
+fn decide<E>(shared: &Shared, token: &str, contract: Contract) -> Refreshed<E> {
     let counters = &shared.counters;
     match shared
         .families
-        .refresh(token, style, &shared.minter, Instant::now())
+        .refresh(token, contract, &shared.minter, Instant::now())
     {
         Ok(RefreshOutcome::Rotated(pair)) => {
             bump(&counters.rotations);
-            tracing::debug!(%style, "refresh token rotated");
+            tracing::debug!(%contract, "refresh token rotated");
             Refreshed::Issued(pair)
         }
         Ok(RefreshOutcome::Grace(pair)) => {
             bump(&counters.grace_hits);
-            tracing::debug!(%style, "previous refresh token accepted within the grace period");
+            tracing::debug!(%contract, "previous refresh token accepted within the grace period");
             Refreshed::Issued(pair)
         }
         Ok(RefreshOutcome::Rejected {
@@ -90,9 +90,9 @@ fn decide<E>(shared: &Shared, token: &str, style: Style) -> Refreshed<E> {
             }
             if revoked_family {
                 bump(&counters.families_revoked);
-                tracing::info!(%style, "refresh token reuse detected: family revoked");
+                tracing::info!(%contract, "refresh token reuse detected: family revoked");
             } else {
-                tracing::debug!(%style, ?reason, "refresh rejected");
+                tracing::debug!(%contract, ?reason, "refresh rejected");
             }
             Refreshed::Rejected(reason)
         }

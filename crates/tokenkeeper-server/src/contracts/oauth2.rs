@@ -25,7 +25,7 @@ use crate::errors::json_error;
 use crate::extract::{self, BadBody, RawBody};
 use crate::login::{LoginFailure, authenticate, with_retry_after};
 use crate::state::{AppState, Shared};
-use crate::tokens::{IssuedPair, Style, seconds_json};
+use crate::tokens::{Contract, IssuedPair, seconds_json};
 
 #[derive(Serialize)]
 struct TokenResponse<'a> {
@@ -113,7 +113,7 @@ async fn password_grant(shared: &Shared, params: &HashMap<String, String>) -> Re
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
         return invalid_request("The parameters `username` and `password` are required");
     };
-    match authenticate(shared, username, password, Style::OAuth2).await {
+    match authenticate(shared, username, password, Contract::OAuth2).await {
         Ok(pair) => success(shared, &pair),
         Err(LoginFailure::InvalidCredentials) => error(
             StatusCode::BAD_REQUEST,
@@ -134,7 +134,7 @@ async fn password_grant(shared: &Shared, params: &HashMap<String, String>) -> Re
 
 async fn refresh_grant(shared: &Shared, params: &HashMap<String, String>) -> Response {
     let token = params.get("refresh_token").map(String::as_str).ok_or(());
-    match run_refresh(shared, token, Style::OAuth2).await {
+    match run_refresh(shared, token, Contract::OAuth2).await {
         Refreshed::Issued(pair) => success(shared, &pair),
         Refreshed::Rejected(reason) => error(
             StatusCode::BAD_REQUEST,
