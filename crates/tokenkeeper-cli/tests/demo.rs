@@ -2,8 +2,8 @@
 //! interceptor shows the problem the demo is about. No timing assertions: counts only.
 
 use std::time::Duration;
+use tokenkeeper_cli::demo::progress::Progress;
 use tokenkeeper_cli::demo::{self, DemoConfig, Kind};
-use tokenkeeper_cli::progress::Progress;
 
 fn tiny() -> DemoConfig {
     let mut config = DemoConfig::default();

@@ -27,11 +27,12 @@ pub mod rss;
 pub mod server;
 pub mod server_memory;
 pub mod server_process;
+pub mod shared_store;
 pub mod steady;
 pub mod waiters;
 
-use crate::progress::Progress;
-use crate::shared_store::{SharedStoreBench, SharedStoreFigures, StoreKind};
+use crate::bench::shared_store::{SharedStoreBench, SharedStoreFigures, StoreKind};
+use crate::demo::progress::Progress;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
@@ -186,7 +187,7 @@ pub struct BenchReport {
 
 /// Runs every part of `plan`, memory first (while the heap is still small). The shared-store
 /// processes are this binary run as its hidden worker subcommand, once per store in `stores`.
-pub async fn run(
+pub async fn run_plan(
     plan: &Plan,
     quick: bool,
     command: String,
@@ -253,7 +254,7 @@ pub async fn run(
 }
 
 /// `tokenkeeper bench` from flags to printed (and written) report.
-pub async fn execute(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let plan = if args.quick {
         Plan::quick()
     } else {
@@ -304,7 +305,7 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.redis {
         stores.push(StoreKind::Redis { url: url.clone() });
     }
-    let mut report = run(&plan, args.quick, command, &stores, &progress).await?;
+    let mut report = run_plan(&plan, args.quick, command, &stores, &progress).await?;
     report.instructions_before = before;
     let text = markdown::render(&report);
     if args.json {

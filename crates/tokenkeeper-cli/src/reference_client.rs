@@ -70,14 +70,14 @@ impl fmt::Display for RefreshFailure {
 /// Owns the HTTP client (with a cookie jar, which the cookie contract needs) that a contender
 /// sends its API requests with, so every contender uses the same client settings.
 #[derive(Debug, Clone)]
-pub struct Wire {
+pub struct ReferenceClient {
     style: Contract,
     base_url: String,
     http: reqwest::Client,
     jar: Arc<Jar>,
 }
 
-impl Wire {
+impl ReferenceClient {
     /// A client for the server at `base_url` (`http://127.0.0.1:PORT`) speaking `style`.
     pub fn new(style: Contract, base_url: &str) -> anyhow::Result<Self> {
         let jar = Arc::new(Jar::default());
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn header_tokens_are_read_raw_or_prefixed() {
-        let wire = Wire::new(Contract::Header, "http://127.0.0.1:1").unwrap();
+        let wire = ReferenceClient::new(Contract::Header, "http://127.0.0.1:1").unwrap();
         for (access, refresh) in [("a-1", "r-1"), ("Bearer a-1", "Bearer r-1")] {
             let mut headers = HeaderMap::new();
             headers.insert(AUTHORIZATION, access.parse().unwrap());

@@ -1,8 +1,8 @@
 //! The tokenkeeper contender: the library, configured as a user would, for one contract style.
 
 use super::call::{ApiCall, Failure, Outcome};
-use super::marks::{MarkKind, Marks, Wire401Recorder};
-use crate::wire::Wire;
+use super::timeline::recorder::{MarkKind, Marks, Wire401Recorder};
+use crate::reference_client::ReferenceClient;
 use anyhow::Context;
 use reqwest_middleware::ClientWithMiddleware;
 use std::sync::Arc;
@@ -14,14 +14,18 @@ use tokenkeeper_server::Contract;
 /// A [`Session`] and a client that goes through its middleware.
 #[derive(Debug)]
 pub struct Keeper {
-    wire: Wire,
+    wire: ReferenceClient,
     session: Session,
     client: ClientWithMiddleware,
 }
 
 impl Keeper {
     /// A signed-out session for `wire`'s server and style, in `mode`, recording into `marks`.
-    pub fn new(wire: Wire, mode: RefreshMode, marks: Arc<Marks>) -> anyhow::Result<Self> {
+    pub fn new(
+        wire: ReferenceClient,
+        mode: RefreshMode,
+        marks: Arc<Marks>,
+    ) -> anyhow::Result<Self> {
         let refresher = recorded(strategy(&wire)?, Arc::clone(&marks));
         let session = Session::builder()
             .refresher(refresher)
@@ -96,7 +100,7 @@ fn classify_error(error: &reqwest_middleware::Error) -> Failure {
 }
 
 /// The built-in strategy for `wire`'s style.
-fn strategy(wire: &Wire) -> anyhow::Result<Arc<dyn Refresher>> {
+fn strategy(wire: &ReferenceClient) -> anyhow::Result<Arc<dyn Refresher>> {
     let url = wire.refresh_url();
     Ok(match wire.style() {
         Contract::OAuth2 => Arc::new(refresh::OAuth2::new(&url)?.client_id("demo")),
