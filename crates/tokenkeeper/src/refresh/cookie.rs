@@ -2,9 +2,9 @@ use super::cookie_syntax::{default_path, is_cookie_name, is_cookie_value, set_co
 use super::endpoint::{Answer, Endpoint, plain_client, string_at};
 use super::json::checked;
 use super::{RefreshError, Refresher};
-use crate::TokenSet;
 use crate::config_error::ConfigError;
 use crate::token::TokenError;
+use crate::token::TokenSet;
 use http::HeaderMap;
 use reqwest::cookie::{CookieStore, Jar};
 use secrecy::{ExposeSecret, SecretString};

@@ -1,8 +1,8 @@
 use super::endpoint::{Answer, Endpoint};
 use super::json::checked;
 use super::{RefreshError, Refresher};
-use crate::TokenSet;
 use crate::config_error::ConfigError;
+use crate::token::TokenSet;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 

@@ -1,7 +1,7 @@
 use super::endpoint::{Answer, Endpoint, string_at};
 use super::{RefreshError, Refresher};
-use crate::TokenSet;
 use crate::config_error::ConfigError;
+use crate::token::TokenSet;
 use secrecy::ExposeSecret;
 use std::time::Duration;
 

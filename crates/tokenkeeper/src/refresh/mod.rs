@@ -112,7 +112,7 @@ pub use json::Json;
 #[cfg(feature = "reqwest")]
 pub use oauth2::OAuth2;
 
-use crate::TokenSet;
+use crate::token::TokenSet;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;

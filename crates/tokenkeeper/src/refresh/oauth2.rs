@@ -5,8 +5,8 @@ use super::discovery::{DiscoveryError, ProviderMetadata};
 use super::endpoint::Endpoint;
 use super::token_endpoint::TokenEndpoint;
 use super::{RefreshError, Refresher};
-use crate::TokenSet;
 use crate::config_error::ConfigError;
+use crate::token::TokenSet;
 use secrecy::SecretString;
 use url::Url;
 

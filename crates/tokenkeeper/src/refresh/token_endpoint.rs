@@ -4,7 +4,7 @@
 use super::RefreshError;
 use super::client_auth::ClientIdentity;
 use super::endpoint::{Answer, Endpoint, string_at};
-use crate::TokenSet;
+use crate::token::TokenSet;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A token endpoint and the client that talks to it.
