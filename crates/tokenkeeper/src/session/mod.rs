@@ -32,7 +32,6 @@ pub use schedule::{Proactive, RefreshMode};
 pub use stats::SessionStats;
 pub use status::Status;
 
-use crate::TokenSet;
 use crate::classify::Classifier;
 use crate::config_error::ConfigError;
 use crate::error::{Error, LogoutReason};
@@ -40,6 +39,7 @@ use crate::event::Event;
 use crate::origin::OriginPolicy;
 use crate::refresh::Refresher;
 use crate::store::{StoreError, StoredTokens, TokenStore};
+use crate::token::TokenSet;
 use arc_swap::ArcSwap;
 use flight::FlightSlot;
 use routes::Routes;

@@ -4,12 +4,12 @@
 //! [`classify::rules::grpc_unauthenticated`](crate::classify::rules::grpc_unauthenticated).
 
 use super::replay_body::{Drained, ReplayBody, clone_frames, drain_ready};
-use crate::Session;
 use crate::adapter::response_body::ResponseBody;
 use crate::config_error::ConfigError;
 use crate::error::Error;
 use crate::extensions::NoAuth;
 use crate::origin::Decision;
+use crate::session::Session;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
