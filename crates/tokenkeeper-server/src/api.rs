@@ -58,7 +58,7 @@ use crate::extract::{self, RawBody};
 use crate::faults::delay;
 use crate::state::{AppState, Shared};
 use crate::stats::bump;
-use crate::tokens::{AccessCheck, AccessClaims, Style, unix_now};
+use crate::tokens::{AccessCheck, AccessClaims, Contract, unix_now};
 
 const REALM: HeaderValue = HeaderValue::from_static("Bearer realm=\"tokenkeeper\"");
 const OAUTH2_EXPIRED: &str = "The access token expired";
@@ -156,9 +156,9 @@ fn verdict(shared: &Shared, headers: &HeaderMap, target: &Target<'_>) -> Verdict
 }
 
 /// The 401 for a token of `style`, expired or invalid.
-fn refused(style: Style, expired: bool) -> Response {
+fn refused(style: Contract, expired: bool) -> Response {
     let mut response = match style {
-        Style::OAuth2 => {
+        Contract::OAuth2 => {
             let description = if expired {
                 OAUTH2_EXPIRED
             } else {
@@ -173,7 +173,7 @@ fn refused(style: Style, expired: bool) -> Response {
             response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
             return response;
         }
-        Style::Json => {
+        Contract::Json => {
             let message = if expired {
                 "TokenExpiredError"
             } else {
@@ -185,7 +185,7 @@ fn refused(style: Style, expired: bool) -> Response {
             )
                 .into_response()
         }
-        Style::Header => {
+        Contract::Header => {
             let text = if expired {
                 "ExpiredToken"
             } else {
@@ -193,7 +193,7 @@ fn refused(style: Style, expired: bool) -> Response {
             };
             (StatusCode::UNAUTHORIZED, text).into_response()
         }
-        Style::Cookie => {
+        Contract::Cookie => {
             let code = if expired {
                 "EXPIRED_TOKEN"
             } else {
@@ -213,8 +213,8 @@ fn refused(style: Style, expired: bool) -> Response {
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
-    Expired(Style, Scheme),
-    Invalid(Style, Scheme),
+    Expired(Contract, Scheme),
+    Invalid(Contract, Scheme),
     Missing,
     /// A bad DPoP proof, or a nonce challenge.
     Dpop(dpop::Refusal),

@@ -76,4 +76,4 @@ pub use routes::router;
 pub use server::{ServerHandle, start};
 pub use state::AppState;
 pub use stats::{DpopRejectedCounts, DpopStats, RejectedCounts, Stats};
-pub use tokens::{AccessClaims, Confirmation, Style, UnknownStyle};
+pub use tokens::{AccessClaims, Confirmation, Contract, UnknownContract};

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 use tokenkeeper::classify::Classifier;
-use tokenkeeper::layer::grpc_unauthenticated;
+use tokenkeeper::classify::rules::grpc_unauthenticated;
 use tokenkeeper::{Proactive, RefreshMode, Session, TokenSet, refresh};
 use tonic::client::GrpcService;
 use tonic::service::interceptor::InterceptedService;

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokenkeeper::classify::Classifier;
-use tokenkeeper::layer::grpc_unauthenticated;
+use tokenkeeper::classify::rules::grpc_unauthenticated;
 use tokenkeeper::{Error, Event, Proactive, RefreshMode, Session, SessionBuilder};
 use tonic::client::GrpcService;
 use tonic::service::interceptor::InterceptedService;
@@ -215,7 +215,10 @@ async fn setup(
 
 /// A channel to `url` behind the session's layer. tonic's clients send bare paths into a
 /// channel, so the layer is told the origin.
-async fn layered(session: &Session, url: &str) -> tokenkeeper::layer::AuthService<Channel> {
+async fn layered(
+    session: &Session,
+    url: &str,
+) -> tokenkeeper::adapter::tower::AuthService<Channel> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .unwrap()
         .connect()
@@ -345,7 +348,7 @@ async fn layer_errors_reach_the_caller_inside_the_status() {
         .unwrap_err();
     assert!(
         matches!(
-            tokenkeeper::layer::auth_error(&status),
+            tokenkeeper::adapter::tower::auth_error(&status),
             Some(Error::LoginRequired)
         ),
         "{status:?}"
@@ -370,7 +373,7 @@ async fn refreshed(events: &mut tokio::sync::broadcast::Receiver<Event>) -> u64 
 fn intercepted(
     session: &Session,
     grpc: &str,
-) -> InterceptedService<Channel, tokenkeeper::layer::SnapshotInterceptor> {
+) -> InterceptedService<Channel, tokenkeeper::adapter::tower::SnapshotInterceptor> {
     let channel = tonic::transport::Endpoint::from_shared(grpc.to_owned())
         .unwrap()
         .connect_lazy();

@@ -22,8 +22,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use tokenkeeper::adapter::tower::{AuthError, AuthService, ResponseBody};
 use tokenkeeper::classify::Classifier;
-use tokenkeeper::layer::{AuthError, AuthService, ResponseBody};
 use tokenkeeper::{Error, LogoutReason, NoAuth, RefreshMode, Session, SessionBuilder, TokenSet};
 use tower::{Service, ServiceBuilder, ServiceExt};
 

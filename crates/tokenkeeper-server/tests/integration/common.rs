@@ -9,7 +9,7 @@ use reqwest::header::{
 };
 use serde_json::{Value, json};
 use tokenkeeper_server::{
-    ADMIN_HEADER, ADMIN_HEADER_VALUE, ServerConfig, ServerHandle, Stats, Style, start,
+    ADMIN_HEADER, ADMIN_HEADER_VALUE, Contract, ServerConfig, ServerHandle, Stats, start,
 };
 
 /// Something to build URLs from: a server handle or a base URL.
@@ -30,7 +30,7 @@ impl Base for str {
 }
 
 /// Every contract.
-pub const STYLES: [Style; 4] = Style::ALL;
+pub const STYLES: [Contract; 4] = Contract::ALL;
 
 /// Starts a server (random port, random secret).
 pub async fn server(config: ServerConfig) -> ServerHandle {
@@ -117,8 +117,8 @@ pub struct Pair {
 
 /// Logs in as demo/demo in `style` (oauth2 through the password grant, the
 /// others through `POST /login`).
-pub async fn login(c: &reqwest::Client, s: &(impl Base + ?Sized), style: Style) -> Pair {
-    if style == Style::OAuth2 {
+pub async fn login(c: &reqwest::Client, s: &(impl Base + ?Sized), style: Contract) -> Pair {
+    if style == Contract::OAuth2 {
         let reply = Reply::read(
             c.post(s.url("/oauth2/token"))
                 .form(&[
@@ -170,20 +170,20 @@ pub struct Refreshed {
 pub async fn refresh(
     c: &reqwest::Client,
     s: &(impl Base + ?Sized),
-    style: Style,
+    style: Contract,
     refresh: &str,
 ) -> Refreshed {
     let request = match style {
-        Style::OAuth2 => c
+        Contract::OAuth2 => c
             .post(s.url("/oauth2/token"))
             .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]),
-        Style::Json => c
+        Contract::Json => c
             .post(s.url("/refresh/token"))
             .json(&json!({ "refreshToken": refresh })),
-        Style::Header => c
+        Contract::Header => c
             .post(s.url("/api/refresh-token"))
             .header("authorization-refresh", format!("Bearer {refresh}")),
-        Style::Cookie => c
+        Contract::Cookie => c
             .post(s.url("/v3/jwt/reissue"))
             .header(COOKIE, format!("tk_refresh={refresh}")),
     };
@@ -192,7 +192,7 @@ pub async fn refresh(
         return Refreshed { reply, pair: None };
     }
     let pair = match style {
-        Style::OAuth2 => {
+        Contract::OAuth2 => {
             let body = reply.json();
             assert_eq!(body["token_type"], "Bearer");
             assert!(body["expires_in"].is_number());
@@ -202,7 +202,7 @@ pub async fn refresh(
                 refresh: body["refresh_token"].as_str().unwrap().to_owned(),
             }
         }
-        Style::Json => {
+        Contract::Json => {
             let body = reply.json();
             assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
             Pair {
@@ -210,7 +210,7 @@ pub async fn refresh(
                 refresh: body["refreshToken"].as_str().unwrap().to_owned(),
             }
         }
-        Style::Header => {
+        Contract::Header => {
             assert_eq!(reply.json(), json!({}));
             // Raw, as the header-contract article's server sends them (the default).
             let raw = |name: &str| {
@@ -226,7 +226,7 @@ pub async fn refresh(
                 refresh: raw("authorization-refresh"),
             }
         }
-        Style::Cookie => {
+        Contract::Cookie => {
             let body = reply.json();
             assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
             let set_cookie = reply.header("set-cookie").unwrap();
@@ -269,11 +269,11 @@ pub fn assert_ok_item(reply: &Reply, id: &str) {
 }
 
 /// Asserts the API refused a token of `style` as expired (or invalid).
-pub fn assert_refused(style: Style, reply: &Reply, expired: bool) {
+pub fn assert_refused(style: Contract, reply: &Reply, expired: bool) {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
     let challenge = reply.header(WWW_AUTHENTICATE.as_str()).unwrap_or_default();
     match style {
-        Style::OAuth2 => {
+        Contract::OAuth2 => {
             let description = if expired {
                 "The access token expired"
             } else {
@@ -288,7 +288,7 @@ pub fn assert_refused(style: Style, reply: &Reply, expired: bool) {
                 json!({"error": "invalid_token", "error_description": description})
             );
         }
-        Style::Json => {
+        Contract::Json => {
             assert_eq!(challenge, "Bearer realm=\"tokenkeeper\"");
             let message = if expired {
                 "TokenExpiredError"
@@ -297,7 +297,7 @@ pub fn assert_refused(style: Style, reply: &Reply, expired: bool) {
             };
             assert_eq!(reply.json(), json!({ "message": message }));
         }
-        Style::Header => {
+        Contract::Header => {
             assert_eq!(challenge, "Bearer realm=\"tokenkeeper\"");
             assert!(reply.content_type().starts_with("text/plain"));
             assert_eq!(
@@ -309,7 +309,7 @@ pub fn assert_refused(style: Style, reply: &Reply, expired: bool) {
                 }
             );
         }
-        Style::Cookie => {
+        Contract::Cookie => {
             assert_eq!(challenge, "Bearer realm=\"tokenkeeper\"");
             let code = if expired {
                 "EXPIRED_TOKEN"
@@ -332,13 +332,13 @@ pub fn assert_missing(reply: &Reply) {
 }
 
 /// Asserts `style`'s refresh rejection (expired wording, or invalid wording).
-pub fn assert_refresh_rejected(style: Style, reply: &Reply, expired: bool) {
+pub fn assert_refresh_rejected(style: Contract, reply: &Reply, expired: bool) {
     match style {
-        Style::OAuth2 => {
+        Contract::OAuth2 => {
             reply.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
             assert_eq!(reply.header("cache-control"), Some("no-store"));
         }
-        Style::Json => {
+        Contract::Json => {
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
             let message = if expired {
                 "RefreshTokenExpiredError"
@@ -347,7 +347,7 @@ pub fn assert_refresh_rejected(style: Style, reply: &Reply, expired: bool) {
             };
             assert_eq!(reply.json(), json!({ "message": message }));
         }
-        Style::Header => {
+        Contract::Header => {
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
             assert!(reply.content_type().starts_with("text/plain"));
             let text = if expired {
@@ -357,7 +357,7 @@ pub fn assert_refresh_rejected(style: Style, reply: &Reply, expired: bool) {
             };
             assert_eq!(reply.body, text);
         }
-        Style::Cookie => {
+        Contract::Cookie => {
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
             let code = if expired {
                 "EXPIRED_REFRESH_TOKEN"

@@ -2,6 +2,7 @@
 
 use super::{Inner, Limits, Session};
 use crate::classify::Classifier;
+use crate::config_error::ConfigError;
 use crate::error::Error;
 use crate::origin::OriginPolicy;
 use crate::refresh::Refresher;
@@ -183,20 +184,22 @@ impl SessionBuilder {
     pub fn build(mut self) -> Result<Session, Error> {
         self.check_limits()?;
         if let Some(error) = self.errors.into_iter().next() {
-            return Err(Error::Config(error));
+            return Err(ConfigError::new(error).into());
         }
         let refresher = self
             .refresher
-            .ok_or_else(|| Error::Config("a refresher is required".into()))?;
+            .ok_or_else(|| ConfigError::new("a refresher is required"))?;
         if self.origins.is_empty() {
-            return Err(Error::Config(
-                "no origin to attach the token to: call attach_to([..]) or attach_to_any()".into(),
-            ));
+            return Err(ConfigError::new(
+                "no origin to attach the token to: call attach_to([..]) or attach_to_any()",
+            )
+            .into());
         }
         if let Some(origin) = self.origins.insecure_listed() {
-            return Err(Error::Config(format!(
+            return Err(ConfigError::new(format!(
                 "{origin} is plain http and not loopback; use https or allow_insecure_http()"
-            )));
+            ))
+            .into());
         }
         Ok(Session {
             inner: Arc::new(Inner::new(
@@ -213,7 +216,7 @@ impl SessionBuilder {
 
 impl SessionBuilder {
     fn check_limits(&mut self) -> Result<(), Error> {
-        let invalid = |what: String| Err(Error::Config(what));
+        let invalid = |what: String| Err(ConfigError::new(what).into());
         if let RefreshMode::Proactive(Proactive {
             refresh_at, jitter, ..
         }) = &self.mode

@@ -32,13 +32,14 @@ pub use schedule::{Proactive, RefreshMode};
 pub use stats::SessionStats;
 pub use status::Status;
 
-use crate::TokenSet;
 use crate::classify::Classifier;
+use crate::config_error::ConfigError;
 use crate::error::{Error, LogoutReason};
 use crate::event::Event;
-use crate::origin::{Decision, OriginPolicy};
+use crate::origin::OriginPolicy;
 use crate::refresh::Refresher;
 use crate::store::{StoreError, StoredTokens, TokenStore};
+use crate::token::TokenSet;
 use arc_swap::ArcSwap;
 use flight::FlightSlot;
 use routes::Routes;
@@ -412,7 +413,7 @@ impl Session {
             store_login,
             schedule,
         )
-        .ok_or_else(|| Error::Config("the access token is not a valid header value".into()))?;
+        .ok_or_else(|| ConfigError::new("the access token is not a valid header value"))?;
         let credential = Arc::new(credential);
         let saved = inner
             .bounded(
@@ -453,9 +454,7 @@ impl Session {
             stored.login,
             schedule,
         )
-        .ok_or_else(|| {
-            Error::Config("the stored access token is not a valid header value".into())
-        })?;
+        .ok_or_else(|| ConfigError::new("the stored access token is not a valid header value"))?;
         inner.store_in_sync.store(true, Relaxed);
         inner.publish(Arc::new(credential), Event::SignedIn { generation });
         Ok(true)
@@ -611,14 +610,6 @@ impl Session {
     /// The session's counters.
     pub fn stats(&self) -> SessionStats {
         self.inner.counters.snapshot()
-    }
-
-    pub(crate) fn decide(&self, url: &url::Url) -> Decision {
-        self.inner.origins.decide(url)
-    }
-
-    pub(crate) fn classifier(&self) -> &Classifier {
-        &self.inner.classifier
     }
 
     pub(crate) fn counters(&self) -> &Counters {

@@ -14,12 +14,12 @@
 
 use super::flight::{FROM_NOTHING, Outcome};
 use super::{Credential, Inner, State};
-use crate::TokenSet;
 use crate::error::{Error, LogoutReason};
 use crate::event::Event;
 use crate::refresh::RefreshError;
 use crate::session::stats::Counters;
 use crate::store::{StoreError, StoreLock, StoredTokens};
+use crate::token::TokenSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};

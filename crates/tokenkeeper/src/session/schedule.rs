@@ -1,6 +1,6 @@
 //! When to refresh ahead of expiry: the soft and hard deadlines of a token.
 
-use crate::TokenSet;
+use crate::token::TokenSet;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How a session decides to refresh.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{DpopConfig, DpopRejectedCounts, Style};
+use tokenkeeper_server::{DpopConfig, DpopRejectedCounts, Contract};
 
 use super::encoder::{Key, Proof, Signing, now};
 use super::*;
@@ -182,7 +182,7 @@ async fn bearer_tokens_still_work_and_are_refused_under_the_dpop_scheme() {
     let s = dpop_server(DpopConfig::default()).await;
     let c = client();
     // The json contract is bearer-only.
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     assert_ok_item(&get_item(&c, &s, "1", Some(&pair.access)).await, "1");
     let key = Key::random();
     let reply = dpop_get(&c, &s, &key, &pair.access).await;

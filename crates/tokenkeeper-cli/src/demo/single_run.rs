@@ -3,12 +3,12 @@
 use super::DemoConfig;
 use super::call::Failure;
 use super::contender::{Contender, Kind};
-use super::marks::{Mark, Marks};
 use super::relogin::ReloginGate;
 use super::storm::{self, Live, Sample};
+use super::timeline::recorder::{Mark, Marks};
+use crate::demo::progress::Progress;
 use crate::metrics::{self, Latencies};
-use crate::progress::Progress;
-use crate::wire::Wire;
+use crate::reference_client::ReferenceClient;
 use anyhow::Context;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -134,7 +134,7 @@ pub async fn run_one(
         .await
         .context("starting the reference server")?;
     let marks = Arc::new(Marks::new());
-    let wire = Wire::new(config.style, &server.base_url())?;
+    let wire = ReferenceClient::new(config.style, &server.base_url())?;
     let contender = Arc::new(Contender::new(kind, wire, Arc::clone(&marks))?);
     let gate = Arc::new(ReloginGate::new(config.relogin_delay, Arc::clone(&marks)));
     gate.sign_in_first(&contender)

@@ -11,7 +11,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokenkeeper_server::Style;
+use tokenkeeper_server::Contract;
 
 /// The header-contract's request and response header for the refresh token.
 const AUTHORIZATION_REFRESH: HeaderName = HeaderName::from_static("authorization-refresh");
@@ -70,16 +70,16 @@ impl fmt::Display for RefreshFailure {
 /// Owns the HTTP client (with a cookie jar, which the cookie contract needs) that a contender
 /// sends its API requests with, so every contender uses the same client settings.
 #[derive(Debug, Clone)]
-pub struct Wire {
-    style: Style,
+pub struct ReferenceClient {
+    style: Contract,
     base_url: String,
     http: reqwest::Client,
     jar: Arc<Jar>,
 }
 
-impl Wire {
+impl ReferenceClient {
     /// A client for the server at `base_url` (`http://127.0.0.1:PORT`) speaking `style`.
-    pub fn new(style: Style, base_url: &str) -> anyhow::Result<Self> {
+    pub fn new(style: Contract, base_url: &str) -> anyhow::Result<Self> {
         let jar = Arc::new(Jar::default());
         let http = reqwest::Client::builder()
             .cookie_provider(Arc::clone(&jar))
@@ -97,7 +97,7 @@ impl Wire {
     }
 
     /// The contract style.
-    pub fn style(&self) -> Style {
+    pub fn style(&self) -> Contract {
         self.style
     }
 
@@ -119,17 +119,17 @@ impl Wire {
     /// The URL of this style's refresh endpoint.
     pub fn refresh_url(&self) -> String {
         self.url(match self.style {
-            Style::OAuth2 => "/oauth2/token",
-            Style::Json => "/refresh/token",
-            Style::Header => "/api/refresh-token",
-            Style::Cookie => "/v3/jwt/reissue",
+            Contract::OAuth2 => "/oauth2/token",
+            Contract::Json => "/refresh/token",
+            Contract::Header => "/api/refresh-token",
+            Contract::Cookie => "/v3/jwt/reissue",
         })
     }
 
     /// Logs the demo user in (oauth2: password grant; others: `POST /login` with the style).
     pub async fn login(&self) -> anyhow::Result<Login> {
         let request = match self.style {
-            Style::OAuth2 => self.http.post(self.url("/oauth2/token")).form(&[
+            Contract::OAuth2 => self.http.post(self.url("/oauth2/token")).form(&[
                 ("grant_type", "password"),
                 ("username", USERNAME),
                 ("password", PASSWORD),
@@ -155,7 +155,7 @@ impl Wire {
             .context("the login response has no access token")?;
         let refresh = match self.style {
             // The cookie contract's refresh token lives in the jar only.
-            Style::Cookie => None,
+            Contract::Cookie => None,
             _ => Some(
                 string_field(&value, "refresh_token", "refreshToken")
                     .context("the login response has no refresh token")?,
@@ -173,20 +173,20 @@ impl Wire {
         let url = self.refresh_url();
         let token = refresh_token.unwrap_or_default();
         let request = match self.style {
-            Style::OAuth2 => self.http.post(url).form(&[
+            Contract::OAuth2 => self.http.post(url).form(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", token),
                 ("client_id", "demo"),
             ]),
-            Style::Json => self
+            Contract::Json => self
                 .http
                 .post(url)
                 .json(&serde_json::json!({ "refreshToken": token })),
-            Style::Header => self
+            Contract::Header => self
                 .http
                 .post(url)
                 .header(AUTHORIZATION_REFRESH, format!("Bearer {token}")),
-            Style::Cookie => self.http.post(url),
+            Contract::Cookie => self.http.post(url),
         };
         let response = request
             .send()
@@ -209,7 +209,7 @@ impl Wire {
     }
 
     fn parse_refreshed(&self, headers: &HeaderMap, body: &[u8]) -> Option<Pair> {
-        if self.style == Style::Header {
+        if self.style == Contract::Header {
             // The article's client stores the header values as they are (the server sends
             // them raw); a `Bearer ` prefix, which `serve --header-bearer-prefix` adds, is
             // dropped so the next call does not send `Bearer Bearer …`.
@@ -230,7 +230,7 @@ impl Wire {
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
         let access = string_field(&value, "access_token", "accessToken")?;
         let refresh = match self.style {
-            Style::Cookie => None,
+            Contract::Cookie => None,
             _ => Some(string_field(&value, "refresh_token", "refreshToken")?),
         };
         Some(Pair { access, refresh })
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn header_tokens_are_read_raw_or_prefixed() {
-        let wire = Wire::new(Style::Header, "http://127.0.0.1:1").unwrap();
+        let wire = ReferenceClient::new(Contract::Header, "http://127.0.0.1:1").unwrap();
         for (access, refresh) in [("a-1", "r-1"), ("Bearer a-1", "Bearer r-1")] {
             let mut headers = HeaderMap::new();
             headers.insert(AUTHORIZATION, access.parse().unwrap());

@@ -2,8 +2,8 @@
 
 use super::{TokenSlot, send_with};
 use crate::demo::call::{ApiCall, Failure, Outcome};
-use crate::demo::marks::{MarkKind, Marks};
-use crate::wire::Wire;
+use crate::demo::timeline::recorder::{MarkKind, Marks};
+use crate::reference_client::ReferenceClient;
 use reqwest::StatusCode;
 use std::sync::Arc;
 
@@ -25,14 +25,14 @@ use std::sync::Arc;
 /// sees reuse, revokes the whole family, and the user is logged out.
 #[derive(Debug)]
 pub struct Naive {
-    wire: Wire,
+    wire: ReferenceClient,
     tokens: TokenSlot,
     marks: Arc<Marks>,
 }
 
 impl Naive {
     /// A signed-out client for `wire`, recording into `marks`.
-    pub fn new(wire: Wire, marks: Arc<Marks>) -> Self {
+    pub fn new(wire: ReferenceClient, marks: Arc<Marks>) -> Self {
         Self {
             wire,
             tokens: TokenSlot::default(),

@@ -2,7 +2,7 @@
 //! mapping of an answer to success, rejection or transient failure.
 
 use super::RefreshError;
-use crate::error::Error;
+use crate::config_error::ConfigError;
 use crate::origin::is_loopback;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
@@ -22,16 +22,16 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     /// Refuses anything but https, or http to loopback: the refresh token must not cross a
     /// network in clear text.
-    pub(crate) fn new(url: &str) -> Result<Self, Error> {
+    pub(crate) fn new(url: &str) -> Result<Self, ConfigError> {
         let url =
-            Url::parse(url).map_err(|e| Error::Config(format!("refresh URL `{url}`: {e}")))?;
+            Url::parse(url).map_err(|e| ConfigError::new(format!("refresh URL `{url}`: {e}")))?;
         let secure = match url.scheme() {
             "https" => true,
             "http" => url.host_str().is_some_and(is_loopback),
             _ => false,
         };
         if !secure {
-            return Err(Error::Config(format!(
+            return Err(ConfigError::new(format!(
                 "refresh URL `{url}` must be https (plain http only to loopback)"
             )));
         }
@@ -46,14 +46,14 @@ impl Endpoint {
 /// holds the refresh token, to wherever the `Location` points.
 pub(crate) fn plain_client(
     jar: Option<std::sync::Arc<reqwest::cookie::Jar>>,
-) -> Result<reqwest::Client, Error> {
+) -> Result<reqwest::Client, ConfigError> {
     let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     if let Some(jar) = jar {
         builder = builder.cookie_provider(jar);
     }
     builder
         .build()
-        .map_err(|e| Error::Config(format!("refresh client: {}", e.without_url())))
+        .map_err(|e| ConfigError::new(format!("refresh client: {}", e.without_url())))
 }
 
 /// A refresh endpoint's answer, its body read up to [`MAX_BODY`].

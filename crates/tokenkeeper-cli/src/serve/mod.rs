@@ -7,7 +7,7 @@ use clap::Args;
 use tokenkeeper_server::{DpopConfig, Latency, ServerConfig, ServerHandle};
 
 /// The long `--help` text of `serve`.
-pub(crate) const LONG_ABOUT: &str = "\
+pub const LONG_ABOUT: &str = "\
 Run the tokenkeeper reference auth server on 127.0.0.1: a realistic backend to
 develop and test token-refreshing clients and interceptors against.
 

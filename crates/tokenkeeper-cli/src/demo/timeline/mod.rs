@@ -5,12 +5,14 @@
 //! on the wire per second (orange), a green line at every refresh call, a black line at every
 //! failed refresh and a thick purple line at every forced re-login.
 
+pub mod recorder;
+
 use crate::demo::call::Failure;
-use crate::demo::marks::MarkKind;
-use crate::demo::run::RunReport;
+use crate::demo::single_run::RunReport;
 use crate::metrics;
 use anyhow::anyhow;
 use plotters::prelude::*;
+use recorder::MarkKind;
 use std::path::Path;
 
 /// Width of a bin for the rates, in seconds.

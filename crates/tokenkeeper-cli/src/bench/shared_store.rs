@@ -3,7 +3,7 @@
 //! grace, each sending requests from many concurrent tasks across several token expiries.
 //!
 //! The processes are this binary again, run as the hidden subcommand
-//! [`WORKER_SUBCOMMAND`] (dispatched to [`worker_main`]), so the figures come from separate
+//! [`WORKER_SUBCOMMAND`] (dispatched to [`run_worker`]), so the figures come from separate
 //! address spaces, file descriptors and connections, exactly as separate programs would.
 //!
 //! What the figures show: every token generation that came due was refreshed by exactly one
@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
-//! use tokenkeeper_cli::shared_store::{SharedStoreBench, StoreKind};
+//! use tokenkeeper_cli::bench::shared_store::{SharedStoreBench, StoreKind};
 //!
 //! let bench = SharedStoreBench::new(std::env::current_exe()?);
 //! let figures = bench.run(&StoreKind::File).await?;
@@ -292,7 +292,7 @@ async fn sign_in(base_url: &str, store: Arc<dyn TokenStore>) -> anyhow::Result<u
 
 /// The body of [`WORKER_SUBCOMMAND`]: restores the session from the shared store, sends requests
 /// from many tasks until the duration is over, and prints a JSON summary on stdout.
-pub async fn worker_main() -> anyhow::Result<()> {
+pub async fn run_worker() -> anyhow::Result<()> {
     let config: WorkerConfig = serde_json::from_str(
         &std::env::var(WORKER_ENV).context("started by `tokenkeeper bench` only")?,
     )?;

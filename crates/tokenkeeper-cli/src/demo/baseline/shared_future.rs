@@ -2,8 +2,8 @@
 
 use super::{TokenSlot, send_with};
 use crate::demo::call::{ApiCall, Failure, Outcome};
-use crate::demo::marks::{MarkKind, Marks};
-use crate::wire::{RefreshFailure, Wire};
+use crate::demo::timeline::recorder::{MarkKind, Marks};
+use crate::reference_client::{ReferenceClient, RefreshFailure};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use reqwest::StatusCode;
@@ -36,7 +36,7 @@ pub struct SharedFuture {
 }
 
 struct Inner {
-    wire: Wire,
+    wire: ReferenceClient,
     tokens: TokenSlot,
     refreshing: Mutex<Option<RefreshFuture>>,
     marks: Arc<Marks>,
@@ -50,7 +50,7 @@ impl std::fmt::Debug for Inner {
 
 impl SharedFuture {
     /// A signed-out client for `wire`, recording into `marks`.
-    pub fn new(wire: Wire, marks: Arc<Marks>) -> Self {
+    pub fn new(wire: ReferenceClient, marks: Arc<Marks>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 wire,

@@ -1,4 +1,21 @@
-//! The reqwest-middleware adapter: [`AuthMiddleware`].
+//! The reqwest-middleware adapter: [`AuthMiddleware`] (feature `reqwest`, default).
+//!
+//! ```no_run
+//! use tokenkeeper::{refresh, Session, TokenSet};
+//!
+//! # async fn example(login_response: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! let session = Session::builder()
+//!     .refresher(refresh::OAuth2::new("https://auth.example.com/oauth2/token")?.client_id("app"))
+//!     .attach_to(["https://api.example.com"])
+//!     .build()?;
+//! session.sign_in(TokenSet::from_response(login_response)?).await?;
+//!
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(session.middleware()) // or `AuthMiddleware::new(session)`
+//!     .build();
+//! let item = client.get("https://api.example.com/items/1").send().await?;
+//! # let _ = item; Ok(()) }
+//! ```
 //!
 //! Per request: attach the current token (allowed origins only), send, classify the response,
 //! and on an expiry refusal let the session refresh (once for everyone) and retry once.
@@ -10,17 +27,16 @@
 //! [`AuthMiddleware::after_candidate`], boxed on its own, so its large future is not part of
 //! the per-request one (which stays below glibc's 1 KiB fast path; a test checks).
 
-use crate::classify::{ResponseView, Verdict};
+mod replay;
+
+use super::{attach, classify_head, classify_with_body, opted_out};
+use crate::classify::Verdict;
 use crate::error::Error;
-use crate::markers::{NoAuth, Retried};
+use crate::extensions::Retried;
 use crate::origin::{Decision, same_origin};
-use crate::replay::{KeptUrl, Replay};
 use crate::session::{AfterResponse, Credential, RouteKey, Session};
-use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt, stream};
 use http::Extensions;
-use http::header::AUTHORIZATION;
-use http_body_util::BodyExt;
+use replay::{KeptUrl, Replay};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 use std::future::Future;
@@ -28,7 +44,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use url::Url;
 
-/// Attaches, refreshes and retries for one [`Session`]. Made by [`Session::middleware`].
+/// Attaches, refreshes and retries for one [`Session`]. Made by [`Session::middleware`] or
+/// [`AuthMiddleware::new`].
 ///
 /// Errors from tokenkeeper come back as [`reqwest_middleware::Error::Middleware`] wrapping an
 /// [`Error`]; `downcast_ref::<tokenkeeper::Error>()` recovers it.
@@ -37,12 +54,27 @@ pub struct AuthMiddleware {
     session: Session,
 }
 
+impl AuthMiddleware {
+    /// The middleware for `session` (same as [`Session::middleware`]).
+    ///
+    /// ```
+    /// # fn example(session: tokenkeeper::Session) {
+    /// use tokenkeeper::adapter::reqwest::AuthMiddleware;
+    ///
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    ///     .with(AuthMiddleware::new(session))
+    ///     .build();
+    /// # let _ = client; }
+    /// ```
+    pub fn new(session: Session) -> Self {
+        Self { session }
+    }
+}
+
 impl Session {
-    /// The reqwest-middleware adapter for this session.
+    /// The reqwest-middleware adapter for this session (feature `reqwest`, default).
     pub fn middleware(&self) -> AuthMiddleware {
-        AuthMiddleware {
-            session: self.clone(),
-        }
+        AuthMiddleware::new(self.clone())
     }
 }
 
@@ -126,7 +158,7 @@ impl AuthMiddleware {
     /// credential.
     fn plan(&self, request: &Request, extensions: &Extensions) -> Result<Plan, Error> {
         // The caller's own Authorization header, an opt-out, or a foreign origin: not ours.
-        if extensions.get::<NoAuth>().is_some() || request.headers().contains_key(AUTHORIZATION) {
+        if opted_out(request.headers(), extensions) {
             return Ok(Plan::PassThrough);
         }
         match self.session.decide(request.url()) {
@@ -170,7 +202,7 @@ impl AuthMiddleware {
                 credential,
                 already_retried,
             };
-            attach(&mut request, &sent.credential);
+            attach(request.headers_mut(), &sent.credential);
             let response = next.clone().run(request, extensions).await?;
             let checked = self.check(response, &sent);
             match checked {
@@ -238,7 +270,7 @@ impl AuthMiddleware {
             };
             let mut retry = replay.into_request(sent_to.clone());
             extensions.insert(Retried);
-            attach(&mut retry, &fresh);
+            attach(retry.headers_mut(), &fresh);
             let response = next.run(retry, extensions).await?;
             let (verdict, response) = self.classify(response, &sent_to).await;
             session
@@ -253,78 +285,27 @@ impl AuthMiddleware {
     /// needs it, and hands the response back with its body intact.
     async fn classify(&self, response: Response, sent_to: &Url) -> (Verdict, Response) {
         let classifier = self.session.classifier();
-        let status = response.status();
         // After a redirect to another origin (which reqwest sent without our token), a refusal
-        // is that origin's business, not a verdict on our token.
-        if !classifier.is_candidate(status) || !same_origin(response.url(), sent_to) {
+        // is that origin's business, not a verdict on our token. Only this adapter sees
+        // redirects: reqwest follows them below the middleware.
+        if !classifier.is_candidate(response.status()) || !same_origin(response.url(), sent_to) {
             return (Verdict::Accept, response);
         }
-        if !classifier.needs_body(status) {
-            let view = ResponseView {
-                status,
-                headers: response.headers(),
-                body: &[],
-            };
-            return (classifier.classify(&view), response);
+        if let Some(verdict) = classify_head(classifier, response.status(), response.headers()) {
+            return (verdict, response);
         }
-        let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
-        let (prefix, rest) = read_prefix(body, classifier.max_body()).await;
-        let view = ResponseView {
-            status,
-            headers: &parts.headers,
-            body: &prefix,
-        };
-        let verdict = classifier.classify(&view);
-        let body = match rest {
-            Rest::Done => reqwest::Body::from(prefix),
-            Rest::More(rest) => reqwest::Body::wrap_stream(
-                stream::once(async move { Ok(prefix) }).chain(rest.into_data_stream()),
-            ),
-            Rest::Failed(error) => {
-                reqwest::Body::wrap_stream(stream::iter([Ok(prefix), Err(error)]))
-            }
-        };
-        // `parts` keeps the response's extensions, URL included.
-        (
-            verdict,
-            Response::from(http::Response::from_parts(parts, body)),
-        )
+        let response = http::Response::<reqwest::Body>::from(response);
+        let (verdict, response) = classify_with_body(classifier, response).await;
+        let response = response.map(|body| match body.into_bytes() {
+            Ok(whole) => reqwest::Body::from(whole),
+            Err(partly_read) => reqwest::Body::wrap(partly_read),
+        });
+        (verdict, Response::from(response))
     }
-}
-
-fn attach(request: &mut Request, credential: &Credential) {
-    request
-        .headers_mut()
-        .insert(AUTHORIZATION, credential.header_value());
 }
 
 fn fail(error: Error) -> reqwest_middleware::Error {
     reqwest_middleware::Error::middleware(error)
-}
-
-/// What is left of a body after its first bytes were read.
-enum Rest {
-    Done,
-    More(reqwest::Body),
-    Failed(reqwest::Error),
-}
-
-/// Reads up to `limit` bytes (stopping at a frame boundary past it).
-async fn read_prefix(mut body: reqwest::Body, limit: usize) -> (Bytes, Rest) {
-    let mut prefix = BytesMut::new();
-    while prefix.len() < limit {
-        match body.frame().await {
-            None => return (prefix.freeze(), Rest::Done),
-            Some(Ok(frame)) => {
-                // Trailers carry nothing a classifier reads; data frames are kept in order.
-                if let Ok(data) = frame.into_data() {
-                    prefix.extend_from_slice(&data);
-                }
-            }
-            Some(Err(error)) => return (prefix.freeze(), Rest::Failed(error)),
-        }
-    }
-    (prefix.freeze(), Rest::More(body))
 }
 
 #[cfg(test)]

@@ -1,27 +1,31 @@
 //! The tokenkeeper contender: the library, configured as a user would, for one contract style.
 
 use super::call::{ApiCall, Failure, Outcome};
-use super::marks::{MarkKind, Marks, Wire401Recorder};
-use crate::wire::Wire;
+use super::timeline::recorder::{MarkKind, Marks, Wire401Recorder};
+use crate::reference_client::ReferenceClient;
 use anyhow::Context;
 use reqwest_middleware::ClientWithMiddleware;
 use std::sync::Arc;
 use tokenkeeper::classify::Classifier;
 use tokenkeeper::refresh::{self, Refresher};
 use tokenkeeper::{RefreshMode, Session, SessionStats, TokenSet};
-use tokenkeeper_server::Style;
+use tokenkeeper_server::Contract;
 
 /// A [`Session`] and a client that goes through its middleware.
 #[derive(Debug)]
 pub struct Keeper {
-    wire: Wire,
+    wire: ReferenceClient,
     session: Session,
     client: ClientWithMiddleware,
 }
 
 impl Keeper {
     /// A signed-out session for `wire`'s server and style, in `mode`, recording into `marks`.
-    pub fn new(wire: Wire, mode: RefreshMode, marks: Arc<Marks>) -> anyhow::Result<Self> {
+    pub fn new(
+        wire: ReferenceClient,
+        mode: RefreshMode,
+        marks: Arc<Marks>,
+    ) -> anyhow::Result<Self> {
         let refresher = recorded(strategy(&wire)?, Arc::clone(&marks));
         let session = Session::builder()
             .refresher(refresher)
@@ -58,7 +62,7 @@ impl Keeper {
         let tokens = TokenSet::from_response(&login.body).context("reading the login tokens")?;
         let tokens = match self.wire.style() {
             // The cookie contract's refresh token lives in the jar only.
-            Style::Cookie => tokens.with_refresh_secret(None),
+            Contract::Cookie => tokens.with_refresh_secret(None),
             _ => tokens,
         };
         self.session.sign_in(tokens).await?;
@@ -96,13 +100,13 @@ fn classify_error(error: &reqwest_middleware::Error) -> Failure {
 }
 
 /// The built-in strategy for `wire`'s style.
-fn strategy(wire: &Wire) -> anyhow::Result<Arc<dyn Refresher>> {
+fn strategy(wire: &ReferenceClient) -> anyhow::Result<Arc<dyn Refresher>> {
     let url = wire.refresh_url();
     Ok(match wire.style() {
-        Style::OAuth2 => Arc::new(refresh::OAuth2::new(&url)?.client_id("demo")),
-        Style::Json => Arc::new(refresh::Json::new(&url)?),
-        Style::Header => Arc::new(refresh::Header::new(&url)?),
-        Style::Cookie => Arc::new(refresh::Cookie::new(&url, wire.jar())?),
+        Contract::OAuth2 => Arc::new(refresh::OAuth2::new(&url)?.client_id("demo")),
+        Contract::Json => Arc::new(refresh::Json::new(&url)?),
+        Contract::Header => Arc::new(refresh::Header::new(&url)?),
+        Contract::Cookie => Arc::new(refresh::Cookie::new(&url, wire.jar())?),
     })
 }
 

@@ -39,8 +39,9 @@
 //!   [`Error::Config`] rather than going out unauthenticated or to an unchecked place.
 //! - **Verdicts** come from the session's [`Classifier`](crate::classify::Classifier), reading
 //!   at most its body limit, only when a rule needs the body; the body is handed back intact
-//!   in a [`ResponseBody`]. For gRPC add [`grpc_unauthenticated`]: a trailers-only
-//!   `grpc-status: 16` then means "refresh and retry".
+//!   in a [`ResponseBody`]. For gRPC add
+//!   [`classify::rules::grpc_unauthenticated`](crate::classify::rules::grpc_unauthenticated):
+//!   a trailers-only `grpc-status: 16` then means "refresh and retry".
 //! - **Retry at most once**, with the refreshed token, when the body is replayable (see
 //!   [`ReplayBody`]: buffered bodies up to [`AuthLayer::replay_limit`], never a stream that is
 //!   still being produced). Otherwise the refusal goes back to the caller as it came, and the
@@ -51,31 +52,35 @@
 //!   attempt with that very instance (the usual clone-and-swap), so readiness-reserving layers
 //!   below (concurrency limits, buffers) work; the retry waits for readiness again.
 //! - **Redirects**: put redirect-following *above* this layer, so each hop is judged by origin.
+//!   (The layer does not see redirects followed below it; the reqwest adapter, which does,
+//!   accepts a refusal from another origin than the one the token went to.)
 //!
 //! Errors are [`AuthError`]: the inner service's own error, or a tokenkeeper [`Error`].
 
-mod body;
+#[cfg(feature = "tonic")]
 mod grpc;
+mod replay_body;
 
-pub use body::{DEFAULT_REPLAY_LIMIT, ReplayBody, ResponseBody};
+pub use super::response_body::ResponseBody;
 #[cfg(feature = "tonic")]
 pub use grpc::SnapshotInterceptor;
-pub use grpc::{GrpcUnauthenticated, grpc_unauthenticated};
+pub use replay_body::{DEFAULT_REPLAY_LIMIT, ReplayBody};
 
-use crate::classify::{ResponseView, Verdict};
+use super::{attach, classify_head, classify_with_body, opted_out};
+use crate::classify::Verdict;
+use crate::config_error::ConfigError;
 use crate::error::Error;
 use crate::origin::Decision;
-use crate::session::{AfterResponse, Credential, RouteKey, Session};
+use crate::session::{AfterResponse, RouteKey, Session};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, poll_fn};
-use http::header::AUTHORIZATION;
 use http::{Request, Response, Uri};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 use url::Url;
 
-use crate::markers::{NoAuth as NoAuthMarker, Retried};
+use crate::extensions::Retried;
 
 /// How an [`AuthService`] treats requests, shared by all its clones.
 #[derive(Debug, Clone)]
@@ -114,9 +119,9 @@ impl AuthLayer {
     /// Requests whose URI is only a path (`/pkg.Service/Method`, as tonic's generated clients
     /// send them into a `Channel`) are taken to go to `origin` (e.g. the URL the channel
     /// connects to), and get the token if the session attaches to that origin.
-    pub fn relative_to(mut self, origin: &str) -> Result<Self, Error> {
+    pub fn relative_to(mut self, origin: &str) -> Result<Self, ConfigError> {
         let url = Url::parse(origin)
-            .map_err(|e| Error::Config(format!("`{origin}` is not a URL: {e}")))?;
+            .map_err(|e| ConfigError::new(format!("`{origin}` is not a URL: {e}")))?;
         Arc::make_mut(&mut self.config).relative_to = Some(url);
         Ok(self)
     }
@@ -268,9 +273,7 @@ impl<S> Call<S> {
         ResBody: http_body::Body<Data = Bytes> + Unpin,
     {
         // The caller's own Authorization header or an opt-out: not ours.
-        if request.extensions().get::<NoAuthMarker>().is_some()
-            || request.headers().contains_key(AUTHORIZATION)
-        {
+        if opted_out(request.headers(), request.extensions()) {
             return send(&mut self.inner, request).await.map(wrap);
         }
         match self.decide(request.uri()).map_err(AuthError::Auth)? {
@@ -297,7 +300,7 @@ impl<S> Call<S> {
             request = Request::from_parts(parts, body);
             replay
         };
-        attach(&mut request, &credential);
+        attach(request.headers_mut(), &credential);
         // For the per-route accounting of refusals; both clones are reference counts.
         let method = request.method().clone();
         let uri = request.uri().clone();
@@ -325,7 +328,7 @@ impl<S> Call<S> {
         // Let the refused response (and its connection) go before sending again.
         drop(response);
         retry.extensions_mut().insert(Retried);
-        attach(&mut retry, &fresh);
+        attach(retry.headers_mut(), &fresh);
         poll_fn(|cx| inner.poll_ready(cx))
             .await
             .map_err(AuthError::Inner)?;
@@ -352,11 +355,12 @@ impl<S> Call<S> {
             _ => match &self.config.relative_to {
                 Some(url) => url.clone(),
                 None => {
-                    return Err(Error::Config(format!(
+                    return Err(ConfigError::new(format!(
                         "the request URI `{}` has no origin: set AuthLayer::relative_to to the \
                          origin the inner service sends to",
                         uri.path()
-                    )));
+                    ))
+                    .into());
                 }
             },
         };
@@ -380,12 +384,6 @@ fn wrap<B: http_body::Body>(response: Response<B>) -> Response<ResponseBody<B>> 
     response.map(ResponseBody::new)
 }
 
-fn attach<B>(request: &mut Request<B>, credential: &Credential) {
-    request
-        .headers_mut()
-        .insert(AUTHORIZATION, credential.header_value());
-}
-
 /// Classifies a response, reading at most the classifier's limit of its body when a rule needs
 /// it, and hands the response back with its body intact.
 async fn classify<B>(
@@ -396,27 +394,8 @@ where
     B: http_body::Body<Data = Bytes> + Unpin,
 {
     let classifier = session.classifier();
-    let status = response.status();
-    if !classifier.is_candidate(status) {
-        return (Verdict::Accept, wrap(response));
+    match classify_head(classifier, response.status(), response.headers()) {
+        Some(verdict) => (verdict, wrap(response)),
+        None => classify_with_body(classifier, response).await,
     }
-    if !classifier.needs_body(status) {
-        let view = ResponseView {
-            status,
-            headers: response.headers(),
-            body: &[],
-        };
-        return (classifier.classify(&view), wrap(response));
-    }
-    let (parts, body) = response.into_parts();
-    let (prefix, body) = body::read_prefix(body, classifier.max_body()).await;
-    let view = ResponseView {
-        status,
-        headers: &parts.headers,
-        body: &prefix,
-    };
-    (
-        classifier.classify(&view),
-        Response::from_parts(parts, body),
-    )
 }

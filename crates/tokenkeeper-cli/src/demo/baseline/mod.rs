@@ -13,8 +13,8 @@ pub use naive::Naive;
 pub use shared_future::SharedFuture;
 
 use crate::demo::call::{ApiCall, Failure};
-use crate::demo::marks::{MarkKind, Marks};
-use crate::wire::{Pair, Wire};
+use crate::demo::timeline::recorder::{MarkKind, Marks};
+use crate::reference_client::{Pair, ReferenceClient};
 use reqwest::StatusCode;
 use std::sync::{Mutex, PoisonError};
 
@@ -53,7 +53,7 @@ impl TokenSlot {
 /// Sends `call` with `access` and reads the answer to its end (so the connection is reused).
 /// Records a 401 on the wire.
 pub(crate) async fn send_with(
-    wire: &Wire,
+    wire: &ReferenceClient,
     call: &ApiCall,
     access: &str,
     marks: &Marks,
