@@ -137,7 +137,11 @@ fn verdict(shared: &Shared, headers: &HeaderMap, target: &Target<'_>) -> Verdict
     };
     match (&proof, &claims.cnf) {
         (None, Some(_)) => return Verdict::Refused(Refusal::Downgrade),
-        (Some(_), None) => return Verdict::Refused(Refusal::Unbound),
+        (Some(_), None) => {
+            // The proof itself was good; the token is what is wrong.
+            bump(&shared.counters.dpop_accepted);
+            return Verdict::Refused(Refusal::Unbound);
+        }
         (Some(proof), Some(cnf)) if proof.jkt != cnf.jkt => {
             shared.counters.proof_rejected(Rejection::WrongKey);
             let wrong = dpop::Refusal::Proof(Rejection::WrongKey);
