@@ -4,10 +4,8 @@
 //! ways to start the cookie contract (sign in through the strategy's jar, or seed it from a
 //! refresh token).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod article_header;
-mod common;
+use crate::article_header;
+use crate::common;
 
 use article_header::ArticleHeaderServer;
 use common::*;

@@ -1,9 +1,10 @@
 //! Child processes for the shared-store tests.
 //!
-//! A test binary re-runs *itself* as the child: `current_exe() store_worker --exact --ignored`,
-//! with the worker's configuration as JSON in `TK_STORE_WORKER`. Each test file that uses this
-//! module declares the (ignored) `store_worker` test that calls [`child_main`]. This works in any
-//! `cargo test` invocation on a fresh clone: no extra binary or example needs to be built first.
+//! The test binary re-runs *itself* as the child:
+//! `current_exe() store_worker::store_worker --exact --ignored`, with the worker's configuration
+//! as JSON in `TK_STORE_WORKER`; that ignored test, declared below, calls [`child_main`]. This
+//! works in any `cargo test` invocation on a fresh clone: no extra binary or example needs to be
+//! built first.
 //!
 //! Two kinds of worker:
 //! - [`Mode::Hammer`]: restores a session from the shared store (the parent signed in), runs
@@ -115,6 +116,13 @@ pub struct Summary {
     pub logouts: u64,
     /// Churn: saves made.
     pub saves: u64,
+}
+
+/// Entry point of the child processes the shared-store tests start ([`spawn`]).
+#[test]
+#[ignore = "runs only as a child process of the shared-store tests"]
+fn store_worker() {
+    child_main();
 }
 
 /// The body of the ignored `store_worker` test: does nothing unless started by [`spawn`].
@@ -341,7 +349,7 @@ impl Worker {
 pub fn spawn(config: &WorkerConfig) -> Worker {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "store_worker",
+            "store_worker::store_worker",
             "--exact",
             "--ignored",
             "--nocapture",

@@ -2,10 +2,7 @@
 //! guarantees of `contracts.rs` (bursts refresh once, late 401s do not refresh again) for all
 //! four contracts, plus replay, origin rules and tower's readiness contract.
 
-#![cfg(all(feature = "tower", feature = "reqwest"))]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

@@ -1,9 +1,7 @@
 //! The core guarantees, for each of the reference server's four refresh contracts, over real
 //! HTTP on 127.0.0.1.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::Arc;

@@ -5,11 +5,8 @@
 //! Without `TOKENKEEPER_REDIS_URL` these tests fail when `CI` is set, and otherwise skip with a
 //! loud message.
 
-#![cfg(feature = "redis")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-mod redis_env;
+use crate::common;
+use crate::redis_env;
 
 use common::*;
 use redis_env::{raw, redis_url, unique_key};

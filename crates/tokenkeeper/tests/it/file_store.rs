@@ -1,9 +1,7 @@
 //! `FileStore` on its own and under a session: format, permissions, corruption, the lock, and
 //! write failures (a session keeps working on the tokens in memory and says so).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;

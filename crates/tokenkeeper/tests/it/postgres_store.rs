@@ -6,11 +6,8 @@
 //! Without `TOKENKEEPER_POSTGRES_URL` these tests fail when `CI` is set, and otherwise skip with
 //! a loud message.
 
-#![cfg(feature = "postgres")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-mod postgres_env;
+use crate::common;
+use crate::postgres_env;
 
 use common::*;
 use postgres_env::{execute, postgres_url, query, store, unique_key};
