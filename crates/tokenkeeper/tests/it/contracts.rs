@@ -45,6 +45,7 @@ async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
 /// comes after the token check), so 401s for a token arrive after it was already replaced.
 /// Those must be retried with the new token without another refresh.
 async fn late_401s_do_not_refresh_again(contract: Contract) {
+    let _load = crate::load().await;
     let server = late_401_server().await;
     let run_for = LATE_RUN;
     let (session, client) = session(&server, contract, |b| {

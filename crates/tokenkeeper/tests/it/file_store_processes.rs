@@ -29,7 +29,7 @@ fn totals(summaries: &[Summary]) -> Summary {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_share_one_login_and_refresh_once_per_expiry() {
-    let _heavy = crate::HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let server = start(
         ServerConfig::default()
             .with_access_ttl(ms(1000))
@@ -102,7 +102,7 @@ async fn eight_processes_share_one_login_and_refresh_once_per_expiry() {
 /// the file always holds a whole pair, and generations never go back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_write_never_leaves_a_torn_file() {
-    let _heavy = crate::HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
     let store = FileStore::open(&path).unwrap();
@@ -165,7 +165,7 @@ async fn kill_9_mid_write_never_leaves_a_torn_file() {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_refreshing_process_keeps_the_file_whole_and_the_others_working() {
-    let _heavy = crate::HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let server = start(
         ServerConfig::default()
             .with_access_ttl(ms(600))

@@ -43,7 +43,19 @@ mod tonic;
 #[cfg(all(feature = "tower", feature = "reqwest"))]
 mod tower;
 
-/// Tests that load both cores (several child processes, or bursts at a provider) run one at a
-/// time across the whole binary, so each one's timing is its own. Separate test binaries gave
-/// that between files for free; one binary runs every module's tests side by side.
-pub static HEAVY: ::tokio::sync::Mutex<()> = ::tokio::sync::Mutex::const_new(());
+/// Tests that load both cores with child processes or provider bursts ([`heavy`]) run alone
+/// among the load-making ones ([`load`]), so each one's timing is its own. Separate test binaries
+/// gave that between files for free; one binary runs every module's tests side by side.
+static GATE: ::tokio::sync::RwLock<()> = ::tokio::sync::RwLock::const_new(());
+
+/// Held by a test that loads both cores (several child processes, bursts at the provider) for
+/// its whole run: no other heavy test and no [`load`] runs meanwhile.
+pub async fn heavy() -> ::tokio::sync::RwLockWriteGuard<'static, ()> {
+    GATE.write().await
+}
+
+/// Held while a test sends a burst of concurrent requests: bursts may overlap each other (as
+/// they did inside one file before), never a [`heavy`] test.
+pub async fn load() -> ::tokio::sync::RwLockReadGuard<'static, ()> {
+    GATE.read().await
+}

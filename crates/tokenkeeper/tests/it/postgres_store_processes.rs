@@ -17,7 +17,7 @@ use tokenkeeper::store::TokenStore;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_share_one_login_through_postgres_and_refresh_once_per_expiry() {
     let Some(url) = postgres_url() else { return };
-    let _heavy = crate::HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let key = unique_key("eight");
     let server = start(
         ServerConfig::default()

@@ -19,7 +19,7 @@ use tokenkeeper::{Error, LogoutReason, Session};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_share_one_login_through_redis_and_refresh_once_per_expiry() {
     let Some(url) = redis_url() else { return };
-    let _heavy = crate::HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let key = unique_key("eight");
     let server = start(
         ServerConfig::default()
@@ -208,7 +208,7 @@ async fn a_killed_lock_holder_is_taken_over_after_the_ttl() {
     if redis_url().is_none() {
         return;
     }
-    let _heavy = crate::HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let (survivor, store, stats, outcome) =
         kill_the_lock_holder_mid_refresh(Duration::from_secs(30)).await;
     assert_eq!(outcome.unwrap(), 200);
@@ -229,7 +229,7 @@ async fn a_killed_lock_holder_without_server_grace_ends_the_session_cleanly() {
     if redis_url().is_none() {
         return;
     }
-    let _heavy = crate::HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let (survivor, store, stats, outcome) = kill_the_lock_holder_mid_refresh(Duration::ZERO).await;
     assert_eq!(
         stats.refresh_calls, 2,

@@ -20,6 +20,7 @@ const BURST: usize = 1000;
 
 /// Sends `count` concurrent GETs to `/api/items/{i}` at `base` and asserts every one got 200.
 async fn burst_all_ok(client: &ClientWithMiddleware, base: &str, count: usize) {
+    let _load = crate::load().await;
     let handles: Vec<_> = (0..count)
         .map(|i| {
             let client = client.clone();

@@ -117,6 +117,7 @@ async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
 /// Requests stay in flight across several expiries and the server answers late, so 401s for a
 /// token arrive after it was replaced: they are retried with the new token, no second refresh.
 async fn late_401s_do_not_refresh_again(contract: Contract) {
+    let _load = crate::load().await;
     let server = late_401_server().await;
     let run_for = LATE_RUN;
     let (session, api) = tower_session(&server, contract, |b| {

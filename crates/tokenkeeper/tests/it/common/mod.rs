@@ -136,6 +136,7 @@ pub async fn burst(
     server: &ServerHandle,
     count: usize,
 ) -> Vec<Result<u16, String>> {
+    let _load = crate::load().await;
     let requests = (0..count).map(|i| {
         let client = client.clone();
         let url = server.url(&format!("/api/items/{i}"));
