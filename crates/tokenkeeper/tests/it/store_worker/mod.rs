@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokenkeeper::store::{StoredTokens, TokenStore};
 use tokenkeeper::{Event, Session, TokenSet, refresh};
+use tokenkeeper_server::Style;
 
 const ENV: &str = "TK_STORE_WORKER";
 const SUMMARY_PREFIX: &str = "TK-WORKER-SUMMARY ";
@@ -368,14 +369,10 @@ pub fn spawn(config: &WorkerConfig) -> Worker {
 /// Logs in at the reference server in the json contract's style and signs in through a session
 /// over `store`, so the children can restore from it. Returns the generation signed in.
 pub async fn sign_in(base_url: &str, store: Arc<dyn TokenStore>) -> u64 {
-    let login = reqwest::Client::new()
-        .post(format!("{base_url}/login"))
-        .json(&serde_json::json!({"username": "demo", "password": "demo", "style": "json"}))
-        .send()
+    let login = tokenkeeper_server::client::login(&reqwest::Client::new(), base_url, Style::Json)
         .await
-        .unwrap();
-    assert!(login.status().is_success(), "login: {}", login.status());
-    let tokens = TokenSet::from_response(&login.bytes().await.unwrap()).unwrap();
+        .expect("login");
+    let tokens = TokenSet::from_response(&login.body).unwrap();
     let session = Session::builder()
         .refresher(refresh::Json::new(&format!("{base_url}/refresh/token")).unwrap())
         .store_arc(store)
