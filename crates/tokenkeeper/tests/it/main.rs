@@ -38,6 +38,7 @@ mod safety;
 mod security;
 mod seed_contracts;
 mod state_machine;
+mod store_conformance;
 #[cfg(all(feature = "tonic", feature = "reqwest"))]
 mod tonic;
 #[cfg(all(feature = "tower", feature = "reqwest"))]
