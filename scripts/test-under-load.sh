@@ -25,13 +25,13 @@ fi
 # several processes, short token lifetimes, lock TTLs, latencies or timeouts (a filter matches
 # test paths that contain it, so `contracts::` covers `seed_contracts::` too).
 modules=(
-  contracts::             # bursts and late 401s against a server with latency
+  contracts::             # bursts and late 401s against a server with latency, both adapters
   failures::              # refresh timeouts, hanging refreshes, cancelled waiters
   safety::                # logins, Retry-After, per-route refusals, bounded waits
   seed_contracts::        # the seeds' contracts, bursts at expiry
   resilience::            # proactive refresh deadlines, backoff, Retry-After
   state_machine::         # interleavings of refreshes, sign-in/out and cancellation
-  tower:: tonic::         # the same scenarios through the tower layer
+  tower:: tonic::         # replay, streamed bodies and readiness through the tower layer, tonic
   file_store::            # store failures and stalls under live sessions
   file_store_processes::  # real processes sharing one file, kill -9
   redis_store::           # lock TTL, renewal, fencing, hung Redis
