@@ -271,14 +271,13 @@ struct WorkerSummary {
 
 /// Logs in at the reference server (json contract) and signs in through a session over `store`.
 async fn sign_in(base_url: &str, store: Arc<dyn TokenStore>) -> anyhow::Result<u64> {
-    let login = reqwest::Client::new()
-        .post(format!("{base_url}/login"))
-        .json(&serde_json::json!({"username": "demo", "password": "demo", "style": "json"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
+    let login = tokenkeeper_server::client::login(
+        &reqwest::Client::new(),
+        base_url,
+        tokenkeeper_server::Contract::Json,
+    )
+    .await?
+    .body;
     let session = Session::builder()
         .refresher(refresh::Json::new(&format!("{base_url}/refresh/token"))?)
         .store_arc(store)

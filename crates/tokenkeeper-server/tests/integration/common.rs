@@ -4,12 +4,10 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, SET_COOKIE, WWW_AUTHENTICATE,
-};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use tokenkeeper_server::{
-    ADMIN_HEADER, ADMIN_HEADER_VALUE, Contract, ServerConfig, ServerHandle, Stats, start,
+    ADMIN_HEADER, ADMIN_HEADER_VALUE, ServerConfig, ServerHandle, Stats, Contract, client, start,
 };
 
 /// Something to build URLs from: a server handle or a base URL.
@@ -118,35 +116,21 @@ pub struct Pair {
 /// Logs in as demo/demo in `style` (oauth2 through the password grant, the
 /// others through `POST /login`).
 pub async fn login(c: &reqwest::Client, s: &(impl Base + ?Sized), style: Contract) -> Pair {
-    if style == Contract::OAuth2 {
-        let reply = Reply::read(
-            c.post(s.url("/oauth2/token"))
-                .form(&[
-                    ("grant_type", "password"),
-                    ("username", "demo"),
-                    ("password", "demo"),
-                ])
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        let body = reply.json();
-        return Pair {
-            access: body["access_token"].as_str().unwrap().to_owned(),
-            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
-        };
-    }
     let reply = Reply::read(
-        c.post(s.url("/login"))
-            .json(&json!({"username": "demo", "password": "demo", "style": style.as_str()}))
+        client::login_request(c, &s.url(""), style)
             .send()
             .await
             .unwrap(),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    if style == Contract::OAuth2 {
+        let body = reply.json();
+        return Pair {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+        };
+    }
     let body = reply.json();
     let pair = Pair {
         access: body["accessToken"].as_str().unwrap().to_owned(),
@@ -173,20 +157,7 @@ pub async fn refresh(
     style: Contract,
     refresh: &str,
 ) -> Refreshed {
-    let request = match style {
-        Contract::OAuth2 => c
-            .post(s.url("/oauth2/token"))
-            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]),
-        Contract::Json => c
-            .post(s.url("/refresh/token"))
-            .json(&json!({ "refreshToken": refresh })),
-        Contract::Header => c
-            .post(s.url("/api/refresh-token"))
-            .header("authorization-refresh", format!("Bearer {refresh}")),
-        Contract::Cookie => c
-            .post(s.url("/v3/jwt/reissue"))
-            .header(COOKIE, format!("tk_refresh={refresh}")),
-    };
+    let request = client::refresh_request(c, &s.url(""), style, Some(refresh));
     let reply = Reply::read(request.send().await.unwrap()).await;
     if reply.status != StatusCode::OK {
         return Refreshed { reply, pair: None };

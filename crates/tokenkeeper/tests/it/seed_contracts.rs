@@ -4,10 +4,8 @@
 //! ways to start the cookie contract (sign in through the strategy's jar, or seed it from a
 //! refresh token).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod article_header;
-mod common;
+use crate::article_header;
+use crate::common;
 
 use article_header::ArticleHeaderServer;
 use common::*;
@@ -22,6 +20,7 @@ const BURST: usize = 1000;
 
 /// Sends `count` concurrent GETs to `/api/items/{i}` at `base` and asserts every one got 200.
 async fn burst_all_ok(client: &ClientWithMiddleware, base: &str, count: usize) {
+    let _load = crate::load().await;
     let handles: Vec<_> = (0..count)
         .map(|i| {
             let client = client.clone();

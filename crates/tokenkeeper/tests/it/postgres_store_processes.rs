@@ -3,12 +3,9 @@
 //! Needs `TOKENKEEPER_POSTGRES_URL` (see `scripts/postgres.sh`): without it this test fails when
 //! `CI` is set, and otherwise skips with a loud message.
 
-#![cfg(feature = "postgres")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-mod postgres_env;
-mod store_worker;
+use crate::common;
+use crate::postgres_env;
+use crate::store_worker;
 
 use common::*;
 use postgres_env::{postgres_url, unique_key};
@@ -17,16 +14,10 @@ use std::time::Duration;
 use store_worker::{Mode, StoreSpec, Summary, Worker, WorkerConfig};
 use tokenkeeper::store::TokenStore;
 
-/// Entry point of the child processes the test starts (see `store_worker`).
-#[test]
-#[ignore = "runs only as a child process of the shared-store tests"]
-fn store_worker() {
-    store_worker::child_main();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_share_one_login_through_postgres_and_refresh_once_per_expiry() {
     let Some(url) = postgres_url() else { return };
+    let _heavy = crate::heavy().await;
     let key = unique_key("eight");
     let server = start(
         ServerConfig::default()

@@ -1,6 +1,7 @@
 //! Child processes for the shared-FileStore test against the provider.
 //!
-//! The test binary re-runs itself as the child (`current_exe() oidc_worker --exact --ignored`),
+//! The test binary re-runs itself as the child
+//! (`current_exe() oidc_interop::oidc_worker --exact --ignored`),
 //! configured by JSON in `TK_OIDC_WORKER`, like `store_worker` does for the reference server.
 //! A worker restores the login the parent stored, refreshes at the provider with the discovered
 //! `OAuth2` refresher, sends request loops to the parent's resource server, and prints a
@@ -184,7 +185,7 @@ impl Worker {
 pub fn spawn(config: &WorkerConfig) -> Worker {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "oidc_worker",
+            "oidc_interop::oidc_worker",
             "--exact",
             "--ignored",
             "--nocapture",

@@ -2,10 +2,7 @@
 //! call's token with the reference server (and answers `UNAUTHENTICATED` when it refuses it),
 //! called through a tonic `Channel` wrapped in `AuthLayer`, or through the snapshot interceptor.
 
-#![cfg(all(feature = "tonic", feature = "reqwest"))]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

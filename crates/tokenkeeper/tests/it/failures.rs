@@ -1,8 +1,6 @@
 //! The failure policy (DESIGN.md §3.7) against the real reference server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::Arc;

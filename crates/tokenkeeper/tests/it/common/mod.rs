@@ -12,13 +12,7 @@ use tokenkeeper::{Session, SessionBuilder, TokenSet};
 pub use tokenkeeper_server::{Latency, ServerConfig, ServerHandle, Stats};
 
 /// The four refresh contracts of the reference server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Contract {
-    OAuth2,
-    Json,
-    Header,
-    Cookie,
-}
+pub use tokenkeeper_server::Contract as Contract;
 
 /// The access-token lifetime tests switch the server to once the first token has been issued,
 /// so that only that one expires during the test.
@@ -34,57 +28,18 @@ pub async fn start(config: ServerConfig) -> ServerHandle {
         .expect("server starts")
 }
 
-/// Signs in at the server in `contract`'s style; returns the tokens and a matching refresher.
+/// Signs in at the server in `contract`'s style (through the server's own client); returns the
+/// tokens and a matching refresher.
 pub async fn login(server: &ServerHandle, contract: Contract) -> (TokenSet, Arc<dyn Refresher>) {
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder()
-        .cookie_provider(Arc::clone(&jar))
-        .build()
-        .unwrap();
-    let response = match contract {
-        Contract::OAuth2 => client
-            .post(server.url("/oauth2/token"))
-            .form(&[
-                ("grant_type", "password"),
-                ("username", "demo"),
-                ("password", "demo"),
-            ])
-            .send()
-            .await
-            .unwrap(),
-        other => {
-            let style = match other {
-                Contract::Json => "json",
-                Contract::Header => "header",
-                _ => "cookie",
-            };
-            client
-                .post(server.url("/login"))
-                .json(&serde_json::json!({"username": "demo", "password": "demo", "style": style}))
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    assert!(
-        response.status().is_success(),
-        "login: {}",
-        response.status()
-    );
-    let tokens = TokenSet::from_response(&response.bytes().await.unwrap()).unwrap();
+    let client = tokenkeeper_server::client::Client::new(contract, &server.base_url()).unwrap();
+    let login = client.login().await.expect("login");
+    let tokens = TokenSet::from_response(&login.body).unwrap();
+    let url = client.refresh_url();
     let refresher: Arc<dyn Refresher> = match contract {
-        Contract::OAuth2 => Arc::new(
-            refresh::OAuth2::new(&server.url("/oauth2/token"))
-                .unwrap()
-                .client_id("tests"),
-        ),
-        Contract::Json => Arc::new(refresh::Json::new(&server.url("/refresh/token")).unwrap()),
-        Contract::Header => {
-            Arc::new(refresh::Header::new(&server.url("/api/refresh-token")).unwrap())
-        }
-        Contract::Cookie => {
-            Arc::new(refresh::Cookie::new(&server.url("/v3/jwt/reissue"), jar).unwrap())
-        }
+        Contract::OAuth2 => Arc::new(refresh::OAuth2::new(&url).unwrap().client_id("tests")),
+        Contract::Json => Arc::new(refresh::Json::new(&url).unwrap()),
+        Contract::Header => Arc::new(refresh::Header::new(&url).unwrap()),
+        Contract::Cookie => Arc::new(refresh::Cookie::new(&url, client.jar()).unwrap()),
     };
     let tokens = match contract {
         // The cookie contract's refresh token lives in the jar only.
@@ -136,6 +91,7 @@ pub async fn burst(
     server: &ServerHandle,
     count: usize,
 ) -> Vec<Result<u16, String>> {
+    let _load = crate::load().await;
     let requests = (0..count).map(|i| {
         let client = client.clone();
         let url = server.url(&format!("/api/items/{i}"));

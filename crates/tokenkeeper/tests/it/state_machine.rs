@@ -8,8 +8,6 @@
 //! - never a lost rotation: once quiet, the session holds its family's newest refresh token;
 //! - never a hang: every request finishes, and a dead refresh token ends the session once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use proptest::prelude::*;
 use secrecy::ExposeSecret;
 use std::collections::{HashMap, VecDeque};

@@ -1,9 +1,8 @@
 //! `FileStore` on its own and under a session: format, permissions, corruption, the lock, and
 //! write failures (a session keeps working on the tokens in memory and says so).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
+use crate::store_conformance::pair;
 
 use common::*;
 use proptest::prelude::*;
@@ -11,17 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 use tokenkeeper::secrecy::ExposeSecret;
 use tokenkeeper::store::{FileStore, StoreError, StoredTokens, TokenStore};
-use tokenkeeper::{Error, Event, Session, TokenSet};
-
-fn pair(access: &str, generation: u64) -> StoredTokens {
-    StoredTokens {
-        tokens: TokenSet::new(access)
-            .with_refresh_token(format!("{access}-refresh"))
-            .with_expires_in(Duration::from_secs(60)),
-        generation,
-        login: None,
-    }
-}
+use tokenkeeper::{Error, Event, Session};
 
 fn drain(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<Event> {
     std::iter::from_fn(|| events.try_recv().ok()).collect()
@@ -236,29 +225,6 @@ async fn a_token_file_owned_by_another_user_is_refused() {
         }
     }
     assert_eq!(std::fs::read(&path).unwrap(), before);
-}
-
-#[tokio::test]
-async fn an_older_generation_never_replaces_a_newer_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open(dir.path().join("tokens.json")).unwrap();
-    store.save(&pair("five", 5)).await.unwrap();
-    match store.save(&pair("four", 4)).await {
-        Err(StoreError::StaleWrite {
-            stored: 5,
-            attempted: 4,
-        }) => {}
-        other => panic!("expected a stale write, got {other:?}"),
-    }
-    // The same generation with other secrets is a conflict too; the same pair again is not.
-    assert!(matches!(
-        store.save(&pair("other-five", 5)).await,
-        Err(StoreError::StaleWrite { .. })
-    ));
-    let five = store.load().await.unwrap().unwrap();
-    store.save(&five).await.unwrap();
-    let loaded = store.load().await.unwrap().unwrap();
-    assert_eq!(loaded.tokens.access_token().expose_secret(), "five");
 }
 
 #[tokio::test]

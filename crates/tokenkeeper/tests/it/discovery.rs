@@ -1,8 +1,6 @@
 //! `OAuth2::discover` over real HTTP on 127.0.0.1, against a provider that serves good, odd and
 //! hostile discovery documents. (Discovery against a certified provider is in oidc_interop.rs.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;

@@ -4,12 +4,9 @@
 //! Needs `TOKENKEEPER_REDIS_URL` (see `scripts/redis.sh`): without it these tests fail when `CI`
 //! is set, and otherwise skip with a loud message.
 
-#![cfg(feature = "redis")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-mod redis_env;
-mod store_worker;
+use crate::common;
+use crate::redis_env;
+use crate::store_worker;
 
 use common::*;
 use redis_env::{redis_url, unique_key};
@@ -19,20 +16,10 @@ use store_worker::{Mode, StoreSpec, Summary, Worker, WorkerConfig};
 use tokenkeeper::store::{RedisStore, TokenStore};
 use tokenkeeper::{Error, LogoutReason, Session};
 
-/// Entry point of the child processes the other tests start (see `store_worker`).
-#[test]
-#[ignore = "runs only as a child process of the shared-store tests"]
-fn store_worker() {
-    store_worker::child_main();
-}
-
-/// The multi-process tests load both cores; one at a time.
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_share_one_login_through_redis_and_refresh_once_per_expiry() {
     let Some(url) = redis_url() else { return };
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let key = unique_key("eight");
     let server = start(
         ServerConfig::default()
@@ -221,7 +208,7 @@ async fn a_killed_lock_holder_is_taken_over_after_the_ttl() {
     if redis_url().is_none() {
         return;
     }
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let (survivor, store, stats, outcome) =
         kill_the_lock_holder_mid_refresh(Duration::from_secs(30)).await;
     assert_eq!(outcome.unwrap(), 200);
@@ -242,7 +229,7 @@ async fn a_killed_lock_holder_without_server_grace_ends_the_session_cleanly() {
     if redis_url().is_none() {
         return;
     }
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let (survivor, store, stats, outcome) = kill_the_lock_holder_mid_refresh(Duration::ZERO).await;
     assert_eq!(
         stats.refresh_calls, 2,

@@ -1,11 +1,9 @@
-//! The tower layer over a hyper client, against the reference server on 127.0.0.1: the core
-//! guarantees of `contracts.rs` (bursts refresh once, late 401s do not refresh again) for all
-//! four contracts, plus replay, origin rules and tower's readiness contract.
+//! The tower layer over a hyper client, against the reference server on 127.0.0.1: replay,
+//! origin rules and tower's readiness contract. The core guarantees (bursts refresh once, late
+//! 401s do not refresh again) run through this layer in `contracts.rs` (`contracts::tower_layer`),
+//! the same suite as the reqwest middleware's.
 
-#![cfg(all(feature = "tower", feature = "reqwest"))]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;
@@ -19,15 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 use tokenkeeper::adapter::tower::{AuthError, AuthService, ResponseBody};
 use tokenkeeper::classify::Classifier;
 use tokenkeeper::{Error, LogoutReason, NoAuth, RefreshMode, Session, SessionBuilder, TokenSet};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-type Api<B = Full<Bytes>> = AuthService<Client<HttpConnector, B>>;
+pub type Api<B = Full<Bytes>> = AuthService<Client<HttpConnector, B>>;
 type Failure = AuthError<hyper_util::client::legacy::Error>;
 
 fn hyper_client<B>() -> Client<HttpConnector, B>
@@ -75,116 +70,25 @@ async fn get(api: &Api, url: &str) -> Result<(u16, Bytes), Failure> {
     Ok(read(api.clone().oneshot(request).await?).await)
 }
 
-/// 1,000 concurrent requests meet an expired token: exactly one refresh, 1,000 successes,
-/// no reuse detection.
-async fn burst_refreshes_once(contract: Contract, mode: RefreshMode) {
-    let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
-    let (session, api) = tower_session(&server, contract, |b| {
-        b.mode(mode).classifier(Classifier::well_known())
-    })
-    .await;
-    // Only the first token expires during the test, however slow the machine.
-    server.set_access_ttl(LONG_TTL);
-    tokio::time::sleep(ms(400)).await;
+/// The contract suite's adapter (`contracts::tower_layer::*`): the tower layer over hyper.
+impl crate::contracts::Adapter for Api {
+    async fn signed_in(
+        server: &ServerHandle,
+        contract: Contract,
+        configure: impl FnOnce(SessionBuilder) -> SessionBuilder + Send,
+    ) -> (Session, Self) {
+        tower_session(server, contract, configure).await
+    }
 
-    let before = server.stats();
-    let requests: Vec<_> = (0..1000)
-        .map(|i| {
-            let api = api.clone();
-            let url = server.url(&format!("/api/items/{i}"));
-            tokio::spawn(async move { get(&api, &url).await.map(|(status, _)| status) })
-        })
-        .collect();
-    let mut failures = Vec::new();
-    for request in requests {
-        match request.await.unwrap() {
-            Ok(200) => {}
-            other => failures.push(format!("{other:?}")),
+    fn get(&self, url: String) -> impl Future<Output = Result<u16, String>> + Send {
+        let api = self.clone();
+        async move {
+            match get(&api, &url).await {
+                Ok((status, _)) => Ok(status),
+                Err(error) => Err(format!("{error:?}")),
+            }
         }
     }
-    let server_delta = delta(&before, &server.stats());
-
-    assert!(
-        failures.is_empty(),
-        "{} failures, e.g. {:?}",
-        failures.len(),
-        failures.first()
-    );
-    assert_eq!(server_delta.refresh_calls, 1, "{server_delta:?}");
-    assert_eq!(server_delta.reuse_detections, 0);
-    assert_eq!(server_delta.api_ok, 1000);
-    assert_eq!(session.stats().refreshes, 1);
-    assert_eq!(session.credential().await.unwrap().generation(), 2);
-}
-
-/// Requests stay in flight across several expiries and the server answers late, so 401s for a
-/// token arrive after it was replaced: they are retried with the new token, no second refresh.
-async fn late_401s_do_not_refresh_again(contract: Contract) {
-    let server = late_401_server().await;
-    let run_for = LATE_RUN;
-    let (session, api) = tower_session(&server, contract, |b| {
-        b.mode(RefreshMode::Reactive)
-            .classifier(Classifier::well_known())
-    })
-    .await;
-    let before = server.stats();
-    let ok = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..20)
-        .map(|worker| {
-            let (api, ok) = (api.clone(), Arc::clone(&ok));
-            let url = server.url(&format!("/api/items/{worker}"));
-            tokio::spawn(async move {
-                while started.elapsed() < run_for {
-                    let (status, _) = get(&api, &url).await.expect("no error");
-                    assert_eq!(status, 200);
-                    ok.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(ms(worker % 7 * 5)).await;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let elapsed = started.elapsed();
-    let server_delta = delta(&before, &server.stats());
-    assert_late_401s_did_not_refresh_again(
-        &server_delta,
-        &session.stats(),
-        elapsed,
-        ok.load(Ordering::Relaxed),
-    );
-}
-
-macro_rules! contract_suite {
-    ($($module:ident => $contract:expr),* $(,)?) => {$(
-        mod $module {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn burst_of_1000_reactive_refreshes_once() {
-                burst_refreshes_once($contract, RefreshMode::Reactive).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn burst_of_1000_proactive_refreshes_once() {
-                burst_refreshes_once($contract, RefreshMode::default()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn late_401s_are_retried_without_refreshing() {
-                late_401s_do_not_refresh_again($contract).await;
-            }
-        }
-    )*};
-}
-
-contract_suite! {
-    oauth2 => Contract::OAuth2,
-    json => Contract::Json,
-    header => Contract::Header,
-    cookie => Contract::Cookie,
 }
 
 /// A session whose access token is already expired (reactive mode: the refusal drives the

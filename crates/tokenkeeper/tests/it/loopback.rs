@@ -2,9 +2,7 @@
 //! `localhost`. A `*.localhost` name is not trusted to be loopback (issue 10 §5): the resolver
 //! decides where it goes, and a resolver that does not follow RFC 6761 can send it anywhere.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use common::*;
 use std::net::SocketAddr;

@@ -5,32 +5,18 @@
 //! Without `TOKENKEEPER_REDIS_URL` these tests fail when `CI` is set, and otherwise skip with a
 //! loud message.
 
-#![cfg(feature = "redis")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-mod redis_env;
+use crate::common;
+use crate::redis_env;
+use crate::store_conformance::pair;
 
 use common::*;
 use redis_env::{raw, redis_url, unique_key};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
+use tokenkeeper::Event;
 use tokenkeeper::secrecy::ExposeSecret;
-use tokenkeeper::store::{
-    FileStore, MAX_GENERATION, RedisStore, StoreError, StoredTokens, TokenStore,
-};
-use tokenkeeper::{Event, TokenSet};
-
-fn pair(access: &str, generation: u64) -> StoredTokens {
-    StoredTokens {
-        tokens: TokenSet::new(access)
-            .with_refresh_token(format!("{access}-refresh"))
-            .with_expires_in(Duration::from_secs(60)),
-        generation,
-        login: None,
-    }
-}
+use tokenkeeper::store::{FileStore, MAX_GENERATION, RedisStore, StoreError, TokenStore};
 
 async fn store(url: &str, key: &str) -> RedisStore {
     RedisStore::connect(url, key).await.unwrap()
@@ -62,32 +48,6 @@ async fn saves_loads_and_clears_the_same_document_as_the_file_store() {
         debug.contains(&key) && !debug.contains("redis-access"),
         "{debug}"
     );
-}
-
-#[tokio::test]
-async fn compare_and_set_refuses_stale_writers() {
-    let Some(url) = redis_url() else { return };
-    let key = unique_key("cas");
-    let one = store(&url, &key).await;
-    let other = store(&url, &key).await;
-    one.save(&pair("five", 5)).await.unwrap();
-    match other.save(&pair("four", 4)).await {
-        Err(StoreError::StaleWrite {
-            stored: 5,
-            attempted: 4,
-        }) => {}
-        other => panic!("expected a stale write, got {other:?}"),
-    }
-    assert!(matches!(
-        other.save(&pair("another-five", 5)).await,
-        Err(StoreError::StaleWrite { .. })
-    ));
-    // Re-saving exactly what is stored is not a conflict.
-    let five = other.load().await.unwrap().unwrap();
-    other.save(&five).await.unwrap();
-    other.save(&pair("six", 6)).await.unwrap();
-    assert_eq!(one.load().await.unwrap().unwrap().generation, 6);
-    one.clear().await.unwrap();
 }
 
 #[tokio::test]

@@ -4,9 +4,7 @@
 //! API route that refuses every token, a server that hands out cached tokens, a store that
 //! fails or hangs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

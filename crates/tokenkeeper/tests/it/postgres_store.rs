@@ -6,29 +6,17 @@
 //! Without `TOKENKEEPER_POSTGRES_URL` these tests fail when `CI` is set, and otherwise skip with
 //! a loud message.
 
-#![cfg(feature = "postgres")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-mod postgres_env;
+use crate::common;
+use crate::postgres_env;
+use crate::store_conformance::pair;
 
 use common::*;
 use postgres_env::{execute, postgres_url, query, store, unique_key};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokenkeeper::secrecy::ExposeSecret;
-use tokenkeeper::store::{FileStore, PostgresStore, StoreError, StoredTokens, TokenStore};
-use tokenkeeper::{Event, Session, TokenSet};
-
-fn pair(access: &str, generation: u64) -> StoredTokens {
-    StoredTokens {
-        tokens: TokenSet::new(access)
-            .with_refresh_token(format!("{access}-refresh"))
-            .with_expires_in(Duration::from_secs(60)),
-        generation,
-        login: None,
-    }
-}
+use tokenkeeper::store::{FileStore, PostgresStore, StoreError, TokenStore};
+use tokenkeeper::{Event, Session};
 
 async fn lease_holder(url: &str, key: &str) -> Option<String> {
     query(
@@ -81,37 +69,6 @@ async fn saves_loads_and_clears_the_same_document_as_the_file_store() {
         debug.contains(&key) && !debug.contains("postgres-access") && !debug.contains("://"),
         "{debug}"
     );
-}
-
-#[tokio::test]
-async fn compare_and_set_refuses_stale_writers() {
-    let Some(url) = postgres_url() else { return };
-    let key = unique_key("cas");
-    let one = store(&url, &key).await;
-    let other = store(&url, &key).await;
-    one.save(&pair("five", 5)).await.unwrap();
-    match other.save(&pair("four", 4)).await {
-        Err(StoreError::StaleWrite {
-            stored: 5,
-            attempted: 4,
-        }) => {}
-        other => panic!("expected a stale write, got {other:?}"),
-    }
-    assert!(matches!(
-        other.save(&pair("another-five", 5)).await,
-        Err(StoreError::StaleWrite {
-            stored: 5,
-            attempted: 5
-        })
-    ));
-    // Re-saving exactly what is stored is not a conflict.
-    let five = other.load().await.unwrap().unwrap();
-    other.save(&five).await.unwrap();
-    other.save(&pair("six", 6)).await.unwrap();
-    let six = one.load().await.unwrap().unwrap();
-    assert_eq!(six.generation, 6);
-    assert_eq!(six.tokens.access_token().expose_secret(), "six");
-    one.clear().await.unwrap();
 }
 
 /// Sixteen connections write the same next generation at once, round after round: exactly one

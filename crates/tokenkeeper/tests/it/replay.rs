@@ -5,9 +5,7 @@
 //! The server is a small real HTTP server on 127.0.0.1 that refuses every token but the fresh
 //! one; the session's refresher hands out that fresh token.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};

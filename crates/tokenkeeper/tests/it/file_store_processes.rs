@@ -1,26 +1,14 @@
 //! `FileStore` shared by real child processes: one refresh per expiry across eight processes,
 //! and crash safety under `kill -9`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-mod store_worker;
+use crate::common;
+use crate::store_worker;
 
 use common::*;
 use std::sync::Arc;
 use std::time::Duration;
 use store_worker::{Mode, StoreSpec, Summary, Worker, WorkerConfig};
 use tokenkeeper::store::{FileStore, TokenStore};
-
-/// Entry point of the child processes the other tests start (see `store_worker`).
-#[test]
-#[ignore = "runs only as a child process of the shared-store tests"]
-fn store_worker() {
-    store_worker::child_main();
-}
-
-/// The multi-process tests load both cores; one at a time.
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn totals(summaries: &[Summary]) -> Summary {
     let mut total = Summary::default();
@@ -41,7 +29,7 @@ fn totals(summaries: &[Summary]) -> Summary {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_share_one_login_and_refresh_once_per_expiry() {
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let server = start(
         ServerConfig::default()
             .with_access_ttl(ms(1000))
@@ -114,7 +102,7 @@ async fn eight_processes_share_one_login_and_refresh_once_per_expiry() {
 /// the file always holds a whole pair, and generations never go back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_write_never_leaves_a_torn_file() {
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
     let store = FileStore::open(&path).unwrap();
@@ -177,7 +165,7 @@ async fn kill_9_mid_write_never_leaves_a_torn_file() {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_refreshing_process_keeps_the_file_whole_and_the_others_working() {
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let server = start(
         ServerConfig::default()
             .with_access_ttl(ms(600))

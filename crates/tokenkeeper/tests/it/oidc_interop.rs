@@ -9,9 +9,7 @@
 //!
 //! Without `TOKENKEEPER_OIDC_ISSUER` the tests skip loudly; under `CI=true` they fail.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod oidc_env;
+use crate::oidc_env;
 
 use oidc_env::resource_server::ResourceServer;
 use oidc_env::*;
@@ -29,9 +27,6 @@ use tokenkeeper::{Error, Event, LogoutReason, RefreshMode, Session, TokenSet};
 fn oidc_worker() {
     oidc_env::worker::child_main();
 }
-
-/// Tests that load both cores run one at a time, so each one's timing is its own.
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
@@ -286,7 +281,7 @@ async fn wrong_client_credentials_are_rejected_and_the_assertion_audience_is_che
 /// successes.
 async fn burst_at_expiry_refreshes_once(client_id: &str, mode: RefreshMode) {
     let Some(issuer) = issuer() else { return };
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let api = ResourceServer::start(&issuer, Duration::ZERO).await;
     let provider = oauth2(&issuer, client_id).await;
     set_ttl(&issuer, client_id, DEFAULT_TTL_SECS).await;
@@ -338,7 +333,7 @@ async fn burst_of_1000_at_expiry_reactive_refreshes_once() {
 async fn late_401s_across_expiries_stay_within_one_refresh_per_lifetime() {
     let Some(issuer) = issuer() else { return };
     let client_id = "tk-late";
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let api = ResourceServer::start(&issuer, ms(200)).await;
     let provider = oauth2(&issuer, client_id).await;
     let tokens = login(&issuer, client_id, &provider).await;
@@ -402,7 +397,7 @@ async fn late_401s_across_expiries_stay_within_one_refresh_per_lifetime() {
 async fn a_revoked_refresh_token_logs_out_once_without_hanging() {
     let Some(issuer) = issuer() else { return };
     let client_id = "tk-revoke";
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let api = ResourceServer::start(&issuer, Duration::ZERO).await;
     let provider = oauth2(&issuer, client_id).await;
     let tokens = login(&issuer, client_id, &provider).await;
@@ -501,7 +496,7 @@ async fn a_revoked_refresh_token_logs_out_once_without_hanging() {
 async fn client_credentials_1000_concurrent_callers_make_one_token_request() {
     let Some(issuer) = issuer() else { return };
     let client_id = "tk-m2m-burst";
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     // The burst must not outlive the token on a loaded machine: this one test is about
     // concurrency, the next one about lifetimes.
     set_ttl(&issuer, client_id, 120).await;
@@ -549,7 +544,7 @@ async fn client_credentials_1000_callers_make_one_token_request_per_lifetime() {
     let Some(issuer) = issuer() else { return };
     let client_id = "tk-m2m-loop";
     let ttl = Duration::from_secs(4);
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     set_ttl(&issuer, client_id, ttl.as_secs()).await;
     let api = ResourceServer::start(&issuer, Duration::ZERO).await;
     let m2m = ClientCredentials::new(oauth2(&issuer, client_id).await).scope("api:read");
@@ -626,7 +621,7 @@ async fn client_credentials_1000_callers_make_one_token_request_per_lifetime() {
 async fn two_processes_sharing_a_file_store_refresh_once_per_expiry() {
     let Some(issuer) = issuer() else { return };
     let client_id = "tk-processes";
-    let _heavy = HEAVY.lock().await;
+    let _heavy = crate::heavy().await;
     let api = ResourceServer::start(&issuer, Duration::ZERO).await;
     let provider = oauth2(&issuer, client_id).await;
     let dir = tempfile::tempdir().unwrap();

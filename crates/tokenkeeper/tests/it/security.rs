@@ -1,8 +1,6 @@
 //! Tokens go only where they should, and never into Debug output, errors or logs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use common::*;
 use secrecy::ExposeSecret;

@@ -1,9 +1,10 @@
 //! Child processes for the shared-store tests.
 //!
-//! A test binary re-runs *itself* as the child: `current_exe() store_worker --exact --ignored`,
-//! with the worker's configuration as JSON in `TK_STORE_WORKER`. Each test file that uses this
-//! module declares the (ignored) `store_worker` test that calls [`child_main`]. This works in any
-//! `cargo test` invocation on a fresh clone: no extra binary or example needs to be built first.
+//! The test binary re-runs *itself* as the child:
+//! `current_exe() store_worker::store_worker --exact --ignored`, with the worker's configuration
+//! as JSON in `TK_STORE_WORKER`; that ignored test, declared below, calls [`child_main`]. This
+//! works in any `cargo test` invocation on a fresh clone: no extra binary or example needs to be
+//! built first.
 //!
 //! Two kinds of worker:
 //! - [`Mode::Hammer`]: restores a session from the shared store (the parent signed in), runs
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokenkeeper::store::{StoredTokens, TokenStore};
 use tokenkeeper::{Event, Session, TokenSet, refresh};
+use tokenkeeper_server::Contract;
 
 const ENV: &str = "TK_STORE_WORKER";
 const SUMMARY_PREFIX: &str = "TK-WORKER-SUMMARY ";
@@ -115,6 +117,13 @@ pub struct Summary {
     pub logouts: u64,
     /// Churn: saves made.
     pub saves: u64,
+}
+
+/// Entry point of the child processes the shared-store tests start ([`spawn`]).
+#[test]
+#[ignore = "runs only as a child process of the shared-store tests"]
+fn store_worker() {
+    child_main();
 }
 
 /// The body of the ignored `store_worker` test: does nothing unless started by [`spawn`].
@@ -342,7 +351,7 @@ impl Worker {
 pub fn spawn(config: &WorkerConfig) -> Worker {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "store_worker",
+            "store_worker::store_worker",
             "--exact",
             "--ignored",
             "--nocapture",
@@ -361,14 +370,10 @@ pub fn spawn(config: &WorkerConfig) -> Worker {
 /// Logs in at the reference server in the json contract's style and signs in through a session
 /// over `store`, so the children can restore from it. Returns the generation signed in.
 pub async fn sign_in(base_url: &str, store: Arc<dyn TokenStore>) -> u64 {
-    let login = reqwest::Client::new()
-        .post(format!("{base_url}/login"))
-        .json(&serde_json::json!({"username": "demo", "password": "demo", "style": "json"}))
-        .send()
+    let login = tokenkeeper_server::client::login(&reqwest::Client::new(), base_url, Contract::Json)
         .await
-        .unwrap();
-    assert!(login.status().is_success(), "login: {}", login.status());
-    let tokens = TokenSet::from_response(&login.bytes().await.unwrap()).unwrap();
+        .expect("login");
+    let tokens = TokenSet::from_response(&login.body).unwrap();
     let session = Session::builder()
         .refresher(refresh::Json::new(&format!("{base_url}/refresh/token")).unwrap())
         .store_arc(store)

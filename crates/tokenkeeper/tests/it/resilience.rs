@@ -1,9 +1,7 @@
 //! Proactive refresh and the transient-failure policy (DESIGN.md §3.6, §3.7), under the reference
 //! server's fault injection, and hostile refresh responses.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::Arc;
