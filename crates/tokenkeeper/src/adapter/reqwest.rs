@@ -22,9 +22,9 @@
 //!
 //! Most responses are not refusals, so the per-request path does only what every request
 //! needs, without allocating: the credential without awaiting, a copy of the request for a
-//! possible retry ([`Replay`]), the token, the send, one bit test on the status. Everything
+//! possible retry (`Replay`), the token, the send, one bit test on the status. Everything
 //! after a response that a rule could read as a refusal (classify, refresh, retry) lives in
-//! [`AuthMiddleware::after_candidate`], boxed on its own, so its large future is not part of
+//! `AuthMiddleware::after_candidate`, boxed on its own, so its large future is not part of
 //! the per-request one (which stays below glibc's 1 KiB fast path; a test checks).
 
 mod replay;
