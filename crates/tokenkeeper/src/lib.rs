@@ -57,6 +57,8 @@
 //! - `redis`: [`store::RedisStore`].
 //! - `tower`: [`layer::AuthLayer`], for any `tower::Service<http::Request<B>>`.
 //! - `tonic` (implies `tower`): replayable unary gRPC calls, a synchronous interceptor.
+//! - `metrics`: refresh, logout and store metrics through the `metrics` facade; the
+//!   `metrics` module lists the names. Nothing is recorded per request.
 //!
 // Links to items behind features that are off point at what is always there (the docs of a
 // build without them still render, and say which feature adds the item).
@@ -84,6 +86,8 @@ mod jwt;
 #[cfg(feature = "tower")]
 pub mod layer;
 mod markers;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "reqwest")]
 mod middleware;
 mod origin;
