@@ -74,9 +74,10 @@ impl Inner {
             Err(_) => FlightOutcome::Failed,
         };
         let outcome = self.finish(from.as_deref(), obtained);
+        // Recorded before the waiters wake, so whoever sees the outcome sees it counted.
+        self.meter.flight_finished(timer, flight_outcome);
         // Waiters go on with the new pair; nobody may be listening any more.
         let _ = done.send(outcome);
-        self.meter.flight_finished(timer, flight_outcome);
         if let Some(pending) = pending {
             self.keep_saving(pending).await;
         }
