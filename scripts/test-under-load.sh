@@ -30,6 +30,7 @@ targets=(
   resilience            # proactive refresh deadlines, backoff, Retry-After
   state_machine         # interleavings of refreshes, sign-in/out and cancellation
   tower tonic           # the same scenarios through the tower layer
+  metrics               # refresh outcomes at expiry, lost answers, adoption (feature metrics)
   file_store            # store failures and stalls under live sessions
   file_store_processes  # real processes sharing one file, kill -9
   redis_store           # lock TTL, renewal, fencing, hung Redis
