@@ -218,9 +218,12 @@ mod on {
 mod off {
     use super::{AttemptOutcome, Credential, FlightOutcome, LogoutReason};
 
-    /// Nothing to configure without feature `metrics`.
+    /// Nothing to configure without feature `metrics`. (Not a unit struct, so the builder
+    /// writes `MeterConfig::default()` either way.)
     #[derive(Debug, Clone, Default)]
-    pub(crate) struct MeterConfig;
+    pub(crate) struct MeterConfig {
+        _nothing: (),
+    }
 
     /// Records nothing: every method is empty and inlined away.
     #[derive(Debug)]
