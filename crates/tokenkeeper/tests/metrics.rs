@@ -160,8 +160,9 @@ impl Recorded {
 }
 
 /// The `session` names the tests of this file give.
-const SESSIONS: [&str; 10] = [
+const SESSIONS: [&str; 11] = [
     "burst-at-expiry",
+    "per-request",
     "transient-and-lost",
     "terminal",
     "logout-reasons",
@@ -282,6 +283,49 @@ async fn a_burst_at_expiry_is_one_ok_attempt_and_the_rest_join() {
     secrets.extend(secrets_of(second.tokens()));
     secrets.push(server.base_url());
     recorded.assert_labels_closed(&secrets);
+}
+
+/// Nothing is recorded per request: requests with a valid token (attached, accepted) leave
+/// every counter, gauge and histogram untouched. This is the hot path; metrics live on the
+/// refresh, retry and logout paths only.
+#[tokio::test]
+async fn nothing_is_recorded_per_request() {
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let snapshotter = recorder.snapshotter();
+    let server = start(ServerConfig::default()).await;
+    let (session, client) =
+        session(&server, Contract::OAuth2, |b| b.metrics_name("per-request")).await;
+    // Sign-in set the gauges; this snapshot resets the recorder's values to zero.
+    let before = snapshotter.snapshot().into_vec();
+    assert!(!before.is_empty(), "the sign-in set the expiry gauges");
+
+    let outcomes = burst(&client, &server, 200).await;
+    assert!(outcomes.iter().all(|o| *o == Ok(200)), "{outcomes:?}");
+    for id in 0..50 {
+        let response = client
+            .get(server.url(&format!("/api/items/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(session.stats().flights, 0, "no refresh happened");
+
+    let after = snapshotter.snapshot().into_vec();
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "no metric was registered: {after:?}"
+    );
+    for (key, _, _, value) in after {
+        let untouched = match &value {
+            DebugValue::Counter(n) => *n == 0,
+            DebugValue::Gauge(v) => v.into_inner() == 0.0,
+            DebugValue::Histogram(values) => values.is_empty(),
+        };
+        assert!(untouched, "{key:?} was recorded per request: {value:?}");
+    }
 }
 
 /// The refresh endpoint answers 503, then not at all, then again: `transient` and
