@@ -36,6 +36,10 @@
 //! be told apart. The minimum is kept in an ordered set per name, updated when a session installs
 //! tokens, signs out or is dropped: O(log n) on the refresh path, nothing per request.
 //!
+//! A live session left idle past its deadline counts too: nobody asked for its token, so nothing
+//! renewed it (it renews on next use). Alert on the gauge where sessions are in steady use; the
+//! `terminal`, `transient` and `lost_answer` attempts say whether refreshing itself is failing.
+//!
 //! ## Gauges that count down
 //! A `metrics` gauge holds the last value set; the facade has no callback at scrape time. The
 //! timestamp gauge is therefore exact at any moment (Prometheus' own advice is to export when
