@@ -38,6 +38,7 @@ modules=(
   redis_store_processes:: # real processes sharing one Redis
   postgres_store::        # lease expiry and renewal, fencing, dropped connections
   postgres_store_processes:: # real processes sharing one PostgreSQL row
+  metrics::               # refresh outcomes at expiry, lost answers, adoption (feature metrics)
 )
 # The CLI's test binaries with several processes or short tokens.
 targets=(

@@ -60,6 +60,8 @@
 //! - `redis`: [`store::RedisStore`].
 //! - `tower`: [`adapter::tower::AuthLayer`], for any `tower::Service<http::Request<B>>`.
 //! - `tonic` (implies `tower`): replayable unary gRPC calls, a synchronous interceptor.
+//! - `metrics`: refresh, logout and store metrics through the `metrics` facade; the
+//!   `metrics` module lists the names. Nothing is recorded per request.
 //!
 // Links to items behind features that are off point at what is always there (the docs of a
 // build without them still render, and say which feature adds the item).
@@ -94,6 +96,8 @@ mod error;
 mod event;
 mod extensions;
 mod jwt;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod origin;
 pub mod refresh;
 mod session;

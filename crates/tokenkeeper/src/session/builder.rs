@@ -1,5 +1,6 @@
 //! [`SessionBuilder`]: how a [`Session`] is configured.
 
+use super::meter::MeterConfig;
 use super::{Inner, Limits, Session};
 use crate::classify::Classifier;
 use crate::config_error::ConfigError;
@@ -36,6 +37,7 @@ pub struct SessionBuilder {
     mode: RefreshMode,
     limits: Limits,
     refresh_timeout_set: bool,
+    meter: MeterConfig,
 }
 
 impl std::fmt::Debug for SessionBuilder {
@@ -59,6 +61,7 @@ impl SessionBuilder {
             mode: RefreshMode::default(),
             limits: Limits::default(),
             refresh_timeout_set: false,
+            meter: MeterConfig::default(),
         }
     }
 
@@ -178,6 +181,31 @@ impl SessionBuilder {
         self
     }
 
+    /// The `session` label of this session's metrics (feature `metrics`; default `"default"`).
+    ///
+    /// A name for what the session logs in to ("partner-api", "billing-m2m"), written in code:
+    /// it is a `&'static str` so that no key, user id or token can end up in a label. Sessions
+    /// sharing a name add up, and the expiry gauge shows the soonest deadline among them; see
+    /// [`metrics`](crate::metrics).
+    ///
+    /// ```
+    /// # fn example() -> Result<(), tokenkeeper::Error> {
+    /// use tokenkeeper::{refresh, Session};
+    ///
+    /// let session = Session::builder()
+    ///     .refresher(refresh::from_fn(|_| async { Err(refresh::RefreshError::NoRefreshToken) }))
+    ///     .attach_to(["https://api.example.com"])
+    ///     .metrics_name("partner-api")
+    ///     .build()?;
+    /// # let _ = session; Ok(()) }
+    /// # example().unwrap();
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn metrics_name(mut self, name: &'static str) -> Self {
+        self.meter.name = name;
+        self
+    }
+
     /// Builds the session. Fails on a missing refresher, unparsable or insecure origins, and
     /// settings out of range (a NaN fraction, a zero timeout, a refresh timeout not clearly
     /// below the store's lock lease).
@@ -209,6 +237,7 @@ impl SessionBuilder {
                 self.classifier,
                 self.mode,
                 self.limits,
+                self.meter,
             )),
         })
     }

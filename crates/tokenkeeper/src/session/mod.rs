@@ -9,6 +9,7 @@
 mod builder;
 mod credential;
 mod flight;
+mod meter;
 mod refresh;
 mod response_policy;
 mod routes;
@@ -42,6 +43,7 @@ use crate::store::{StoreError, StoredTokens, TokenStore};
 use crate::token::TokenSet;
 use arc_swap::ArcSwap;
 use flight::FlightSlot;
+use meter::{Meter, MeterConfig};
 use routes::Routes;
 use schedule::Schedule;
 use stats::Counters;
@@ -166,6 +168,8 @@ pub(crate) struct Inner {
     events: broadcast::Sender<Event>,
     status: watch::Sender<Status>,
     counters: Counters,
+    /// Metrics (feature `metrics`); zero-sized and inert without it.
+    meter: Meter,
 }
 
 impl Inner {
@@ -176,6 +180,7 @@ impl Inner {
         classifier: Classifier,
         mode: RefreshMode,
         limits: Limits,
+        meter: MeterConfig,
     ) -> Self {
         Self {
             state: ArcSwap::from_pointee(State::SignedOut { ended: None }),
@@ -194,6 +199,7 @@ impl Inner {
             events: broadcast::channel(64).0,
             status: watch::Sender::new(Status::SignedOut { reason: None }),
             counters: Counters::default(),
+            meter: Meter::new(meter),
         }
     }
 
@@ -266,6 +272,10 @@ impl Inner {
     /// Replaces the state; returns the status for the caller to send once its event is out, so
     /// that whoever wakes up on the status finds the event already sent.
     fn install_quietly(&self, state: State) -> Status {
+        self.meter.installed(match &state {
+            State::Active(c) => Some(c),
+            State::SignedOut { .. } => None,
+        });
         let status = match &state {
             State::Active(c) => Status::SignedIn {
                 login: c.login(),
@@ -333,6 +343,7 @@ impl Inner {
             if reason != LogoutReason::SignedOut {
                 Counters::bump(&self.counters.logouts);
             }
+            self.meter.logout(&reason);
             tracing::info!(%reason, "session ended");
             self.emit(Event::LoggedOut { reason });
             // Requests waiting on this login wake up now, with the event already sent.
@@ -349,9 +360,13 @@ impl Inner {
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let after = self.limits.store_timeout;
-        tokio::time::timeout(after, call)
+        let result = tokio::time::timeout(after, call)
             .await
-            .unwrap_or(Err(StoreError::Timeout { operation, after }))
+            .unwrap_or(Err(StoreError::Timeout { operation, after }));
+        if result.is_err() {
+            self.meter.store_failure(operation);
+        }
+        result
     }
 
     async fn clear_store(&self) {
@@ -532,6 +547,7 @@ impl Session {
             }
             Standing::Stale(current) => {
                 Counters::bump(&self.inner.counters.stale_retries);
+                self.inner.meter.stale_retry();
                 Ok(current)
             }
             Standing::Ended(reason) => Err(Error::SessionExpired(reason)),

@@ -92,6 +92,7 @@ impl Session {
             Standing::Ended(reason) => AfterResponse::Fail(Error::SessionExpired(reason)),
             Standing::Stale(current) if !current.is_expired() => {
                 Counters::bump(&inner.counters.stale_retries);
+                inner.meter.stale_retry();
                 self.retry_with(current, replayable)
             }
             Standing::Stale(current) => match inner.refresh_from(&current).await {

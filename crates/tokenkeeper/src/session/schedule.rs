@@ -139,6 +139,12 @@ impl Schedule {
         }
     }
 
+    /// The hard deadline by the wall clock, if the token has one (for the expiry gauge).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn hard_deadline_wall(&self) -> Option<SystemTime> {
+        self.hard_wall
+    }
+
     pub(crate) fn is_past_hard(&self, now: Instant) -> bool {
         self.hard.is_some_and(|hard| now >= hard) || self.wall_passed(self.hard_wall)
     }

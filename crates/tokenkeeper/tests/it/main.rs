@@ -23,6 +23,8 @@ mod failures;
 mod file_store;
 mod file_store_processes;
 mod loopback;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod oidc_interop;
 #[cfg(feature = "postgres")]
 mod postgres_store;
