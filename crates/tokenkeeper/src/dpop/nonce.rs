@@ -1,7 +1,7 @@
 //! Server-provided nonces (RFC 9449 §8, §9): the latest `DPoP-Nonce` per origin, and the two
 //! ways a server demands one.
 
-use crate::www_authenticate::challenge_error;
+use crate::classify::www_authenticate::challenge_error;
 use http::{HeaderMap, StatusCode};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

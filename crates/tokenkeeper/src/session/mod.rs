@@ -9,6 +9,7 @@
 mod builder;
 mod credential;
 mod flight;
+mod meter;
 mod refresh;
 mod response_policy;
 mod routes;
@@ -33,15 +34,17 @@ pub use schedule::{Proactive, RefreshMode};
 pub use stats::SessionStats;
 pub use status::Status;
 
-use crate::TokenSet;
 use crate::classify::Classifier;
+use crate::config_error::ConfigError;
 use crate::error::{Error, LogoutReason};
 use crate::event::Event;
-use crate::origin::{Decision, OriginPolicy};
+use crate::origin::OriginPolicy;
 use crate::refresh::Refresher;
 use crate::store::{StoreError, StoredTokens, TokenStore};
+use crate::token::TokenSet;
 use arc_swap::ArcSwap;
 use flight::FlightSlot;
+use meter::{Meter, MeterConfig};
 use routes::Routes;
 use schedule::Schedule;
 use stats::Counters;
@@ -166,6 +169,8 @@ pub(crate) struct Inner {
     events: broadcast::Sender<Event>,
     status: watch::Sender<Status>,
     counters: Counters,
+    /// Metrics (feature `metrics`); zero-sized and inert without it.
+    meter: Meter,
 }
 
 impl Inner {
@@ -176,6 +181,7 @@ impl Inner {
         classifier: Classifier,
         mode: RefreshMode,
         limits: Limits,
+        meter: MeterConfig,
     ) -> Self {
         Self {
             state: ArcSwap::from_pointee(State::SignedOut { ended: None }),
@@ -194,6 +200,7 @@ impl Inner {
             events: broadcast::channel(64).0,
             status: watch::Sender::new(Status::SignedOut { reason: None }),
             counters: Counters::default(),
+            meter: Meter::new(meter),
         }
     }
 
@@ -266,6 +273,10 @@ impl Inner {
     /// Replaces the state; returns the status for the caller to send once its event is out, so
     /// that whoever wakes up on the status finds the event already sent.
     fn install_quietly(&self, state: State) -> Status {
+        self.meter.installed(match &state {
+            State::Active(c) => Some(c),
+            State::SignedOut { .. } => None,
+        });
         let status = match &state {
             State::Active(c) => Status::SignedIn {
                 login: c.login(),
@@ -333,6 +344,7 @@ impl Inner {
             if reason != LogoutReason::SignedOut {
                 Counters::bump(&self.counters.logouts);
             }
+            self.meter.logout(&reason);
             tracing::info!(%reason, "session ended");
             self.emit(Event::LoggedOut { reason });
             // Requests waiting on this login wake up now, with the event already sent.
@@ -349,9 +361,13 @@ impl Inner {
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let after = self.limits.store_timeout;
-        tokio::time::timeout(after, call)
+        let result = tokio::time::timeout(after, call)
             .await
-            .unwrap_or(Err(StoreError::Timeout { operation, after }))
+            .unwrap_or(Err(StoreError::Timeout { operation, after }));
+        if result.is_err() {
+            self.meter.store_failure(operation);
+        }
+        result
     }
 
     async fn clear_store(&self) {
@@ -413,7 +429,7 @@ impl Session {
             store_login,
             schedule,
         )
-        .map_err(|why| Error::Config(why.describe().into()))?;
+        .map_err(|why| ConfigError::new(why.describe()))?;
         let credential = Arc::new(credential);
         let saved = inner
             .bounded(
@@ -456,9 +472,9 @@ impl Session {
         )
         .map_err(|why| match why {
             Unusable::DpopWithoutKey => Error::from(StoreError::Corrupt(why.describe().into())),
-            Unusable::NotAHeaderValue => {
-                Error::Config("the stored access token is not a valid header value".into())
-            }
+            Unusable::NotAHeaderValue => Error::from(ConfigError::new(
+                "the stored access token is not a valid header value",
+            )),
         })?;
         inner.store_in_sync.store(true, Relaxed);
         inner.publish(Arc::new(credential), Event::SignedIn { generation });
@@ -537,6 +553,7 @@ impl Session {
             }
             Standing::Stale(current) => {
                 Counters::bump(&self.inner.counters.stale_retries);
+                self.inner.meter.stale_retry();
                 Ok(current)
             }
             Standing::Ended(reason) => Err(Error::SessionExpired(reason)),
@@ -615,14 +632,6 @@ impl Session {
     /// The session's counters.
     pub fn stats(&self) -> SessionStats {
         self.inner.counters.snapshot()
-    }
-
-    pub(crate) fn decide(&self, url: &url::Url) -> Decision {
-        self.inner.origins.decide(url)
-    }
-
-    pub(crate) fn classifier(&self) -> &Classifier {
-        &self.inner.classifier
     }
 
     pub(crate) fn counters(&self) -> &Counters {

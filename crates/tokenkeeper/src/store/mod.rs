@@ -39,7 +39,7 @@ pub use self::redis::RedisStore;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 
-use crate::TokenSet;
+use crate::token::TokenSet;
 use std::fmt;
 use std::time::Duration;
 
