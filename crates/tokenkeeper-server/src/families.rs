@@ -46,7 +46,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::refresh_tokens::{FamilyId, RefreshTokens};
-use crate::tokens::{IssuedPair, Contract, TokenMinter};
+use crate::tokens::{Contract, IssuedPair, TokenMinter};
 
 /// Why a refresh was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -764,7 +764,13 @@ mod tests {
         let expired = start + MINUTE;
         assert_eq!(
             families
-                .refresh(&pairs[0].refresh_token, Contract::Json, &minter, expired, None)
+                .refresh(
+                    &pairs[0].refresh_token,
+                    Contract::Json,
+                    &minter,
+                    expired,
+                    None
+                )
                 .unwrap(),
             rejected(RejectReason::Expired, false)
         );
@@ -777,7 +783,13 @@ mod tests {
         assert_eq!(families.pruned(), 100);
         assert_eq!(
             families
-                .refresh(&pairs[1].refresh_token, Contract::Json, &minter, later, None)
+                .refresh(
+                    &pairs[1].refresh_token,
+                    Contract::Json,
+                    &minter,
+                    later,
+                    None
+                )
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );

@@ -31,7 +31,7 @@ use crate::families::LoginOutcome;
 use crate::faults::delay;
 use crate::state::{AppState, Shared};
 use crate::stats::bump;
-use crate::tokens::{IssuedPair, Contract, seconds_json};
+use crate::tokens::{Contract, IssuedPair, seconds_json};
 
 /// Why a login failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,7 +34,12 @@ pub enum Contract {
 
 impl Contract {
     /// Every style, in a stable order.
-    pub const ALL: [Contract; 4] = [Contract::OAuth2, Contract::Json, Contract::Header, Contract::Cookie];
+    pub const ALL: [Contract; 4] = [
+        Contract::OAuth2,
+        Contract::Json,
+        Contract::Header,
+        Contract::Cookie,
+    ];
 
     /// The wire name: `oauth2`, `json`, `header` or `cookie`.
     pub fn as_str(self) -> &'static str {
@@ -282,7 +287,9 @@ mod tests {
     #[test]
     fn forged_token_is_invalid_but_keeps_its_style_for_wording() {
         let other = TokenMinter::new(b"other-secret", Duration::from_secs(5));
-        let token = other.mint_access("demo", "f", Contract::Cookie, None).unwrap();
+        let token = other
+            .mint_access("demo", "f", Contract::Cookie, None)
+            .unwrap();
         assert_eq!(
             minter().check(&token, unix_now()),
             AccessCheck::Invalid(Contract::Cookie)

@@ -103,7 +103,8 @@ where
 /// Logs in at the reference server (json contract).
 async fn login(server: &tokenkeeper_server::ServerHandle) -> Result<TokenSet, BoxError> {
     let client = reqwest::Client::new();
-    let login = tokenkeeper_server::client::login(&client, &server.base_url(), Contract::Json).await?;
+    let login =
+        tokenkeeper_server::client::login(&client, &server.base_url(), Contract::Json).await?;
     Ok(TokenSet::from_response(&login.body)?)
 }
 

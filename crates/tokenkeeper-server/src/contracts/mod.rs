@@ -14,7 +14,7 @@ use crate::families::{RefreshOutcome, RejectReason};
 use crate::faults::delay;
 use crate::state::Shared;
 use crate::stats::bump;
-use crate::tokens::{IssuedPair, Contract};
+use crate::tokens::{Contract, IssuedPair};
 
 /// How a refresh request ended, for the contract to word.
 #[derive(Debug)]

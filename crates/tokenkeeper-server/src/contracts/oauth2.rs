@@ -46,7 +46,7 @@ use crate::families::RejectReason;
 use crate::login::{LoginFailure, authenticate, authenticate_client, with_retry_after};
 use crate::state::{AppState, Shared};
 use crate::stats::bump;
-use crate::tokens::{IssuedPair, Contract, seconds_json};
+use crate::tokens::{Contract, IssuedPair, seconds_json};
 
 #[derive(Serialize)]
 struct TokenResponse<'a> {

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use tokenkeeper_server::{
-    ADMIN_HEADER, ADMIN_HEADER_VALUE, ServerConfig, ServerHandle, Stats, Contract, client, start,
+    ADMIN_HEADER, ADMIN_HEADER_VALUE, Contract, ServerConfig, ServerHandle, Stats, client, start,
 };
 
 /// Something to build URLs from: a server handle or a base URL.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{DpopConfig, DpopRejectedCounts, Contract};
+use tokenkeeper_server::{Contract, DpopConfig, DpopRejectedCounts};
 
 use super::encoder::{Key, Proof, Signing, now};
 use super::*;

@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{DpopConfig, DpopRejectedCounts, ServerConfig, Contract};
+use tokenkeeper_server::{Contract, DpopConfig, DpopRejectedCounts, ServerConfig};
 
 use super::encoder::{Key, Proof, Signing, now};
 use super::*;

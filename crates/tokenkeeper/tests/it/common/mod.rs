@@ -12,7 +12,7 @@ use tokenkeeper::{Session, SessionBuilder, TokenSet};
 pub use tokenkeeper_server::{Latency, ServerConfig, ServerHandle, Stats};
 
 /// The four refresh contracts of the reference server.
-pub use tokenkeeper_server::Contract as Contract;
+pub use tokenkeeper_server::Contract;
 
 /// The access-token lifetime tests switch the server to once the first token has been issued,
 /// so that only that one expires during the test.

@@ -370,9 +370,10 @@ pub fn spawn(config: &WorkerConfig) -> Worker {
 /// Logs in at the reference server in the json contract's style and signs in through a session
 /// over `store`, so the children can restore from it. Returns the generation signed in.
 pub async fn sign_in(base_url: &str, store: Arc<dyn TokenStore>) -> u64 {
-    let login = tokenkeeper_server::client::login(&reqwest::Client::new(), base_url, Contract::Json)
-        .await
-        .expect("login");
+    let login =
+        tokenkeeper_server::client::login(&reqwest::Client::new(), base_url, Contract::Json)
+            .await
+            .expect("login");
     let tokens = TokenSet::from_response(&login.body).unwrap();
     let session = Session::builder()
         .refresher(refresh::Json::new(&format!("{base_url}/refresh/token")).unwrap())
