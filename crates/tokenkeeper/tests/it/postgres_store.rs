@@ -15,7 +15,7 @@ use postgres_env::{execute, postgres_url, query, store, unique_key};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokenkeeper::secrecy::ExposeSecret;
-use tokenkeeper::store::{FileStore, PostgresStore, StoreError, TokenStore};
+use tokenkeeper::store::{FileStore, MAX_GENERATION, PostgresStore, StoreError, TokenStore};
 use tokenkeeper::{Event, Session};
 
 async fn lease_holder(url: &str, key: &str) -> Option<String> {
@@ -122,7 +122,7 @@ async fn corrupt_rows_are_typed_errors() {
     let upsert = "INSERT INTO tokenkeeper_tokens (key, generation, tokens) VALUES ($1, $2, $3) \
                   ON CONFLICT (key) DO UPDATE SET generation = $2, tokens = $3";
     let max = i64::MAX;
-    let rows: [(i64, Vec<u8>, &str); 6] = [
+    let rows: [(i64, Vec<u8>, &str); 7] = [
         (0, b"".to_vec(), "empty"),
         (0, b"garbage".to_vec(), "not valid JSON"),
         (
@@ -133,9 +133,11 @@ async fn corrupt_rows_are_typed_errors() {
         // The columns disagree with the document.
         (0, file_document(2).await, "differ"),
         // At the column's limit: the next refresh could never be saved.
+        (max, file_document(0).await, "out of range"),
+        // Above what any store holds (and the document agrees).
         (
-            max,
-            file_document(u64::try_from(max).unwrap()).await,
+            i64::try_from(MAX_GENERATION).unwrap() + 1,
+            file_document(0).await,
             "out of range",
         ),
         (

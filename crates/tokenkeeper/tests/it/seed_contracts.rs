@@ -13,7 +13,7 @@ use reqwest_middleware::ClientWithMiddleware;
 use std::time::Duration;
 use tokenkeeper::classify::Classifier;
 use tokenkeeper::refresh::{self, CookieError};
-use tokenkeeper::{Error, LogoutReason, RefreshMode, Session, TokenSet};
+use tokenkeeper::{Error, InvalidTokenPolicy, LogoutReason, RefreshMode, Session, TokenSet};
 use tokenkeeper_server::REFRESH_COOKIE;
 
 const BURST: usize = 1000;
@@ -192,6 +192,15 @@ async fn article_session(
     server: &ArticleHeaderServer,
     tokens: Option<TokenSet>,
 ) -> (Session, ClientWithMiddleware) {
+    article_session_with(server, tokens, InvalidTokenPolicy::default()).await
+}
+
+/// [`article_session`] with the given answer to `InvalidToken`.
+async fn article_session_with(
+    server: &ArticleHeaderServer,
+    tokens: Option<TokenSet>,
+    invalid_token: InvalidTokenPolicy,
+) -> (Session, ClientWithMiddleware) {
     let tokens = match tokens {
         Some(tokens) => tokens,
         None => {
@@ -210,6 +219,7 @@ async fn article_session(
         .refresher(refresh::Header::new(&server.url("/api/refresh-token")).unwrap())
         .attach_to([server.base_url()])
         .classifier(Classifier::well_known())
+        .invalid_token_policy(invalid_token)
         .build()
         .unwrap();
     session.sign_in(tokens).await.unwrap();
@@ -229,13 +239,14 @@ async fn article_header_server_refreshes_once_per_expiry_and_burst() {
     assert!(counts.api_expired >= 3, "{counts:?}");
 }
 
-/// The article's client logs out on `InvalidToken`; so does a session with the well-known
-/// rules, without a refresh call.
+/// The article's client logs out on `InvalidToken`; so does a session configured as strictly
+/// (`InvalidTokenPolicy::EndSession`), without a refresh call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn article_header_server_invalid_token_ends_the_session_without_refreshing() {
     let server = ArticleHeaderServer::start(LONG_TTL).await;
     let forged = TokenSet::new("never-issued").with_refresh_token("never-issued");
-    let (_session, client) = article_session(&server, Some(forged)).await;
+    let (_session, client) =
+        article_session_with(&server, Some(forged), InvalidTokenPolicy::EndSession).await;
     let error = client
         .get(server.url("/api/items/1"))
         .send()
@@ -249,6 +260,29 @@ async fn article_header_server_invalid_token_ends_the_session_without_refreshing
         "{error}"
     );
     assert_eq!(server.counts().refresh_calls, 0);
+    assert_eq!(server.counts().api_invalid, 1);
+}
+
+/// By default one refresh decides an `InvalidToken` answer: here the refresh token is forged
+/// too, so the article's server refuses it (401) and the session ends once, after one call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn article_header_server_invalid_token_costs_one_refresh_by_default() {
+    let server = ArticleHeaderServer::start(LONG_TTL).await;
+    let forged = TokenSet::new("never-issued").with_refresh_token("never-issued");
+    let (_session, client) = article_session(&server, Some(forged)).await;
+    let error = client
+        .get(server.url("/api/items/1"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            tk_error(&error),
+            Some(Error::SessionExpired(LogoutReason::RefreshRejected(_)))
+        ),
+        "{error}"
+    );
+    assert_eq!(server.counts().refresh_calls, 1);
     assert_eq!(server.counts().api_invalid, 1);
 }
 
