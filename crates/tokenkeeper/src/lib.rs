@@ -27,6 +27,8 @@
 //!
 //! ## How it fits together
 //! - [`Session`]: the one place that decides when to refresh; knows nothing of any HTTP client.
+//! - [`Sessions`]: many logins (one session per user, tenant or audience), restored lazily
+//!   from per-key stores and evicted when idle; see [`keyed`].
 //! - [`refresh`]: how new tokens are obtained ([`refresh::OAuth2`], with OpenID discovery and
 //!   every common client authentication method; [`refresh::ClientCredentials`] for
 //!   machine-to-machine tokens; [`refresh::Json`], [`refresh::Header`], [`refresh::Cookie`],
@@ -79,6 +81,7 @@
 
 pub mod classify;
 mod error;
+pub mod keyed;
 mod event;
 mod jwt;
 #[cfg(feature = "tower")]
@@ -98,6 +101,7 @@ mod www_authenticate;
 
 pub use error::{Error, LogoutReason};
 pub use event::Event;
+pub use keyed::Sessions;
 pub use markers::NoAuth;
 #[cfg(feature = "reqwest")]
 pub use middleware::AuthMiddleware;

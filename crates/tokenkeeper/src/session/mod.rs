@@ -17,6 +17,7 @@ pub(crate) mod stats;
 mod status;
 
 pub use builder::{InvalidTokenPolicy, SessionBuilder};
+pub(crate) use builder::Template;
 pub use credential::Credential;
 #[cfg_attr(
     not(any(feature = "reqwest", feature = "tower")),
@@ -47,7 +48,7 @@ use stats::Counters;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
@@ -158,23 +159,34 @@ pub(crate) struct Inner {
     store_in_sync: AtomicBool,
     refresher: Arc<dyn Refresher>,
     store: Arc<dyn TokenStore>,
-    origins: OriginPolicy,
-    classifier: Classifier,
+    /// Shared by every session of a [`Sessions`](crate::Sessions) collection (one copy, not one
+    /// per key).
+    origins: Arc<OriginPolicy>,
+    classifier: Arc<Classifier>,
     mode: RefreshMode,
     limits: Limits,
-    events: broadcast::Sender<Event>,
+    /// Made on the first [`Session::events`] call: events sent before anyone subscribed are
+    /// lost either way, and an idle session of a large [`Sessions`](crate::Sessions) collection
+    /// should not carry a 64-slot ring nobody reads.
+    events: OnceLock<broadcast::Sender<Event>>,
+    /// Where a keyed collection hears this session's events (with its key).
+    forward: Option<EventSink>,
     status: watch::Sender<Status>,
     counters: Counters,
 }
+
+/// A keyed collection's hook for one session's events.
+pub(crate) type EventSink = Box<dyn Fn(&Event) + Send + Sync>;
 
 impl Inner {
     fn new(
         refresher: Arc<dyn Refresher>,
         store: Arc<dyn TokenStore>,
-        origins: OriginPolicy,
-        classifier: Classifier,
+        origins: Arc<OriginPolicy>,
+        classifier: Arc<Classifier>,
         mode: RefreshMode,
         limits: Limits,
+        forward: Option<EventSink>,
     ) -> Self {
         Self {
             state: ArcSwap::from_pointee(State::SignedOut { ended: None }),
@@ -190,7 +202,8 @@ impl Inner {
             classifier,
             mode,
             limits,
-            events: broadcast::channel(64).0,
+            events: OnceLock::new(),
+            forward,
             status: watch::Sender::new(Status::SignedOut { reason: None }),
             counters: Counters::default(),
         }
@@ -248,8 +261,13 @@ impl Inner {
 
     fn emit(&self, event: Event) {
         tracing::debug!(?event, "session event");
-        // No subscriber is not an error.
-        let _ = self.events.send(event);
+        if let Some(forward) = &self.forward {
+            forward(&event);
+        }
+        if let Some(events) = self.events.get() {
+            // No subscriber is not an error.
+            let _ = events.send(event);
+        }
     }
 
     fn schedule(&self, tokens: &TokenSet) -> Schedule {
@@ -548,7 +566,10 @@ impl Session {
     /// Subscribes to state transitions. A subscriber that falls behind by more than 64 events
     /// loses the oldest; [`status`](Self::status) cannot be missed.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+        self.inner
+            .events
+            .get_or_init(|| broadcast::channel(64).0)
+            .subscribe()
     }
 
     /// Where the session stands, as a `watch` value: always the latest state, never lost.
