@@ -81,9 +81,9 @@
 
 pub mod classify;
 mod error;
-pub mod keyed;
 mod event;
 mod jwt;
+pub mod keyed;
 #[cfg(feature = "tower")]
 pub mod layer;
 mod markers;

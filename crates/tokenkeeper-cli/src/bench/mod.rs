@@ -25,8 +25,8 @@ pub mod markdown;
 pub mod overhead;
 pub mod rss;
 pub mod server;
-pub mod server_process;
 pub mod server_memory;
+pub mod server_process;
 pub mod steady;
 pub mod waiters;
 

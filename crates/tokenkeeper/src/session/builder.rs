@@ -230,7 +230,11 @@ pub(crate) struct Template {
 
 impl Template {
     /// A new session over `store`, signed out; `forward` hears its events.
-    pub(crate) fn session(&self, store: Arc<dyn TokenStore>, forward: Option<EventSink>) -> Session {
+    pub(crate) fn session(
+        &self,
+        store: Arc<dyn TokenStore>,
+        forward: Option<EventSink>,
+    ) -> Session {
         self.session_with(Arc::clone(&self.refresher), store, forward)
     }
 

@@ -16,8 +16,8 @@ mod schedule;
 pub(crate) mod stats;
 mod status;
 
-pub use builder::{InvalidTokenPolicy, SessionBuilder};
 pub(crate) use builder::Template;
+pub use builder::{InvalidTokenPolicy, SessionBuilder};
 pub use credential::Credential;
 #[cfg_attr(
     not(any(feature = "reqwest", feature = "tower")),

@@ -204,7 +204,11 @@ impl<K: LoginKey> KeyedStore<K> for FileStores {
 impl<K: LoginKey> KeyedStore<K> for super::RedisStore {
     /// The store at `<this store's key><name>` over this store's connection, with its lock TTL.
     fn store_for(&self, key: &K) -> Result<Arc<dyn TokenStore>, StoreError> {
-        Ok(Arc::new(self.for_key(format!("{}{}", self.key(), key.store_name()))))
+        Ok(Arc::new(self.for_key(format!(
+            "{}{}",
+            self.key(),
+            key.store_name()
+        ))))
     }
 
     fn lock_lease(&self) -> Option<Duration> {
@@ -216,7 +220,11 @@ impl<K: LoginKey> KeyedStore<K> for super::RedisStore {
 impl<K: LoginKey> KeyedStore<K> for super::PostgresStore {
     /// The row `<this store's key><name>` over this store's connection, with its lease TTL.
     fn store_for(&self, key: &K) -> Result<Arc<dyn TokenStore>, StoreError> {
-        Ok(Arc::new(self.for_key(format!("{}{}", self.key(), key.store_name()))))
+        Ok(Arc::new(self.for_key(format!(
+            "{}{}",
+            self.key(),
+            key.store_name()
+        ))))
     }
 
     fn lock_lease(&self) -> Option<Duration> {
@@ -252,9 +260,14 @@ mod tests {
 
     #[test]
     fn traversal_is_encoded() {
-        let stores = FileStores { dir: PathBuf::from("/d") };
+        let stores = FileStores {
+            dir: PathBuf::from("/d"),
+        };
         let path = stores.path_for(&"../../etc/passwd").unwrap();
-        assert_eq!(path, Path::new("/d/login-%2E%2E%2F%2E%2E%2Fetc%2Fpasswd.json"));
+        assert_eq!(
+            path,
+            Path::new("/d/login-%2E%2E%2F%2E%2E%2Fetc%2Fpasswd.json")
+        );
         assert!(stores.path_for(&"x".repeat(MAX_FILE_KEY_LEN + 1)).is_err());
         assert!(stores.path_for(&"x".repeat(MAX_FILE_KEY_LEN)).is_ok());
     }
