@@ -50,10 +50,14 @@
 mod key;
 #[cfg(feature = "reqwest")]
 mod reqwest;
+#[cfg(feature = "tower")]
+mod tower;
 
 pub use key::LoginKey;
 #[cfg(feature = "reqwest")]
 pub use reqwest::KeyedMiddleware;
+#[cfg(feature = "tower")]
+pub use tower::{KeyedLayer, KeyedService};
 
 use crate::error::Error;
 use crate::event::Event;
