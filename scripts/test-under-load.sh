@@ -16,6 +16,10 @@ cd "$(dirname "$0")/.."
 if [ -f scripts/redis.sh ]; then
   eval "$(bash scripts/redis.sh)"
 fi
+# PostgreSQL for the PostgresStore tests (installed from Debian's packages when missing).
+if [ -f scripts/postgres.sh ]; then
+  eval "$(bash scripts/postgres.sh)"
+fi
 
 # Test targets with several processes, short token lifetimes, lock TTLs, latencies or timeouts.
 targets=(
@@ -30,6 +34,8 @@ targets=(
   file_store_processes  # real processes sharing one file, kill -9
   redis_store           # lock TTL, renewal, fencing, hung Redis
   redis_store_processes # real processes sharing one Redis
+  postgres_store        # lease expiry and renewal, fencing, dropped connections
+  postgres_store_processes # real processes sharing one PostgreSQL row
   shared_store          # the CLI bench's processes (the test that was flaky under load)
   demo                  # the demo's storm with 1 s tokens
 )
