@@ -36,6 +36,8 @@ targets=(
   redis_store_processes # real processes sharing one Redis
   postgres_store        # lease expiry and renewal, fencing, dropped connections
   postgres_store_processes # real processes sharing one PostgreSQL row
+  keyed keyed_tower     # many logins: bursts over expired keys, eviction during a refresh
+  keyed_processes       # real processes sharing 200 keys on Redis and PostgreSQL, kill -9
   shared_store          # the CLI bench's processes (the test that was flaky under load)
   demo                  # the demo's storm with 1 s tokens
 )
