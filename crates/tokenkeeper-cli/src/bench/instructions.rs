@@ -69,7 +69,7 @@ pub struct Instructions {
     pub warm_up: usize,
     /// Runs per contender.
     pub runs: usize,
-    /// In [`Contender::ALL`] order.
+    /// In [`Contender::COUNTED`] order.
     pub contenders: Vec<ContenderFigures>,
 }
 
@@ -131,7 +131,7 @@ fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result
     // that the call counts include cancel out in the difference.
     let base_requests = plan.requests / 3;
     let mut baselines: Vec<(Contender, Profile)> = Vec::new();
-    for contender in Contender::ALL {
+    for contender in Contender::COUNTED {
         let profile = run_client(
             contender,
             base_requests,
@@ -144,7 +144,7 @@ fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result
         baselines.push((contender, profile));
     }
     let mut profiles: Vec<(Contender, Profile)> = Vec::new();
-    let mut order = Contender::ALL;
+    let mut order = Contender::COUNTED;
     for run in 0..plan.runs {
         order.shuffle(&mut rand::rng());
         for contender in order {
@@ -165,7 +165,7 @@ fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result
     let per_request = |count: u64| count as f64 / plan.requests.max(1) as f64;
     let per_extra_request =
         |count: u64| count as f64 / plan.requests.saturating_sub(base_requests).max(1) as f64;
-    let contenders = Contender::ALL
+    let contenders = Contender::COUNTED
         .iter()
         .map(|&contender| {
             let base = baselines

@@ -20,6 +20,7 @@ pub mod contenders;
 pub mod cpu;
 pub mod criterion;
 pub mod instructions;
+pub mod keyed_memory;
 pub mod machine;
 pub mod markdown;
 pub mod overhead;
@@ -180,6 +181,8 @@ pub struct BenchReport {
     pub attach: Option<criterion::Attach>,
     /// The server's memory per login and per refresh, if its bench was run.
     pub server_memory: Option<server_memory::ServerMemory>,
+    /// Section 7, from `cargo bench -p tokenkeeper-cli --bench keyed_memory`, if it was run.
+    pub keyed_memory: Option<keyed_memory::KeyedMemory>,
     /// Wall time of the whole bench, seconds.
     pub elapsed_s: f64,
 }
@@ -248,6 +251,7 @@ pub async fn run(
         shared_stores,
         attach: criterion::read(&criterion::directory()),
         server_memory: server_memory::read(&server_memory::results_path()),
+        keyed_memory: keyed_memory::read(&keyed_memory::results_path()),
         elapsed_s: started.elapsed().as_secs_f64(),
     })
 }

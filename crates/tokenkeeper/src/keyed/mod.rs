@@ -139,7 +139,7 @@ impl Entry {
         if self.is_restored() {
             return Ok(());
         }
-        if !self.session.status().borrow().is_signed_in() {
+        if !self.session.status_now().is_signed_in() {
             let found = self.session.restore().await?;
             note(if found {
                 Lookup::Restored
@@ -376,7 +376,7 @@ impl<K: LoginKey> Sessions<K> {
         let _restoring = entry.restoring.lock().await;
         let signed_in = entry.session.sign_in(tokens).await;
         // Also after a failed save: the session uses the tokens in memory.
-        if entry.session.status().borrow().is_signed_in() {
+        if entry.session.status_now().is_signed_in() {
             entry.restored.store(true, Ordering::Release);
         }
         signed_in
@@ -399,9 +399,7 @@ impl<K: LoginKey> Sessions<K> {
 
     /// Where `key`'s login stands now (restoring it first if it was not in memory).
     pub async fn status(&self, key: &K) -> Result<Status, Error> {
-        let entry = self.ready(key).await?;
-        let status = entry.session.status().borrow().clone();
-        Ok(status)
+        Ok(self.ready(key).await?.session.status_now())
     }
 
     /// Every key's events, each with its key. A subscriber that falls behind by more than

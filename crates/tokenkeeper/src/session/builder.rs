@@ -210,8 +210,8 @@ impl SessionBuilder {
             refresher,
             origins: Arc::new(self.origins),
             classifier: Arc::new(self.classifier),
-            mode: self.mode,
-            limits: self.limits,
+            mode: Arc::new(self.mode),
+            limits: Arc::new(self.limits),
         })
     }
 }
@@ -224,8 +224,8 @@ pub(crate) struct Template {
     pub(crate) refresher: Arc<dyn Refresher>,
     origins: Arc<OriginPolicy>,
     classifier: Arc<Classifier>,
-    mode: RefreshMode,
-    limits: Limits,
+    mode: Arc<RefreshMode>,
+    limits: Arc<Limits>,
 }
 
 impl Template {
@@ -251,8 +251,8 @@ impl Template {
                 store,
                 Arc::clone(&self.origins),
                 Arc::clone(&self.classifier),
-                self.mode.clone(),
-                self.limits.clone(),
+                Arc::clone(&self.mode),
+                Arc::clone(&self.limits),
                 forward,
             )),
         }

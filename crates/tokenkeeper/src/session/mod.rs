@@ -127,6 +127,19 @@ enum State {
     Active(Arc<Credential>),
 }
 
+/// What watchers of [`Session::status`] see for `state`.
+fn status_of(state: &State) -> Status {
+    match state {
+        State::Active(c) => Status::SignedIn {
+            login: c.login(),
+            generation: c.generation(),
+        },
+        State::SignedOut { ended } => Status::SignedOut {
+            reason: ended.as_ref().map(|e| e.reason.clone()),
+        },
+    }
+}
+
 /// How a refused credential relates to the session's current state.
 pub(crate) enum Standing {
     /// It is the current credential.
@@ -163,15 +176,19 @@ pub(crate) struct Inner {
     /// per key).
     origins: Arc<OriginPolicy>,
     classifier: Arc<Classifier>,
-    mode: RefreshMode,
-    limits: Limits,
+    /// Shared like the origins: one copy per configuration.
+    mode: Arc<RefreshMode>,
+    limits: Arc<Limits>,
     /// Made on the first [`Session::events`] call: events sent before anyone subscribed are
     /// lost either way, and an idle session of a large [`Sessions`](crate::Sessions) collection
     /// should not carry a 64-slot ring nobody reads.
     events: OnceLock<broadcast::Sender<Event>>,
     /// Where a keyed collection hears this session's events (with its key).
     forward: Option<EventSink>,
-    status: watch::Sender<Status>,
+    /// Made on the first subscription ([`Inner::status_sender`]), like `events`: a watch
+    /// channel costs a few hundred bytes, which an idle session of a large collection should
+    /// not carry for nobody.
+    status: OnceLock<watch::Sender<Status>>,
     counters: Counters,
 }
 
@@ -184,8 +201,8 @@ impl Inner {
         store: Arc<dyn TokenStore>,
         origins: Arc<OriginPolicy>,
         classifier: Arc<Classifier>,
-        mode: RefreshMode,
-        limits: Limits,
+        mode: Arc<RefreshMode>,
+        limits: Arc<Limits>,
         forward: Option<EventSink>,
     ) -> Self {
         Self {
@@ -204,7 +221,7 @@ impl Inner {
             limits,
             events: OnceLock::new(),
             forward,
-            status: watch::Sender::new(Status::SignedOut { reason: None }),
+            status: OnceLock::new(),
             counters: Counters::default(),
         }
     }
@@ -277,21 +294,40 @@ impl Inner {
     /// Replaces the state and tells `status` watchers. Called with the flight lock held.
     fn install(&self, state: State) {
         let status = self.install_quietly(state);
-        self.status.send_replace(status);
+        self.send_status(status);
+    }
+
+    /// Tells `status` watchers, if anyone ever subscribed.
+    fn send_status(&self, status: Status) {
+        if let Some(sender) = self.status.get() {
+            sender.send_replace(status);
+        }
+    }
+
+    /// The status channel, made on first use with the state as it is then.
+    fn status_sender(&self) -> &watch::Sender<Status> {
+        if let Some(sender) = self.status.get() {
+            return sender;
+        }
+        let sender = self
+            .status
+            .get_or_init(|| watch::Sender::new(Status::SignedOut { reason: None }));
+        // Under the flight lock, where states are installed: an install before this read is
+        // seen here, one after it finds the channel and sends itself.
+        let _slot = self.slot();
+        let now = status_of(&self.state.load());
+        sender.send_if_modified(|status| {
+            let changed = *status != now;
+            *status = now;
+            changed
+        });
+        sender
     }
 
     /// Replaces the state; returns the status for the caller to send once its event is out, so
     /// that whoever wakes up on the status finds the event already sent.
     fn install_quietly(&self, state: State) -> Status {
-        let status = match &state {
-            State::Active(c) => Status::SignedIn {
-                login: c.login(),
-                generation: c.generation(),
-            },
-            State::SignedOut { ended } => Status::SignedOut {
-                reason: ended.as_ref().map(|e| e.reason.clone()),
-            },
-        };
+        let status = status_of(&state);
         self.state.store(Arc::new(state));
         status
     }
@@ -353,7 +389,7 @@ impl Inner {
             tracing::info!(%reason, "session ended");
             self.emit(Event::LoggedOut { reason });
             // Requests waiting on this login wake up now, with the event already sent.
-            self.status.send_replace(status);
+            self.send_status(status);
         }
         (ends, handed_over)
     }
@@ -382,7 +418,7 @@ impl Inner {
 
     /// Waits until `login` is no longer the active login (signed out, or replaced).
     async fn login_over(&self, login: u64) {
-        let mut status = self.status.subscribe();
+        let mut status = self.status_sender().subscribe();
         // `Err` means the sender is gone, which cannot happen while `self` lives.
         let _ = status
             .wait_for(|s| !matches!(s, Status::SignedIn { login: l, .. } if *l == login))
@@ -583,7 +619,7 @@ impl Session {
     /// # }
     /// ```
     pub fn status(&self) -> watch::Receiver<Status> {
-        self.inner.status.subscribe()
+        self.inner.status_sender().subscribe()
     }
 
     /// Waits until nobody is signed in, and returns why the last login ended (`None` if there
@@ -619,6 +655,11 @@ impl Session {
     /// The session's counters.
     pub fn stats(&self) -> SessionStats {
         self.inner.counters.snapshot()
+    }
+
+    /// Where the session stands now, without subscribing to changes.
+    pub(crate) fn status_now(&self) -> Status {
+        status_of(&self.inner.state.load())
     }
 
     pub(crate) fn decide(&self, url: &url::Url) -> Decision {
