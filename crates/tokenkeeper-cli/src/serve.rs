@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use tokenkeeper_server::{Latency, ServerConfig, ServerHandle};
+use tokenkeeper_server::{DpopConfig, Latency, ServerConfig, ServerHandle};
 
 /// The long `--help` text of `serve`.
 pub(crate) const LONG_ABOUT: &str = "\
@@ -16,9 +16,11 @@ POST /login {\"username\",\"password\",\"style\"} (style: oauth2, json, header o
 cookie; default json) or with the oauth2 password grant. The style of a token
 decides how the protected API words its 401s for it.
 
-  oauth2  POST /oauth2/token (form, RFC 6749): grant_type=password and
-          grant_type=refresh_token. Errors: 400 invalid_grant,
-          invalid_request, unsupported_grant_type. API 401s carry
+  oauth2  POST /oauth2/token (form, RFC 6749): grant_type=password,
+          grant_type=refresh_token and grant_type=client_credentials (a user's
+          name and password as client id and secret, HTTP Basic or in the
+          body; an access token, no refresh token). Errors: 400 invalid_grant,
+          invalid_request, unsupported_grant_type; 401 invalid_client. API 401s carry
           WWW-Authenticate: Bearer error=\"invalid_token\", error_description=...
   json    POST /refresh/token {\"refreshToken\"} -> {\"accessToken\",\"refreshToken\"}.
           Rejection: 401 {\"message\":\"InvalidRefreshTokenError\"} or
@@ -37,8 +39,25 @@ decides how the protected API words its 401s for it.
 Every refresh rotates the refresh token. Presenting an already-used refresh
 token is reuse: the whole session (family) is revoked, its access tokens too.
 Protected API: GET /api/items/{id}, POST /api/items (echoes the JSON body).
-Operator endpoints: GET /__stats, POST /__reset, GET|POST /__faults; each needs the
-header X-Tokenkeeper-Admin: 1 (curl -H 'x-tokenkeeper-admin: 1' ...).
+
+DPoP (RFC 9449), with --dpop: the oauth2 token endpoint verifies the DPoP proof
+of every grant (ES256 or EdDSA, typ dpop+jwt, public jwk, htm, htu, iat within
+--dpop-max-age, a jti never seen before) and binds the tokens to its key:
+token_type DPoP, cnf.jkt in the access token, and a refresh token that only a
+proof by the same key redeems (another key: 400 invalid_grant, session kept).
+Bad proofs: 400 invalid_dpop_proof. The API then wants Authorization: DPoP
+<token> plus a proof with ath = base64url(SHA-256(token)) by the bound key; bad
+proofs get 401 WWW-Authenticate: DPoP error=\"invalid_dpop_proof\", and a bound
+token sent as Bearer is refused (invalid_token). With --dpop-nonce every proof
+needs the server's nonce: 400 {\"error\":\"use_dpop_nonce\"} (token endpoint) or 401
+WWW-Authenticate: DPoP error=\"use_dpop_nonce\" (API), each with a DPoP-Nonce
+header; every answer carries the current nonce, which rotates every
+--dpop-nonce-lifetime (POST /__dpop/rotate-nonce rotates it at once). The json,
+header and cookie contracts and /login stay bearer-only. /__stats counts proofs
+accepted and rejected by reason, nonce challenges and jti replays under \"dpop\".
+Operator endpoints: GET /__stats, POST /__reset, GET|POST /__faults,
+POST /__dpop/rotate-nonce; each needs the header X-Tokenkeeper-Admin: 1
+(curl -H 'x-tokenkeeper-admin: 1' ...).
 
 Safe to leave running: only loopback Host names are served (421 otherwise, against
 DNS rebinding; add names with --allow-host); a browser page may call the login,
@@ -145,6 +164,34 @@ pub struct ServeArgs {
     /// raw (the default, as the header-contract article's server does).
     #[arg(long)]
     header_bearer_prefix: bool,
+
+    /// DPoP (RFC 9449) on the oauth2 token endpoint and the API: proofs required,
+    /// tokens bound to the proof's key (token_type DPoP, cnf.jkt).
+    #[arg(long)]
+    dpop: bool,
+
+    /// With DPoP: a grant without a proof gets bearer tokens instead of
+    /// 400 invalid_dpop_proof. Implies --dpop.
+    #[arg(long)]
+    dpop_optional: bool,
+
+    /// With DPoP: demand a server nonce in every proof (use_dpop_nonce challenges,
+    /// DPoP-Nonce headers). Implies --dpop.
+    #[arg(long)]
+    dpop_nonce: bool,
+
+    /// How long a DPoP nonce is current (the previous one is accepted as long again).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    dpop_nonce_lifetime: Duration,
+
+    /// Oldest DPoP proof accepted (its iat at most this far in the past).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    dpop_max_age: Duration,
+
+    /// Most proof jtis remembered against replay; when full the oldest is forgotten and
+    /// proofs no newer than it are refused.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    dpop_replay_capacity: usize,
 }
 
 /// A humantime duration, or fractional seconds (`1.5s`, `0.25`).
@@ -199,7 +246,42 @@ impl ServeArgs {
         if !self.users.is_empty() {
             config = config.with_users(self.users.clone());
         }
+        if self.dpop || self.dpop_optional || self.dpop_nonce {
+            config = config.with_dpop(
+                DpopConfig::default()
+                    .with_required(!self.dpop_optional)
+                    .with_nonce(self.dpop_nonce)
+                    .with_nonce_lifetime(self.dpop_nonce_lifetime)
+                    .with_max_age(self.dpop_max_age)
+                    .with_replay_capacity(self.dpop_replay_capacity),
+            );
+        }
         config
+    }
+
+    /// One banner line about DPoP.
+    fn dpop_summary(&self) -> String {
+        match self.config().dpop {
+            None => "off (--dpop to bind tokens to keys)".to_owned(),
+            Some(dpop) => format!(
+                "on at /oauth2/token and the API ({}, {}, proofs up to {} old, {} jtis remembered)",
+                if dpop.required {
+                    "proofs required"
+                } else {
+                    "proofs optional"
+                },
+                if dpop.nonce {
+                    format!(
+                        "nonces rotated every {}",
+                        humantime::format_duration(dpop.nonce_lifetime)
+                    )
+                } else {
+                    "no nonces".to_owned()
+                },
+                humantime::format_duration(dpop.max_age),
+                dpop.replay_capacity,
+            ),
+        }
     }
 }
 
@@ -251,20 +333,21 @@ fn banner(server: &ServerHandle, args: &ServeArgs, user: &str, password: &str) -
 tokenkeeper reference server listening on {base}
   access ttl {access}, refresh ttl {refresh}, grace {grace}, faults: {faults}
   CORS {cors}
+  DPoP {dpop}
   at most {max_families} sessions (dead ones kept {retention}), {max_connections} connections, \
 {header_timeout} to send headers
 
 Login (any contract)
   POST {base}/login              {{\"username\",\"password\",\"style\"}}  style: oauth2|json|header|cookie
 Refresh contracts
-  oauth2  POST {base}/oauth2/token     grant_type=password | grant_type=refresh_token (form)
+  oauth2  POST {base}/oauth2/token     grant_type=password | refresh_token | client_credentials (form)
   json    POST {base}/refresh/token    {{\"refreshToken\"}}
   header  POST {base}/api/refresh-token  Authorization-refresh: Bearer <refresh>  (tokens back {header_form})
   cookie  POST {base}/v3/jwt/reissue   cookie tk_refresh
 Protected API
   GET  {base}/api/items/{{id}}    POST {base}/api/items    Authorization: Bearer <access>
 Operator (each needs the header x-tokenkeeper-admin: 1)
-  GET {base}/__stats   POST {base}/__reset   GET|POST {base}/__faults
+  GET {base}/__stats   POST {base}/__reset   GET|POST {base}/__faults   POST {base}/__dpop/rotate-nonce
   POST /logout {{\"refreshToken\"}} ends a session.
 
 Try it (json contract; set ACCESS and REFRESH from each answer):
@@ -285,6 +368,7 @@ Ctrl-C to stop.",
         header_timeout = human(args.header_read_timeout),
         max_families = args.max_families,
         max_connections = args.max_connections,
+        dpop = args.dpop_summary(),
         header_form = if args.header_bearer_prefix {
             "as `Bearer <token>`"
         } else {
@@ -394,6 +478,39 @@ mod tests {
         assert_eq!(config.max_connections, 64);
         assert!(config.validate().is_ok());
         assert!(args(&["--allow-origin", "*"]).config().validate().is_err());
+    }
+
+    #[test]
+    fn dpop_flags_reach_the_config() {
+        assert_eq!(args(&[]).config().dpop, None);
+        let on = args(&["--dpop"]).config().dpop.unwrap();
+        assert!(on.required && !on.nonce);
+        assert_eq!(on, DpopConfig::default());
+        let nonce = args(&["--dpop-nonce", "--dpop-nonce-lifetime", "30s"])
+            .config()
+            .dpop
+            .unwrap();
+        assert!(nonce.required && nonce.nonce);
+        assert_eq!(nonce.nonce_lifetime, Duration::from_secs(30));
+        let optional = args(&[
+            "--dpop-optional",
+            "--dpop-max-age",
+            "10s",
+            "--dpop-replay-capacity",
+            "50",
+        ])
+        .config()
+        .dpop
+        .unwrap();
+        assert!(!optional.required);
+        assert_eq!(optional.max_age, Duration::from_secs(10));
+        assert_eq!(optional.replay_capacity, 50);
+        assert!(
+            args(&["--dpop", "--dpop-replay-capacity", "0"])
+                .config()
+                .validate()
+                .is_err()
+        );
     }
 
     #[tokio::test]

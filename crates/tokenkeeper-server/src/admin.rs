@@ -1,4 +1,5 @@
-//! Operator endpoints: `GET /__stats`, `POST /__reset`, `GET|POST /__faults`.
+//! Operator endpoints: `GET /__stats`, `POST /__reset`, `GET|POST /__faults`,
+//! `POST /__dpop/rotate-nonce`.
 //!
 //! Every one needs the header `X-Tokenkeeper-Admin: 1` and is never answered to a browser
 //! origin ([`crate::access`]).
@@ -23,6 +24,21 @@ pub(crate) async fn reset(State(state): State<AppState>) -> Response {
     state.reset();
     tracing::info!("state reset: counters zeroed, families forgotten");
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /__dpop/rotate-nonce` → makes every DPoP nonce handed out so far stale → 204;
+/// `409 {"error":"dpop_nonces_off"}` unless DPoP nonces are on.
+pub(crate) async fn rotate_dpop_nonce(State(state): State<AppState>) -> Response {
+    if state.rotate_dpop_nonce() {
+        tracing::info!("DPoP nonce rotated");
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        crate::errors::json_error(
+            StatusCode::CONFLICT,
+            "dpop_nonces_off",
+            "DPoP nonces are not on (start the server with DPoP nonces)",
+        )
+    }
 }
 
 /// `GET /__faults` → the current fault settings.

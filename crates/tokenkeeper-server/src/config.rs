@@ -115,6 +115,123 @@ pub struct ServerConfig {
     /// does; `true` sends `Authorization: Bearer <access>` (and the same for
     /// `Authorization-refresh`).
     pub header_bearer_prefix: bool,
+    /// DPoP (RFC 9449) on the oauth2 token endpoint and the protected API. Default `None`:
+    /// no DPoP, every token is a bearer token. See [`DpopConfig`].
+    pub dpop: Option<DpopConfig>,
+}
+
+/// How the server speaks DPoP (RFC 9449): sender-constrained tokens.
+///
+/// With DPoP on, `POST /oauth2/token` verifies the `DPoP` proof (ES256 or EdDSA) of every
+/// grant (password, refresh token, client credentials) and issues tokens bound to the proof's
+/// key: `token_type: "DPoP"`, an access token whose `cnf.jkt` is the key's RFC 7638
+/// thumbprint, and a refresh token that only a proof signed by the same key can redeem. The protected API accepts such a token only as
+/// `Authorization: DPoP <token>` with a proof carrying `ath`. The other three contracts and
+/// `POST /login` ignore DPoP and keep issuing bearer tokens.
+///
+/// `Default`: proofs required at the token endpoint, no nonces, `iat` accepted from 60 s in
+/// the past to 5 s in the future, 100,000 `jti`s remembered, nonces rotated every 5 minutes
+/// (when on).
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenkeeper_server::{DpopConfig, ServerConfig};
+///
+/// let config = ServerConfig::default().with_dpop(
+///     DpopConfig::default()
+///         .with_nonce(true)
+///         .with_nonce_lifetime(Duration::from_secs(30)),
+/// );
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpopConfig {
+    /// A grant without a `DPoP` proof is refused (`400
+    /// invalid_dpop_proof`). When false, such a grant gets bearer tokens, as a server that
+    /// offers DPoP without demanding it does. Default true.
+    pub required: bool,
+    /// Demand a server-issued nonce in every proof (RFC 9449 §8, §9): a proof without the
+    /// current nonce gets `400 use_dpop_nonce` (token endpoint) or `401` with
+    /// `WWW-Authenticate: DPoP error="use_dpop_nonce"` (API), with the nonce in the
+    /// `DPoP-Nonce` header. Default false.
+    pub nonce: bool,
+    /// How long a nonce is current; the previous one is still accepted for as long again, so
+    /// a nonce lives between one and two lifetimes. Default 5 minutes.
+    pub nonce_lifetime: Duration,
+    /// Oldest accepted proof: `iat` no further in the past than this. Default 60 s.
+    pub max_age: Duration,
+    /// Newest accepted proof: `iat` no further in the future than this (clock skew).
+    /// Default 5 s.
+    pub future_leeway: Duration,
+    /// Most proof `jti`s remembered for replay detection. When full, the oldest is forgotten
+    /// and proofs no newer than it are refused from then on (as too old), so memory stays
+    /// bounded without opening a replay hole. Default 100,000.
+    pub replay_capacity: usize,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self {
+            required: true,
+            nonce: false,
+            nonce_lifetime: Duration::from_secs(5 * 60),
+            max_age: Duration::from_secs(60),
+            future_leeway: Duration::from_secs(5),
+            replay_capacity: 100_000,
+        }
+    }
+}
+
+impl DpopConfig {
+    /// Sets [`DpopConfig::required`].
+    pub fn with_required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
+    }
+
+    /// Sets [`DpopConfig::nonce`].
+    pub fn with_nonce(mut self, nonce: bool) -> Self {
+        self.nonce = nonce;
+        self
+    }
+
+    /// Sets [`DpopConfig::nonce_lifetime`].
+    pub fn with_nonce_lifetime(mut self, lifetime: Duration) -> Self {
+        self.nonce_lifetime = lifetime;
+        self
+    }
+
+    /// Sets [`DpopConfig::max_age`].
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Sets [`DpopConfig::future_leeway`].
+    pub fn with_future_leeway(mut self, leeway: Duration) -> Self {
+        self.future_leeway = leeway;
+        self
+    }
+
+    /// Sets [`DpopConfig::replay_capacity`].
+    pub fn with_replay_capacity(mut self, capacity: usize) -> Self {
+        self.replay_capacity = capacity;
+        self
+    }
+
+    fn validate(&self) -> Result<(), ServerError> {
+        let bad = |what: &str| Err(ServerError::InvalidConfig(format!("dpop: {what}")));
+        if self.nonce_lifetime.is_zero() {
+            return bad("nonce_lifetime must be greater than zero");
+        }
+        if self.max_age.is_zero() {
+            return bad("max_age must be greater than zero");
+        }
+        if self.replay_capacity == 0 {
+            return bad("replay_capacity must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -137,6 +254,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
             header_bearer_prefix: false,
+            dpop: None,
         }
     }
 }
@@ -166,6 +284,7 @@ impl fmt::Debug for ServerConfig {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_connections", &self.max_connections)
             .field("header_bearer_prefix", &self.header_bearer_prefix)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -293,6 +412,12 @@ impl ServerConfig {
         self
     }
 
+    /// Sets [`ServerConfig::dpop`]: DPoP on, configured by `dpop`.
+    pub fn with_dpop(mut self, dpop: DpopConfig) -> Self {
+        self.dpop = Some(dpop);
+        self
+    }
+
     /// Checks the values that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ServerError> {
         if !valid_rate(self.refresh_failure_rate) {
@@ -333,6 +458,9 @@ impl ServerConfig {
                 "max_connections must be within 1..={MAX_CONNECTIONS}, got {}",
                 self.max_connections
             )));
+        }
+        if let Some(dpop) = &self.dpop {
+            dpop.validate()?;
         }
         for origin in &self.allowed_origins {
             Origin::parse(origin).map_err(ServerError::InvalidConfig)?;

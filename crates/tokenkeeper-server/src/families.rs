@@ -16,9 +16,12 @@
 //!
 //! Decision order for a presented refresh token:
 //! 1. not ours (bad signature) or its family is not in the table → `unknown`;
-//! 2. the family's current token: family revoked → `revoked`; past its refresh TTL →
+//! 2. the family is bound to a DPoP key (it logged in with a proof) and the request's proof is
+//!    by another key, or there is none → `wrong_key`, and nothing else happens: such a request
+//!    could not use what it would get, so it neither rotates nor counts as reuse;
+//! 3. the family's current token: family revoked → `revoked`; past its refresh TTL →
 //!    `expired`; otherwise rotate;
-//! 3. an older token: the immediately previous one, within the grace period, not yet replayed,
+//! 4. an older token: the immediately previous one, within the grace period, not yet replayed,
 //!    family not revoked → grace (same pair); otherwise `reuse`, which revokes the family if it
 //!    was not already revoked.
 //!
@@ -58,6 +61,8 @@ pub(crate) enum RejectReason {
     Revoked,
     /// The request carried no usable token.
     Malformed,
+    /// The token is DPoP-bound and the request's proof (if any) is by another key.
+    WrongKey,
 }
 
 impl RejectReason {
@@ -71,6 +76,9 @@ impl RejectReason {
             RejectReason::Expired => "The refresh token expired",
             RejectReason::Revoked => "The session of this refresh token was revoked",
             RejectReason::Malformed => "The request carries no usable refresh token",
+            RejectReason::WrongKey => {
+                "The refresh token is bound to another DPoP key than the proof's"
+            }
         }
     }
 }
@@ -157,6 +165,8 @@ struct Family {
     revoked_at: Option<Instant>,
     /// Only with a grace period, and only until the window passed.
     last_rotation: Option<LastRotation>,
+    /// Thumbprint of the DPoP key the family's refresh tokens are bound to.
+    jkt: Option<Box<str>>,
 }
 
 impl Family {
@@ -297,12 +307,41 @@ impl Families {
     }
 
     /// Starts a family for `sub` and issues its first pair in `style`, if there is room.
+    /// A proof's key thumbprint `jkt` binds the family: its refresh tokens are redeemed only
+    /// with proofs by that key, and its access tokens carry `cnf.jkt`.
     pub(crate) fn login(
         &self,
         sub: &str,
         style: Style,
         minter: &TokenMinter,
         now: Instant,
+        jkt: Option<&str>,
+    ) -> Result<LoginOutcome, jsonwebtoken::errors::Error> {
+        self.start(sub, style, minter, now, jkt, self.limits.refresh_ttl)
+    }
+
+    /// Like [`Families::login`] for a grant that gets no refresh token (client credentials):
+    /// the family's refresh token is expired from the start and never handed out, so the
+    /// family dies with its access token and is pruned like any other.
+    pub(crate) fn login_without_refresh(
+        &self,
+        sub: &str,
+        style: Style,
+        minter: &TokenMinter,
+        now: Instant,
+        jkt: Option<&str>,
+    ) -> Result<LoginOutcome, jsonwebtoken::errors::Error> {
+        self.start(sub, style, minter, now, jkt, Duration::ZERO)
+    }
+
+    fn start(
+        &self,
+        sub: &str,
+        style: Style,
+        minter: &TokenMinter,
+        now: Instant,
+        jkt: Option<&str>,
+        refresh_ttl: Duration,
     ) -> Result<LoginOutcome, jsonwebtoken::errors::Error> {
         let mut inner = self.write();
         self.maybe_prune(&mut inner, now);
@@ -314,32 +353,41 @@ impl Families {
             // 96 random bits: a collision is all but impossible, but never merge two sessions.
             id = FamilyId::random();
         }
-        let access_token = minter.mint_access(sub, &id.encode(), style)?;
+        let access_token = minter.mint_access(sub, &id.encode(), style, jkt)?;
         let refresh_token = self.refresh_tokens.issue(&id, 0);
         inner.families.insert(
             id,
             Family {
                 sub: sub.into(),
                 generation: 0,
-                refresh_expires_at: after(now, self.limits.refresh_ttl),
+                refresh_expires_at: after(now, refresh_ttl),
                 access_expires_at: after(now, minter.access_ttl()),
                 revoked_at: None,
                 last_rotation: None,
+                jkt: jkt.map(Box::from),
             },
         );
         Ok(LoginOutcome::Issued(IssuedPair {
             access_token,
             refresh_token,
+            dpop_bound: jkt.is_some(),
         }))
     }
 
-    /// Decides a refresh with `token`; a rotation issues tokens in `style`.
+    /// Decides a refresh with `token`, sent with a DPoP proof by the key with thumbprint `jkt`
+    /// (if any); a rotation issues tokens in `style`, the access token bound to `jkt`, and
+    /// binds a family that was not bound yet to `jkt` (its refresh tokens from then on).
+    ///
+    /// The key is checked before anything else: a family bound to a key is never touched by
+    /// a request without a proof by that key (no rotation, no reuse detection), since such a
+    /// request could not use what it would get.
     pub(crate) fn refresh(
         &self,
         token: &str,
         style: Style,
         minter: &TokenMinter,
         now: Instant,
+        jkt: Option<&str>,
     ) -> Result<RefreshOutcome, jsonwebtoken::errors::Error> {
         let reject = |reason| RefreshOutcome::Rejected {
             reason,
@@ -358,6 +406,11 @@ impl Families {
             // Signed by us but never issued: only possible across a reset that reused the id.
             return Ok(reject(RejectReason::Unknown));
         }
+        if let Some(bound) = &family.jkt
+            && jkt != Some(&**bound)
+        {
+            return Ok(reject(RejectReason::WrongKey));
+        }
         if generation == family.generation {
             if family.revoked_at.is_some() {
                 return Ok(reject(RejectReason::Revoked));
@@ -369,12 +422,18 @@ impl Families {
                 // 2^64 rotations: the family has outlived any TTL. Never wrap around.
                 return Ok(reject(RejectReason::Expired));
             };
-            let access_token = minter.mint_access(&family.sub, &id.encode(), style)?;
+            let access_token = minter.mint_access(&family.sub, &id.encode(), style, jkt)?;
             let pair = Arc::new(IssuedPair {
                 access_token,
                 refresh_token: self.refresh_tokens.issue(&id, next),
+                dpop_bound: jkt.is_some(),
             });
             family.generation = next;
+            if family.jkt.is_none() {
+                // RFC 9449 §5: a public client's refresh token is bound to the key of the
+                // proof it was issued with (every client of this server is public).
+                family.jkt = jkt.map(Box::from);
+            }
             family.refresh_expires_at = after(now, self.limits.refresh_ttl);
             family.access_expires_at = family
                 .access_expires_at
@@ -477,7 +536,11 @@ mod tests {
     }
 
     fn login(families: &Families, minter: &TokenMinter, now: Instant) -> IssuedPair {
-        issued(families.login("demo", Style::Json, minter, now).unwrap())
+        issued(
+            families
+                .login("demo", Style::Json, minter, now, None)
+                .unwrap(),
+        )
     }
 
     fn rotated(outcome: RefreshOutcome) -> Arc<IssuedPair> {
@@ -511,27 +574,27 @@ mod tests {
 
         let second = rotated(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
         );
         assert_eq!(family_of(&minter, &second.access_token), fam);
 
         let reuse = families
-            .refresh(&first.refresh_token, Style::Json, &minter, now)
+            .refresh(&first.refresh_token, Style::Json, &minter, now, None)
             .unwrap();
         assert_eq!(reuse, rejected(RejectReason::Reuse, true));
         assert!(!families.is_active(&fam));
         // Reusing again is still reuse, but the family is revoked only once.
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, false)
         );
         // The current token of the revoked family is refused as revoked.
         assert_eq!(
             families
-                .refresh(&second.refresh_token, Style::Json, &minter, now)
+                .refresh(&second.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Revoked, false)
         );
@@ -546,7 +609,7 @@ mod tests {
         for _ in 0..1000 {
             current = rotated(
                 families
-                    .refresh(&current, Style::Json, &minter, now)
+                    .refresh(&current, Style::Json, &minter, now, None)
                     .unwrap(),
             )
             .refresh_token
@@ -554,7 +617,7 @@ mod tests {
         }
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -568,10 +631,14 @@ mod tests {
             ..limits()
         });
         let now = Instant::now();
-        let first = issued(families.login("demo", Style::OAuth2, &minter, now).unwrap());
+        let first = issued(
+            families
+                .login("demo", Style::OAuth2, &minter, now, None)
+                .unwrap(),
+        );
         let second = rotated(
             families
-                .refresh(&first.refresh_token, Style::OAuth2, &minter, now)
+                .refresh(&first.refresh_token, Style::OAuth2, &minter, now, None)
                 .unwrap(),
         );
         let replay = families
@@ -580,6 +647,7 @@ mod tests {
                 Style::OAuth2,
                 &minter,
                 now + Duration::from_secs(1),
+                None,
             )
             .unwrap();
         assert_eq!(replay, RefreshOutcome::Grace(second.clone()));
@@ -589,6 +657,7 @@ mod tests {
                 Style::OAuth2,
                 &minter,
                 now + Duration::from_secs(2),
+                None,
             )
             .unwrap();
         assert_eq!(again, rejected(RejectReason::Reuse, true));
@@ -603,7 +672,7 @@ mod tests {
         let now = Instant::now();
         let first = login(&families, &minter, now);
         families
-            .refresh(&first.refresh_token, Style::Json, &minter, now)
+            .refresh(&first.refresh_token, Style::Json, &minter, now, None)
             .unwrap();
         let late = families
             .refresh(
@@ -611,6 +680,7 @@ mod tests {
                 Style::Json,
                 &minter,
                 now + Duration::from_secs(10),
+                None,
             )
             .unwrap();
         assert_eq!(late, rejected(RejectReason::Reuse, true));
@@ -618,18 +688,18 @@ mod tests {
         let a = login(&families, &minter, now);
         let b = rotated(
             families
-                .refresh(&a.refresh_token, Style::Json, &minter, now)
+                .refresh(&a.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
         );
         rotated(
             families
-                .refresh(&b.refresh_token, Style::Json, &minter, now)
+                .refresh(&b.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
         );
         // `a` is two rotations back: not the immediately previous token.
         assert_eq!(
             families
-                .refresh(&a.refresh_token, Style::Json, &minter, now)
+                .refresh(&a.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -649,13 +719,16 @@ mod tests {
                     &pair.refresh_token,
                     Style::Json,
                     &minter,
-                    now + Duration::from_secs(1)
+                    now + Duration::from_secs(1),
+                    None
                 )
                 .unwrap(),
             rejected(RejectReason::Expired, false)
         );
         assert_eq!(
-            families.refresh("nope", Style::Json, &minter, now).unwrap(),
+            families
+                .refresh("nope", Style::Json, &minter, now, None)
+                .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
         let fam = family_of(&minter, &pair.access_token);
@@ -663,7 +736,7 @@ mod tests {
         assert!(!families.is_active(&fam));
         assert_eq!(
             families
-                .refresh(&pair.refresh_token, Style::Json, &minter, now)
+                .refresh(&pair.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
@@ -691,7 +764,7 @@ mod tests {
         let expired = start + MINUTE;
         assert_eq!(
             families
-                .refresh(&pairs[0].refresh_token, Style::Json, &minter, expired)
+                .refresh(&pairs[0].refresh_token, Style::Json, &minter, expired, None)
                 .unwrap(),
             rejected(RejectReason::Expired, false)
         );
@@ -704,7 +777,7 @@ mod tests {
         assert_eq!(families.pruned(), 100);
         assert_eq!(
             families
-                .refresh(&pairs[1].refresh_token, Style::Json, &minter, later)
+                .refresh(&pairs[1].refresh_token, Style::Json, &minter, later, None)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
@@ -722,7 +795,7 @@ mod tests {
             now += Duration::from_secs(50);
             current = rotated(
                 families
-                    .refresh(&current, Style::Json, &minter, now)
+                    .refresh(&current, Style::Json, &minter, now, None)
                     .unwrap(),
             )
             .refresh_token
@@ -732,7 +805,7 @@ mod tests {
         assert_eq!(families.pruned(), 0);
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now)
+                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -781,7 +854,9 @@ mod tests {
         // token expires 60 s after its login).
         let at = start + Duration::from_secs(30);
         assert_eq!(
-            families.login("demo", Style::Json, &minter, at).unwrap(),
+            families
+                .login("demo", Style::Json, &minter, at, None)
+                .unwrap(),
             LoginOutcome::Full {
                 retry_after: Some(Duration::from_secs(30))
             }
@@ -789,7 +864,7 @@ mod tests {
         // The live families are untouched and keep working.
         let next = rotated(
             families
-                .refresh(&pairs[2].refresh_token, Style::Json, &minter, at)
+                .refresh(&pairs[2].refresh_token, Style::Json, &minter, at, None)
                 .unwrap(),
         );
         // A logout frees a place at once, whatever the retention.
@@ -800,7 +875,9 @@ mod tests {
         // Full again; once the second family's refresh token expired (and its access token),
         // the next login evicts it, within its retention.
         assert!(matches!(
-            families.login("demo", Style::Json, &minter, at).unwrap(),
+            families
+                .login("demo", Style::Json, &minter, at, None)
+                .unwrap(),
             LoginOutcome::Full { .. }
         ));
         let dead = start + Duration::from_secs(61);
@@ -808,19 +885,19 @@ mod tests {
         assert_eq!(families.len(), 3);
         assert_eq!(
             families
-                .refresh(&pairs[1].refresh_token, Style::Json, &minter, dead)
+                .refresh(&pairs[1].refresh_token, Style::Json, &minter, dead, None)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
         // The refreshed family was never evicted, and reuse is still detected in it.
         rotated(
             families
-                .refresh(&next.refresh_token, Style::Json, &minter, dead)
+                .refresh(&next.refresh_token, Style::Json, &minter, dead, None)
                 .unwrap(),
         );
         assert_eq!(
             families
-                .refresh(&pairs[2].refresh_token, Style::Json, &minter, dead)
+                .refresh(&pairs[2].refresh_token, Style::Json, &minter, dead, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -838,7 +915,7 @@ mod tests {
         families.revoke(&pair.refresh_token, start);
         assert_eq!(
             families
-                .login("demo", Style::Json, &minter, start + MINUTE)
+                .login("demo", Style::Json, &minter, start + MINUTE, None)
                 .unwrap(),
             LoginOutcome::Full { retry_after: None }
         );
@@ -854,7 +931,7 @@ mod tests {
         let first = login(&families, &minter, start);
         rotated(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, start)
+                .refresh(&first.refresh_token, Style::Json, &minter, start, None)
                 .unwrap(),
         );
         assert!(
@@ -886,11 +963,117 @@ mod tests {
         let pair = login(&families, &minter, now);
         rotated(
             families
-                .refresh(&pair.refresh_token, Style::Json, &minter, now)
+                .refresh(&pair.refresh_token, Style::Json, &minter, now, None)
                 .unwrap(),
         );
         families.revoke(&pair.refresh_token, now);
         login(&families, &minter, now + Duration::from_secs(3600));
         assert_eq!(families.len(), 2);
+    }
+
+    #[test]
+    fn a_bound_family_answers_only_its_key_and_other_keys_touch_nothing() {
+        let (families, minter) = setup(limits());
+        let now = Instant::now();
+        let first = issued(
+            families
+                .login("demo", Style::OAuth2, &minter, now, Some("key-a"))
+                .unwrap(),
+        );
+        assert!(first.dpop_bound);
+        for wrong in [None, Some("key-b")] {
+            assert_eq!(
+                families
+                    .refresh(&first.refresh_token, Style::OAuth2, &minter, now, wrong)
+                    .unwrap(),
+                rejected(RejectReason::WrongKey, false)
+            );
+        }
+        let second = rotated(
+            families
+                .refresh(
+                    &first.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-a"),
+                )
+                .unwrap(),
+        );
+        assert!(second.dpop_bound);
+        let crate::tokens::AccessCheck::Valid(claims) =
+            minter.check(&second.access_token, crate::tokens::unix_now())
+        else {
+            panic!("a valid token");
+        };
+        assert_eq!(claims.cnf.unwrap().jkt, "key-a");
+        // An old token with another key is not reuse: the family lives on.
+        assert_eq!(
+            families
+                .refresh(
+                    &first.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-b")
+                )
+                .unwrap(),
+            rejected(RejectReason::WrongKey, false)
+        );
+        assert!(families.is_active(&claims.fam));
+        // With its key it is reuse, as always.
+        assert_eq!(
+            families
+                .refresh(
+                    &first.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-a")
+                )
+                .unwrap(),
+            rejected(RejectReason::Reuse, true)
+        );
+    }
+
+    #[test]
+    fn an_unbound_family_is_bound_by_its_first_refresh_with_a_proof() {
+        let (families, minter) = setup(limits());
+        let now = Instant::now();
+        let first = login(&families, &minter, now);
+        assert!(!first.dpop_bound);
+        let second = rotated(
+            families
+                .refresh(
+                    &first.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-a"),
+                )
+                .unwrap(),
+        );
+        assert!(second.dpop_bound);
+        // The new refresh token is bound to that key.
+        for wrong in [None, Some("key-b")] {
+            assert_eq!(
+                families
+                    .refresh(&second.refresh_token, Style::OAuth2, &minter, now, wrong)
+                    .unwrap(),
+                rejected(RejectReason::WrongKey, false)
+            );
+        }
+        let third = rotated(
+            families
+                .refresh(
+                    &second.refresh_token,
+                    Style::OAuth2,
+                    &minter,
+                    now,
+                    Some("key-a"),
+                )
+                .unwrap(),
+        );
+        assert!(third.dpop_bound);
     }
 }

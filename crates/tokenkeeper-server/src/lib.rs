@@ -25,6 +25,11 @@
 //!   between requests) and as long again for its body, and at most [`ServerConfig::max_connections`] are served at once;
 //!   more wait in the listen backlog.
 //!
+//! With [`ServerConfig::dpop`] it also speaks DPoP (RFC 9449) on the oauth2 token endpoint
+//! and the protected API: proofs verified, tokens bound to the client's key, optional nonces,
+//! and counters in [`Stats::dpop`] that let a client's tests assert that every proof was
+//! valid. See [`DpopConfig`].
+//!
 //! Start it in-process (tests, demos) with [`start`], or embed [`router`] in
 //! your own axum app. `tokenkeeper serve` runs it from the command line.
 //!
@@ -48,6 +53,7 @@ mod body_deadline;
 mod config;
 mod connections;
 mod contracts;
+mod dpop;
 mod errors;
 mod extract;
 mod families;
@@ -61,7 +67,7 @@ mod stats;
 mod tokens;
 
 pub use access::{ADMIN_HEADER, ADMIN_HEADER_VALUE};
-pub use config::{Latency, ServerConfig};
+pub use config::{DpopConfig, Latency, ServerConfig};
 pub use contracts::cookie::{REFRESH_COOKIE, REFRESH_COOKIE_PATH};
 pub use errors::ServerError;
 pub use extract::BODY_LIMIT;
@@ -69,5 +75,5 @@ pub use faults::FaultSettings;
 pub use routes::router;
 pub use server::{ServerHandle, start};
 pub use state::AppState;
-pub use stats::{RejectedCounts, Stats};
-pub use tokens::{AccessClaims, Style, UnknownStyle};
+pub use stats::{DpopRejectedCounts, DpopStats, RejectedCounts, Stats};
+pub use tokens::{AccessClaims, Confirmation, Style, UnknownStyle};

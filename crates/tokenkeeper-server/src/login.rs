@@ -49,17 +49,46 @@ pub(crate) enum LoginFailure {
 
 /// Checks credentials, starts a family, counts the login and waits the login
 /// latency (failures wait too).
+///
+/// `jkt` (the thumbprint of a DPoP proof's key) binds the new session to that key.
 pub(crate) async fn authenticate(
     shared: &Shared,
     username: &str,
     password: &str,
     style: Style,
+    jkt: Option<&str>,
+) -> Result<IssuedPair, LoginFailure> {
+    start(shared, username, password, style, jkt, true).await
+}
+
+/// [`authenticate`] for the client credentials grant: the pair's refresh token is never
+/// handed out and the session ends with its access token.
+pub(crate) async fn authenticate_client(
+    shared: &Shared,
+    client_id: &str,
+    secret: &str,
+    jkt: Option<&str>,
+) -> Result<IssuedPair, LoginFailure> {
+    start(shared, client_id, secret, Style::OAuth2, jkt, false).await
+}
+
+async fn start(
+    shared: &Shared,
+    username: &str,
+    password: &str,
+    style: Style,
+    jkt: Option<&str>,
+    with_refresh: bool,
 ) -> Result<IssuedPair, LoginFailure> {
     let result = if shared.check_credentials(username, password) {
-        match shared
-            .families
-            .login(username, style, &shared.minter, Instant::now())
-        {
+        let families = &shared.families;
+        let now = Instant::now();
+        let started = if with_refresh {
+            families.login(username, style, &shared.minter, now, jkt)
+        } else {
+            families.login_without_refresh(username, style, &shared.minter, now, jkt)
+        };
+        match started {
             Ok(LoginOutcome::Issued(pair)) => {
                 bump(&shared.counters.logins);
                 tracing::debug!(%style, "login");
@@ -111,7 +140,7 @@ pub(crate) async fn login(
         Err(bad) => return bad.response(),
     };
     let style = request.style.unwrap_or(Style::Json);
-    match authenticate(shared, &request.username, &request.password, style).await {
+    match authenticate(shared, &request.username, &request.password, style, None).await {
         Ok(pair) => {
             let mut response = Json(LoginResponse {
                 access_token: &pair.access_token,

@@ -38,7 +38,11 @@ pub(crate) const BROWSER_ROUTES: [&str; 6] = [
 /// | `POST /api/refresh-token` | header refresh: new tokens raw in the response headers (`Bearer `-prefixed with [`ServerConfig::header_bearer_prefix`](crate::ServerConfig::header_bearer_prefix)) |
 /// | `POST /v3/jwt/reissue` | cookie refresh |
 /// | `GET /api/items/{id}`, `POST /api/items` | protected API |
-/// | `GET /__stats`, `POST /__reset`, `GET|POST /__faults` | operator endpoints |
+/// | `GET /__stats`, `POST /__reset`, `GET|POST /__faults`, `POST /__dpop/rotate-nonce` | operator endpoints |
+///
+/// With [DPoP](crate::DpopConfig) on, `POST /oauth2/token` and the protected API verify
+/// `DPoP` proofs and bind tokens to keys (see [`DpopConfig`](crate::DpopConfig)); the other
+/// contracts and `POST /login` stay bearer-only.
 ///
 /// Bodies are limited to [`BODY_LIMIT`] bytes; unknown routes and methods get
 /// JSON 404/405s.
@@ -62,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/__stats", get(admin::stats))
         .route("/__reset", post(admin::reset))
         .route("/__faults", get(admin::get_faults).post(admin::set_faults))
+        .route("/__dpop/rotate-nonce", post(admin::rotate_dpop_nonce))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -135,6 +135,13 @@ impl ServerHandle {
         self.state.set_access_ttl(ttl);
     }
 
+    /// Makes every DPoP nonce handed out so far stale, in-process (as
+    /// `POST /__dpop/rotate-nonce`): the next proof at the token endpoint or the API gets a
+    /// `use_dpop_nonce` challenge. False (and nothing happens) unless DPoP nonces are on.
+    pub fn rotate_dpop_nonce(&self) -> bool {
+        self.state.rotate_dpop_nonce()
+    }
+
     /// Replaces the artificial latencies, effective for the next requests.
     pub fn set_latency(&self, latency: Latency) {
         self.state.set_latency(latency);

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::access::Policy;
 use crate::config::{Latency, ServerConfig};
+use crate::dpop::Dpop;
 use crate::errors::ServerError;
 use crate::families::{Families, Limits};
 use crate::faults::{FaultSettings, Faults, LiveLatency};
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) access: Policy,
     /// [`ServerConfig::header_bearer_prefix`].
     pub(crate) header_bearer_prefix: bool,
+    /// DPoP, when on ([`ServerConfig::dpop`]).
+    pub(crate) dpop: Option<Dpop>,
     /// How long a request body may take once the headers are in ([`crate::body_deadline`]).
     pub(crate) body_read_timeout: Duration,
     users: Vec<(String, String)>,
@@ -80,6 +83,7 @@ impl AppState {
                 latency: LiveLatency::new(config.latency),
                 access: Policy::new(config)?,
                 header_bearer_prefix: config.header_bearer_prefix,
+                dpop: config.dpop.as_ref().map(Dpop::new),
                 body_read_timeout: config.header_read_timeout,
                 users: config.users.clone(),
                 shutdown,
@@ -90,19 +94,40 @@ impl AppState {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let families = &self.shared.families;
-        Stats {
+        let mut stats = Stats {
             families: families.len() as u64,
             families_pruned: families.pruned(),
             ..self.shared.counters.snapshot()
+        };
+        if let Some(dpop) = &self.shared.dpop {
+            (
+                stats.dpop.replay_cache_len,
+                stats.dpop.replay_cache_evictions,
+            ) = dpop.replay_stats();
         }
+        stats
     }
 
     /// Zeroes every counter and forgets every family: all tokens issued so
     /// far become unknown (refresh) or invalid (access). Fault and latency
-    /// settings are kept.
+    /// settings are kept, and so are the DPoP `jti`s remembered against replay (forgetting
+    /// them would let a proof sent before the reset be replayed after it).
     pub fn reset(&self) {
         self.shared.families.clear();
         self.shared.counters.reset();
+        if let Some(dpop) = &self.shared.dpop {
+            dpop.reset();
+        }
+    }
+
+    /// Makes every DPoP nonce handed out so far stale, so the next proof at the token
+    /// endpoint or the API is challenged (`use_dpop_nonce`). Returns false (and does nothing)
+    /// unless DPoP nonces are on ([`DpopConfig::nonce`](crate::DpopConfig::nonce)).
+    pub fn rotate_dpop_nonce(&self) -> bool {
+        self.shared
+            .dpop
+            .as_ref()
+            .is_some_and(crate::dpop::Dpop::rotate_nonce)
     }
 
     /// Sets the probability that a refresh request is answered 503

@@ -87,6 +87,16 @@ pub struct AccessClaims {
     pub fam: String,
     /// The contract the token was issued under.
     pub sty: Style,
+    /// The key the token is bound to (DPoP, RFC 9449 §6.1); absent for bearer tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` (confirmation) claim of a DPoP-bound access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 SHA-256 thumbprint of the client's public key, base64url.
+    pub jkt: String,
 }
 
 /// An access token and the refresh token issued with it.
@@ -94,6 +104,8 @@ pub struct AccessClaims {
 pub(crate) struct IssuedPair {
     pub(crate) access_token: String,
     pub(crate) refresh_token: String,
+    /// The access token is DPoP-bound (`token_type: DPoP`).
+    pub(crate) dpop_bound: bool,
 }
 
 impl fmt::Debug for IssuedPair {
@@ -165,12 +177,14 @@ impl TokenMinter {
         self.access_ttl_nanos.store(nanos(ttl), Ordering::Relaxed);
     }
 
-    /// Signs a new access token for `sub` in family `fam`.
+    /// Signs a new access token for `sub` in family `fam`, bound to the key with thumbprint
+    /// `jkt` when there is one.
     pub(crate) fn mint_access(
         &self,
         sub: &str,
         fam: &str,
         sty: Style,
+        jkt: Option<&str>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let iat = unix_now();
         let claims = AccessClaims {
@@ -180,6 +194,9 @@ impl TokenMinter {
             jti: random_token(16),
             fam: fam.to_owned(),
             sty,
+            cnf: jkt.map(|jkt| Confirmation {
+                jkt: jkt.to_owned(),
+            }),
         };
         jsonwebtoken::encode(&self.header, &claims, &self.encoding)
     }
@@ -243,7 +260,7 @@ mod tests {
     #[test]
     fn mints_fractional_exp_and_checks_it() {
         let m = minter();
-        let token = m.mint_access("demo", "fam1", Style::Json).unwrap();
+        let token = m.mint_access("demo", "fam1", Style::Json, None).unwrap();
         let now = unix_now();
         let AccessCheck::Valid(claims) = m.check(&token, now) else {
             panic!("fresh token must be valid");
@@ -265,7 +282,7 @@ mod tests {
     #[test]
     fn forged_token_is_invalid_but_keeps_its_style_for_wording() {
         let other = TokenMinter::new(b"other-secret", Duration::from_secs(5));
-        let token = other.mint_access("demo", "f", Style::Cookie).unwrap();
+        let token = other.mint_access("demo", "f", Style::Cookie, None).unwrap();
         assert_eq!(
             minter().check(&token, unix_now()),
             AccessCheck::Invalid(Style::Cookie)

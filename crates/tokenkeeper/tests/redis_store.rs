@@ -28,6 +28,7 @@ fn pair(access: &str, generation: u64) -> StoredTokens {
             .with_refresh_token(format!("{access}-refresh"))
             .with_expires_in(Duration::from_secs(60)),
         generation,
+        login: None,
     }
 }
 

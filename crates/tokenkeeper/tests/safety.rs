@@ -129,6 +129,11 @@ impl Server {
         self.script.gate.send_replace(true);
     }
 
+    /// Holds the `slow…` routes' answers again.
+    fn close_gate(&self) {
+        self.script.gate.send_replace(false);
+    }
+
     fn seen(&self, path: &str) -> Vec<String> {
         let seen = self.script.seen.lock().unwrap();
         seen.iter()
@@ -337,6 +342,81 @@ async fn late_invalid_answer_after_sign_out_and_in_does_not_end_the_next() {
     late_refusal_of_a_previous_login(true, "invalid").await;
 }
 
+/// The same across processes: a session that shares its store with another one, which signs in
+/// as somebody else while this session's request is out. The refused request is not retried
+/// with the other login's tokens, though this session adopts them for what it sends next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sessions_sign_in_through_a_shared_store_is_a_new_login_here_too() {
+    use tokenkeeper::secrecy::ExposeSecret;
+    let server = Server::start().await;
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let here = builder(&server)
+        .store_arc(Arc::clone(&store))
+        .build()
+        .unwrap();
+    let elsewhere = builder(&server)
+        .store_arc(Arc::clone(&store))
+        .build()
+        .unwrap();
+    let client = client(&here);
+    elsewhere.sign_in(server.login("alice")).await.unwrap();
+    assert!(here.restore().await.unwrap());
+    let alice = here.credential().await.unwrap();
+
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        let url = server.url("/api/slow-post");
+        async move { client.post(url).body("as alice").send().await }
+    });
+    server.arrived("slow-post").await;
+    server.expire("alice-access");
+    elsewhere.sign_in(server.login("bob")).await.unwrap();
+    server.open_gate();
+
+    let response = in_flight.await.unwrap().expect("the refusal comes back");
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        server.seen("slow-post"),
+        ["alice-access"],
+        "sent once, as alice; never replayed as bob"
+    );
+    assert_eq!(server.refresh_calls(), 0, "nobody refreshed");
+    let now = here.credential().await.unwrap();
+    assert_eq!(
+        now.access_token().expose_secret(),
+        "bob-access",
+        "bob adopted"
+    );
+    assert_ne!(now.login(), alice.login(), "as a new login");
+    assert_eq!(here.stats().other_login_refusals, 1);
+
+    // A refresh of the same login elsewhere is adopted as that login: the late refusal of the
+    // older token is retried with the newer one, as within one session.
+    let bob = now;
+    server.close_gate();
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        let url = server.url("/api/slow-get");
+        async move { client.get(url).send().await }
+    });
+    server.arrived("slow-get").await;
+    server.expire("bob-access");
+    let refreshed = elsewhere
+        .token_rejected(&elsewhere.credential().await.unwrap())
+        .await
+        .unwrap();
+    server.open_gate();
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "retried with the refreshed token");
+    let fresh = here.credential().await.unwrap();
+    assert_eq!(fresh.login(), bob.login(), "the same login");
+    assert_eq!(
+        fresh.access_token().expose_secret(),
+        refreshed.access_token().expose_secret()
+    );
+    assert_eq!(server.refresh_calls(), 1, "refreshed once, elsewhere");
+}
+
 /// Generations never repeat within a session and never go below what the store holds; the
 /// next login is renewed ahead of expiry like the first (nothing left over from login A).
 #[tokio::test]
@@ -346,6 +426,7 @@ async fn generations_grow_across_logins_and_stay_above_the_store() {
         .save(&StoredTokens {
             tokens: TokenSet::new("x"),
             generation: 41,
+            login: None,
         })
         .await
         .unwrap();
@@ -370,6 +451,7 @@ async fn a_stored_generation_at_the_limit_is_a_typed_error() {
             .save(&StoredTokens {
                 tokens: TokenSet::new("x"),
                 generation: u64::MAX,
+                login: None,
             })
             .await
             .is_err(),
@@ -379,6 +461,7 @@ async fn a_stored_generation_at_the_limit_is_a_typed_error() {
         .save(&StoredTokens {
             tokens: TokenSet::new("x"),
             generation: tokenkeeper::store::MAX_GENERATION,
+            login: None,
         })
         .await
         .unwrap();

@@ -134,7 +134,7 @@ fn preflight(request: &Request, origin: HeaderValue) -> Response {
     );
     headers.insert(
         ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, authorization-refresh, content-type"),
+        HeaderValue::from_static("authorization, authorization-refresh, content-type, dpop"),
     );
     headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     if request
@@ -173,7 +173,9 @@ pub(crate) async fn guard(State(state): State<AppState>, request: Request, next:
     allow(headers, origin);
     headers.insert(
         ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("authorization, authorization-refresh, www-authenticate"),
+        HeaderValue::from_static(
+            "authorization, authorization-refresh, www-authenticate, dpop-nonce",
+        ),
     );
     response
 }

@@ -48,7 +48,7 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap) -
         .get(&AUTHORIZATION_REFRESH)
         .and_then(bearer)
         .ok_or(());
-    match run_refresh(&state.shared, token, Style::Header).await {
+    match run_refresh(&state.shared, token, Style::Header, None).await {
         Refreshed::Issued(pair) => {
             let prefixed = state.shared.header_bearer_prefix;
             let (Some(access), Some(refresh)) = (

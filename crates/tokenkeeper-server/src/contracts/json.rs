@@ -64,6 +64,7 @@ pub(crate) async fn refresh(
         &state.shared,
         token.as_deref().map_err(Clone::clone),
         Style::Json,
+        None,
     )
     .await
     {

@@ -34,10 +34,13 @@ pub(crate) enum Refreshed<E> {
 /// Runs one refresh request: counts it, applies faults (before looking at
 /// the token, so a failed or hung request never touches the family), decides,
 /// then waits the refresh latency.
+///
+/// `jkt` is the thumbprint of the key of the request's DPoP proof, if it had one.
 pub(crate) async fn run_refresh<E>(
     shared: &Shared,
     token: Result<&str, E>,
     style: Style,
+    jkt: Option<&str>,
 ) -> Refreshed<E> {
     let counters = &shared.counters;
     bump(&counters.refresh_calls);
@@ -58,17 +61,17 @@ pub(crate) async fn run_refresh<E>(
             counters.rejected(RejectReason::Malformed);
             Refreshed::BadInput(bad)
         }
-        Ok(token) => decide(shared, token, style),
+        Ok(token) => decide(shared, token, style, jkt),
     };
     delay(shared.latency.get().refresh).await;
     result
 }
 
-fn decide<E>(shared: &Shared, token: &str, style: Style) -> Refreshed<E> {
+fn decide<E>(shared: &Shared, token: &str, style: Style, jkt: Option<&str>) -> Refreshed<E> {
     let counters = &shared.counters;
     match shared
         .families
-        .refresh(token, style, &shared.minter, Instant::now())
+        .refresh(token, style, &shared.minter, Instant::now(), jkt)
     {
         Ok(RefreshOutcome::Rotated(pair)) => {
             bump(&counters.rotations);

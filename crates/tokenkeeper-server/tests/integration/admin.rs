@@ -54,13 +54,16 @@ async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
         "api_401_expired",
         "api_401_invalid",
         "api_401_missing",
+        "dpop",
     ] {
         assert!(raw.get(key).is_some(), "missing {key} in {raw}");
     }
     assert_eq!(
         raw["refresh_rejected"],
-        json!({"reuse": 0, "unknown": 0, "expired": 0, "revoked": 0, "malformed": 0})
+        json!({"reuse": 0, "unknown": 0, "expired": 0, "revoked": 0, "malformed": 0, "wrong_key": 0})
     );
+    assert_eq!(raw["dpop"]["proofs_rejected"]["replay"], 0, "{raw}");
+    assert_eq!(raw["dpop"]["nonce_challenges"], 0, "{raw}");
 
     let reset = admin_post(&c, &s, "/__reset").send().await.unwrap();
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);

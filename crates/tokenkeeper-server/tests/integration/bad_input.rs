@@ -102,9 +102,12 @@ async fn oauth2_token_endpoint_errors_follow_rfc6749() {
         ))
         .await,
     );
-    send(form("grant_type=client_credentials"))
+    send(form("grant_type=authorization_code"))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    send(form("grant_type=client_credentials"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
     send(form("grant_type=password&username=demo&password=wrong"))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");

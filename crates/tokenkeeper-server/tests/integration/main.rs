@@ -5,10 +5,12 @@
 mod access;
 mod admin;
 mod bad_input;
+mod client_credentials;
 mod common;
 mod concurrency;
 mod connections;
 mod contracts;
+mod dpop;
 mod faults;
 mod grace;
 mod sessions;

@@ -22,6 +22,11 @@ pub struct Credential {
     /// generations ran ahead of the store's (earlier logins): store comparisons use this one.
     pub(crate) store_generation: u64,
     login: u64,
+    /// The login's tag as the store knows it ([`StoredTokens::login`]): what tells another
+    /// process's sign-in from a refresh of this login when a stored pair is adopted.
+    ///
+    /// [`StoredTokens::login`]: crate::store::StoredTokens::login
+    pub(crate) store_login: Option<u64>,
     tokens: TokenSet,
     header: HeaderValue,
     pub(crate) schedule: Schedule,
@@ -33,6 +38,7 @@ impl Credential {
         generation: u64,
         store_generation: u64,
         login: u64,
+        store_login: Option<u64>,
         schedule: Schedule,
     ) -> Option<Self> {
         let mut header =
@@ -43,6 +49,7 @@ impl Credential {
             generation,
             store_generation,
             login,
+            store_login,
             tokens,
             header,
             schedule,

@@ -454,12 +454,16 @@ impl Session {
             .checked_add(1)
             .ok_or_else(|| StoreError::Corrupt("the stored generation would overflow".into()))?;
         let generation = inner.claim_generation(after_stored)?;
+        // A new tag per sign-in: other processes sharing the store see a new login, not a
+        // refresh of the one they hold.
+        let store_login = Some(rand::random::<u64>());
         let schedule = inner.schedule(&tokens);
         let credential = Credential::new(
             tokens.clone(),
             generation,
             after_stored,
             generation,
+            store_login,
             schedule,
         )
         .ok_or_else(|| Error::Config("the access token is not a valid header value".into()))?;
@@ -470,6 +474,7 @@ impl Session {
                 inner.store.save(&StoredTokens {
                     tokens,
                     generation: after_stored,
+                    login: store_login,
                 }),
             )
             .await;
@@ -499,6 +504,7 @@ impl Session {
             generation,
             stored.generation,
             generation,
+            stored.login,
             schedule,
         )
         .ok_or_else(|| {
@@ -574,7 +580,7 @@ impl Session {
     /// [`Error::LoginChanged`]: do not retry, hand the refusal to its caller. One whose login
     /// ended gets [`Error::SessionExpired`].
     pub async fn token_rejected(&self, credential: &Credential) -> Result<Arc<Credential>, Error> {
-        match self.inner.standing(credential) {
+        let fresh = match self.inner.standing(credential) {
             Standing::Current => self.inner.refresh_from(credential).await,
             Standing::Stale(current) if current.is_expired() => {
                 self.inner.refresh_from(&current).await
@@ -584,10 +590,17 @@ impl Session {
                 Ok(current)
             }
             Standing::Ended(reason) => Err(Error::SessionExpired(reason)),
-            Standing::OtherLogin => {
+            Standing::OtherLogin => Err(Error::LoginChanged),
+        };
+        match fresh {
+            // A sign-in (here, or another process's, adopted from the store) overtook the
+            // refresh: the new login must not send this request.
+            Ok(fresh) if fresh.login() == credential.login() => Ok(fresh),
+            Ok(_) | Err(Error::LoginChanged) => {
                 Counters::bump(&self.inner.counters.other_login_refusals);
                 Err(Error::LoginChanged)
             }
+            Err(error) => Err(error),
         }
     }
 

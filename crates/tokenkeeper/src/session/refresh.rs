@@ -114,7 +114,7 @@ impl Inner {
         let mut base = from.map_or(FROM_NOTHING, |from| from.store_generation);
         // A newer stored pair that is too old to hand out: its refresh token is the live one
         // (ours was rotated by whoever wrote it), so it is what the refresher presents.
-        let mut stale_newer: Option<TokenSet> = None;
+        let mut stale_newer: Option<(TokenSet, Option<u64>)> = None;
         match self.bounded("load", self.store.load()).await {
             Ok(Some(stored)) if from.is_none_or(|from| is_newer(&stored, from)) => {
                 if self.schedule(&stored.tokens).is_past_hard(Instant::now()) {
@@ -126,7 +126,7 @@ impl Inner {
                         "the stored tokens are past their deadline; refreshing them"
                     );
                     base = base.max(stored.generation);
-                    stale_newer = Some(stored.tokens);
+                    stale_newer = Some((stored.tokens, stored.login));
                 } else {
                     match self.adopt(stored, from) {
                         Ok(Some(credential)) => return (Ok(Obtained::Adopted(credential)), None),
@@ -152,7 +152,7 @@ impl Inner {
 
         let placeholder;
         let current = match (&stale_newer, from) {
-            (Some(stored), _) => stored,
+            (Some((stored, _)), _) => stored,
             (None, Some(from)) => from.tokens(),
             (None, None) => {
                 placeholder = TokenSet::new("");
@@ -181,7 +181,15 @@ impl Inner {
             Ok(generation) => generation,
             Err(error) => return (Err(Failure::Store(error)), None),
         };
-        let login = from.map_or(generation, Credential::login);
+        // The login the refreshed pair belongs to: the one refreshed from, unless the pair it
+        // was refreshed from is another process's newer sign-in.
+        let (login, store_login) = match (&stale_newer, from) {
+            (Some((_, tag)), Some(from)) if *tag == from.store_login => (from.login(), *tag),
+            (Some((_, tag)), _) => (generation, *tag),
+            (None, Some(from)) => (from.login(), from.store_login),
+            // A first token (a refresher that needs no login) starts a login of its own.
+            (None, None) => (generation, Some(rand::random::<u64>())),
+        };
         let mut schedule = self.schedule(&tokens);
         if let Some(from) = from
             && !outlives(&tokens, from.tokens())
@@ -200,6 +208,7 @@ impl Inner {
             generation,
             store_generation,
             login,
+            store_login,
             schedule,
         );
         let Some(credential) = credential else {
@@ -219,6 +228,7 @@ impl Inner {
         let stored = StoredTokens {
             tokens,
             generation: store_generation,
+            login: store_login,
         };
         let pending = match self.bounded("save", self.store.save(&stored)).await {
             Ok(()) => {
@@ -248,13 +258,19 @@ impl Inner {
         from: Option<&Credential>,
     ) -> Result<Option<Arc<Credential>>, StoreError> {
         let generation = self.claim_generation(stored.generation)?;
-        let login = from.map_or(generation, Credential::login);
+        // Another process's sign-in is a new login here too: requests sent under the old one
+        // are handed back, never retried with its tokens.
+        let login = match from {
+            Some(from) if from.store_login == stored.login => from.login(),
+            _ => generation,
+        };
         let schedule = self.schedule(&stored.tokens);
         let credential = Credential::new(
             stored.tokens,
             generation,
             stored.generation,
             login,
+            stored.login,
             schedule,
         );
         if credential.is_some() {

@@ -2,7 +2,7 @@
 //!
 //! ```json
 //! {"version":1,"generation":7,"access_token":"…","refresh_token":"…"|null,
-//!  "received_at_ms":1767225600000,"expires_at_ms":1767225660000|null}
+//!  "received_at_ms":1767225600000,"expires_at_ms":1767225660000|null,"login":"9f3c…"}
 //! ```
 //!
 //! Times are milliseconds since the Unix epoch on the writer's wall clock. A reader refuses any
@@ -31,6 +31,9 @@ struct Out<'a> {
     refresh_token: Option<&'a str>,
     received_at_ms: u64,
     expires_at_ms: Option<u64>,
+    /// Hex, so that readers whose numbers are doubles (JavaScript) keep every bit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    login: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -48,6 +51,8 @@ struct In {
     refresh_token: Option<SecretString>,
     received_at_ms: u64,
     expires_at_ms: Option<u64>,
+    #[serde(default)]
+    login: Option<String>,
 }
 
 /// Serializes into a buffer that is zeroed when dropped, sized up front so it never reallocates
@@ -67,6 +72,7 @@ pub(crate) fn encode(stored: &StoredTokens) -> Result<Zeroizing<Vec<u8>>, StoreE
         refresh_token: refresh,
         received_at_ms: to_ms(tokens.received_at()),
         expires_at_ms: tokens.expires_at().map(to_ms),
+        login: stored.login.map(|tag| format!("{tag:016x}")),
     };
     serde_json::to_writer(&mut *buffer, &document).map_err(|e| {
         StoreError::Backend(format!("could not serialize the tokens: {}", describe(&e)))
@@ -115,7 +121,16 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<StoredTokens, StoreErro
             Some(from_ms(ms).ok_or_else(|| corrupt("`expires_at_ms` is out of range".into()))?)
         }
     };
+    let login = match &document.login {
+        None => None,
+        Some(hex) if hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Some(
+            u64::from_str_radix(hex, 16)
+                .map_err(|_| corrupt("`login` is not 16 hexadecimal digits".into()))?,
+        ),
+        Some(_) => return Err(corrupt("`login` is not 16 hexadecimal digits".into())),
+    };
     Ok(StoredTokens {
+        login,
         tokens: TokenSet::from_parts(
             document.access_token,
             document.refresh_token,
@@ -157,6 +172,7 @@ mod tests {
         StoredTokens {
             tokens,
             generation: 42,
+            login: Some(0x0123_4567_89ab_cdef),
         }
     }
 
@@ -166,6 +182,7 @@ mod tests {
         let bytes = encode(&stored).unwrap();
         let back = decode(&bytes, "test").unwrap();
         assert_eq!(back.generation, 42);
+        assert_eq!(back.login, Some(0x0123_4567_89ab_cdef));
         assert!(back.tokens.same_secrets(&stored.tokens));
         assert_eq!(
             to_ms(back.tokens.received_at()),
@@ -175,6 +192,40 @@ mod tests {
             back.tokens.expires_at().map(to_ms),
             stored.tokens.expires_at().map(to_ms)
         );
+    }
+
+    #[test]
+    fn the_login_tag_is_optional_and_checked() {
+        let document = |login: &str| {
+            format!(
+                r#"{{"version":1,"generation":1,"access_token":"a","refresh_token":null,"received_at_ms":0,"expires_at_ms":null{login}}}"#
+            )
+        };
+        assert_eq!(decode(document("").as_bytes(), "test").unwrap().login, None);
+        let tagged = document(r#","login":"ffffffffffffffff""#);
+        assert_eq!(
+            decode(tagged.as_bytes(), "test").unwrap().login,
+            Some(u64::MAX)
+        );
+        for bad in [
+            r#""+fffffffffffffff""#,
+            r#""12""#,
+            r#""zzzzzzzzzzzzzzzz""#,
+            "12",
+        ] {
+            let document = document(&format!(r#","login":{bad}"#));
+            assert!(
+                matches!(
+                    decode(document.as_bytes(), "test"),
+                    Err(StoreError::Corrupt(_))
+                ),
+                "{bad}"
+            );
+        }
+        let mut stored = sample();
+        stored.login = None;
+        let bytes = encode(&stored).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("login"));
     }
 
     #[test]

@@ -64,6 +64,12 @@ pub struct StoredTokens {
     pub tokens: TokenSet,
     /// Their generation.
     pub generation: u64,
+    /// The login they descend from: a random tag chosen at sign-in that every refresh keeps.
+    /// Sessions sharing a store compare it to tell another process's new sign-in from a
+    /// refresh of the login they hold, so a request refused under one login is never retried
+    /// with another login's token. `None` in a document written without one; a store keeps
+    /// whatever it is given.
+    pub login: Option<u64>,
 }
 
 /// Persists the session's tokens.

@@ -276,6 +276,7 @@ async fn churn(config: &WorkerConfig) -> Summary {
             .save(&StoredTokens {
                 tokens: random_tokens(),
                 generation,
+                login: None,
             })
             .await
             .unwrap();
