@@ -142,12 +142,12 @@ where
     }
 }
 
+/// What a keyed service call returns.
+type Reply<ResBody, E> = BoxFuture<'static, Result<Response<ResponseBody<ResBody>>, AuthError<E>>>;
+
 /// A request without a key goes out untouched if it is not ours (another origin, its own
 /// `Authorization` header, [`NoAuth`]); otherwise it fails with [`Error::NoKey`].
-fn without_key<S, B, ResBody>(
-    call: Call<S>,
-    request: Request<B>,
-) -> BoxFuture<'static, Result<Response<ResponseBody<ResBody>>, AuthError<S::Error>>>
+fn without_key<S, B, ResBody>(call: Call<S>, request: Request<B>) -> Reply<ResBody, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
     S::Future: Send,
