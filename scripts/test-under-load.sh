@@ -21,23 +21,29 @@ if [ -f scripts/postgres.sh ]; then
   eval "$(bash scripts/postgres.sh)"
 fi
 
-# Test targets with several processes, short token lifetimes, lock TTLs, latencies or timeouts.
+# The library's integration tests are one binary (`--test it`), filtered to the modules with
+# several processes, short token lifetimes, lock TTLs, latencies or timeouts (a filter matches
+# test paths that contain it, so `contracts::` covers `seed_contracts::` too).
+modules=(
+  contracts::             # bursts and late 401s against a server with latency, both adapters
+  failures::              # refresh timeouts, hanging refreshes, cancelled waiters
+  safety::                # logins, Retry-After, per-route refusals, bounded waits
+  seed_contracts::        # the seeds' contracts, bursts at expiry
+  resilience::            # proactive refresh deadlines, backoff, Retry-After
+  state_machine::         # interleavings of refreshes, sign-in/out and cancellation
+  tower:: tonic::         # replay, streamed bodies and readiness through the tower layer, tonic
+  file_store::            # store failures and stalls under live sessions
+  file_store_processes::  # real processes sharing one file, kill -9
+  redis_store::           # lock TTL, renewal, fencing, hung Redis
+  redis_store_processes:: # real processes sharing one Redis
+  postgres_store::        # lease expiry and renewal, fencing, dropped connections
+  postgres_store_processes:: # real processes sharing one PostgreSQL row
+  metrics::               # refresh outcomes at expiry, lost answers, adoption (feature metrics)
+  keyed:: keyed_tower::   # many logins: bursts over expired keys, eviction during a refresh
+  keyed_processes::       # real processes sharing 200 keys on Redis and PostgreSQL, kill -9
+)
+# The CLI's test binaries with several processes or short tokens.
 targets=(
-  contracts             # bursts and late 401s against a server with latency
-  failures              # refresh timeouts, hanging refreshes, cancelled waiters
-  safety                # logins, Retry-After, per-route refusals, bounded waits
-  seed_contracts        # the seeds' contracts, bursts at expiry
-  resilience            # proactive refresh deadlines, backoff, Retry-After
-  state_machine         # interleavings of refreshes, sign-in/out and cancellation
-  tower tonic           # the same scenarios through the tower layer
-  file_store            # store failures and stalls under live sessions
-  file_store_processes  # real processes sharing one file, kill -9
-  redis_store           # lock TTL, renewal, fencing, hung Redis
-  redis_store_processes # real processes sharing one Redis
-  postgres_store        # lease expiry and renewal, fencing, dropped connections
-  postgres_store_processes # real processes sharing one PostgreSQL row
-  keyed keyed_tower     # many logins: bursts over expired keys, eviction during a refresh
-  keyed_processes       # real processes sharing 200 keys on Redis and PostgreSQL, kill -9
   shared_store          # the CLI bench's processes (the test that was flaky under load)
   demo                  # the demo's storm with 1 s tokens
 )
@@ -45,6 +51,7 @@ args=()
 for target in "${targets[@]}"; do args+=(--test "$target"); done
 
 started=$SECONDS
+bash scripts/hog.sh run "${TOKENKEEPER_HOG:-}" -- cargo test --workspace --all-features --test it -- "${modules[@]}"
 bash scripts/hog.sh run "${TOKENKEEPER_HOG:-}" -- cargo test --workspace --all-features "${args[@]}"
 printf 'test-under-load.sh: %d s with %s busy loops\n' "$((SECONDS - started))" \
   "${TOKENKEEPER_HOG:-$(nproc 2>/dev/null || echo 2)}" >&2

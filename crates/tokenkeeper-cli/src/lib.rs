@@ -1,16 +1,15 @@
-//! The `tokenkeeper` command's building blocks: `demo` (hand-written refresh interceptors and
-//! tokenkeeper under the same storm, side by side) and `bench` (the figures in BENCHMARKS.md).
+//! The `tokenkeeper` command's building blocks, one folder per subcommand: `demo`
+//! (hand-written refresh interceptors and tokenkeeper under the same storm, side by side),
+//! `serve` (the reference server on 127.0.0.1) and `bench` (the figures in BENCHMARKS.md).
+//! Each owns what only it uses and imports nothing from above; what several use sits beside
+//! them (`reference_client`, `metrics`, `table`), and `bench` borrows the demo's storm.
 //!
-//! The binary in `main.rs` only parses the command line and calls in here, so the integration
-//! tests can drive the same code.
+//! The binary in `main.rs` only parses the command line and calls each subcommand's
+//! `run(args)`, so the integration tests can drive the same code.
 
-pub mod baseline;
 pub mod bench;
 pub mod demo;
 pub mod metrics;
-pub mod progress;
-pub mod report;
-pub mod shared_store;
+pub mod reference_client;
+pub mod serve;
 pub mod table;
-pub mod timeline;
-pub mod wire;

@@ -1,13 +1,12 @@
 //! `tokenkeeper`: the command-line face of tokenkeeper.
 //!
-//! Each subcommand lives in its own module with a clap `Args` struct and an
-//! async `run` function; `main` only parses, sets up logging and dispatches.
-
-mod serve;
+//! Each subcommand lives in its own folder of the library with a clap `Args` struct and a
+//! `run(args)` entry point; `main` only parses, sets up logging and dispatches.
 
 use std::io::IsTerminal as _;
 
 use clap::{Parser, Subcommand};
+use tokenkeeper_cli::{bench, demo, serve};
 use tracing_subscriber::EnvFilter;
 
 /// Keeps HTTP clients authenticated through access-token expiry: demo, serve,
@@ -27,18 +26,18 @@ enum Command {
     Serve(serve::ServeArgs),
     /// The same storm of requests against hand-written refresh interceptors and tokenkeeper,
     /// side by side, on an in-process reference server with rotation and reuse detection on.
-    Demo(tokenkeeper_cli::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Measure overhead, burst scaling, memory and steady load; write BENCHMARKS.md.
-    Bench(tokenkeeper_cli::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Internal: one process of the shared-store benchmark, started by `bench`.
     #[command(name = "__store-worker", hide = true)]
     StoreWorker,
     /// Internal: the reference server in its own process, started by `bench`.
     #[command(name = "__bench-server", hide = true)]
-    BenchServer(tokenkeeper_cli::bench::server_process::ServerArgs),
+    BenchServer(bench::server_process::ServerArgs),
     /// Internal: one measured client process (run under callgrind), started by `bench`.
     #[command(name = "__bench-client", hide = true)]
-    BenchClient(tokenkeeper_cli::bench::instructions::ClientArgs),
+    BenchClient(bench::instructions::ClientArgs),
 }
 
 impl Command {
@@ -69,13 +68,13 @@ fn main() -> anyhow::Result<()> {
     init_tracing(cli.command.default_log_filter());
     match cli.command {
         Command::Serve(args) => runtime()?.block_on(serve::run(args)),
-        Command::Demo(args) => runtime()?.block_on(tokenkeeper_cli::demo::command::execute(args)),
-        Command::Bench(args) => runtime()?.block_on(tokenkeeper_cli::bench::execute(args)),
-        Command::StoreWorker => runtime()?.block_on(tokenkeeper_cli::shared_store::worker_main()),
+        Command::Demo(args) => runtime()?.block_on(demo::command::run(args)),
+        Command::Bench(args) => runtime()?.block_on(bench::run(args)),
+        Command::StoreWorker => runtime()?.block_on(bench::shared_store::run_worker()),
         // These build their own runtimes: the measured client needs a current-thread one, so
         // that all of its work runs on the one thread callgrind counts.
-        Command::BenchServer(args) => tokenkeeper_cli::bench::server_process::server_main(args),
-        Command::BenchClient(args) => tokenkeeper_cli::bench::instructions::client_main(args),
+        Command::BenchServer(args) => bench::server_process::run(args),
+        Command::BenchClient(args) => bench::instructions::run_client(args),
     }
 }
 

@@ -2,8 +2,8 @@
 //! interceptor shows the problem the demo is about. No timing assertions: counts only.
 
 use std::time::Duration;
+use tokenkeeper_cli::demo::progress::Progress;
 use tokenkeeper_cli::demo::{self, DemoConfig, Kind};
-use tokenkeeper_cli::progress::Progress;
 
 fn tiny() -> DemoConfig {
     let mut config = DemoConfig::default();
@@ -49,7 +49,7 @@ async fn tokenkeeper_passes_and_the_naive_interceptor_wastes_refreshes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reactive_tokenkeeper_passes_in_every_contract() {
-    for style in tokenkeeper_server::Style::ALL {
+    for style in tokenkeeper_server::Contract::ALL {
         let mut config = tiny();
         config.style = style;
         config.storm.users = 20;

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
-use tokenkeeper_cli::shared_store::{SharedStoreBench, StoreKind, WORKER_SUBCOMMAND};
+use tokenkeeper_cli::bench::shared_store::{SharedStoreBench, StoreKind, WORKER_SUBCOMMAND};
 
 fn quick() -> SharedStoreBench {
     SharedStoreBench {

@@ -58,7 +58,7 @@ use crate::extract::{self, RawBody};
 use crate::faults::delay;
 use crate::state::{AppState, Shared};
 use crate::stats::bump;
-use crate::tokens::{AccessCheck, AccessClaims, Style, unix_now};
+use crate::tokens::{AccessCheck, AccessClaims, Contract, unix_now};
 
 const REALM: HeaderValue = HeaderValue::from_static("Bearer realm=\"tokenkeeper\"");
 const OAUTH2_EXPIRED: &str = "The access token expired";
@@ -137,7 +137,11 @@ fn verdict(shared: &Shared, headers: &HeaderMap, target: &Target<'_>) -> Verdict
     };
     match (&proof, &claims.cnf) {
         (None, Some(_)) => return Verdict::Refused(Refusal::Downgrade),
-        (Some(_), None) => return Verdict::Refused(Refusal::Unbound),
+        (Some(_), None) => {
+            // The proof itself was good; the token is what is wrong.
+            bump(&shared.counters.dpop_accepted);
+            return Verdict::Refused(Refusal::Unbound);
+        }
         (Some(proof), Some(cnf)) if proof.jkt != cnf.jkt => {
             shared.counters.proof_rejected(Rejection::WrongKey);
             let wrong = dpop::Refusal::Proof(Rejection::WrongKey);
@@ -156,9 +160,9 @@ fn verdict(shared: &Shared, headers: &HeaderMap, target: &Target<'_>) -> Verdict
 }
 
 /// The 401 for a token of `style`, expired or invalid.
-fn refused(style: Style, expired: bool) -> Response {
+fn refused(style: Contract, expired: bool) -> Response {
     let mut response = match style {
-        Style::OAuth2 => {
+        Contract::OAuth2 => {
             let description = if expired {
                 OAUTH2_EXPIRED
             } else {
@@ -173,7 +177,7 @@ fn refused(style: Style, expired: bool) -> Response {
             response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
             return response;
         }
-        Style::Json => {
+        Contract::Json => {
             let message = if expired {
                 "TokenExpiredError"
             } else {
@@ -185,7 +189,7 @@ fn refused(style: Style, expired: bool) -> Response {
             )
                 .into_response()
         }
-        Style::Header => {
+        Contract::Header => {
             let text = if expired {
                 "ExpiredToken"
             } else {
@@ -193,7 +197,7 @@ fn refused(style: Style, expired: bool) -> Response {
             };
             (StatusCode::UNAUTHORIZED, text).into_response()
         }
-        Style::Cookie => {
+        Contract::Cookie => {
             let code = if expired {
                 "EXPIRED_TOKEN"
             } else {
@@ -213,8 +217,8 @@ fn refused(style: Style, expired: bool) -> Response {
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
-    Expired(Style, Scheme),
-    Invalid(Style, Scheme),
+    Expired(Contract, Scheme),
+    Invalid(Contract, Scheme),
     Missing,
     /// A bad DPoP proof, or a nonce challenge.
     Dpop(dpop::Refusal),

@@ -46,7 +46,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::refresh_tokens::{FamilyId, RefreshTokens};
-use crate::tokens::{IssuedPair, Style, TokenMinter};
+use crate::tokens::{Contract, IssuedPair, TokenMinter};
 
 /// Why a refresh was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -312,7 +312,7 @@ impl Families {
     pub(crate) fn login(
         &self,
         sub: &str,
-        style: Style,
+        style: Contract,
         minter: &TokenMinter,
         now: Instant,
         jkt: Option<&str>,
@@ -326,7 +326,7 @@ impl Families {
     pub(crate) fn login_without_refresh(
         &self,
         sub: &str,
-        style: Style,
+        style: Contract,
         minter: &TokenMinter,
         now: Instant,
         jkt: Option<&str>,
@@ -337,7 +337,7 @@ impl Families {
     fn start(
         &self,
         sub: &str,
-        style: Style,
+        style: Contract,
         minter: &TokenMinter,
         now: Instant,
         jkt: Option<&str>,
@@ -384,7 +384,7 @@ impl Families {
     pub(crate) fn refresh(
         &self,
         token: &str,
-        style: Style,
+        style: Contract,
         minter: &TokenMinter,
         now: Instant,
         jkt: Option<&str>,
@@ -538,7 +538,7 @@ mod tests {
     fn login(families: &Families, minter: &TokenMinter, now: Instant) -> IssuedPair {
         issued(
             families
-                .login("demo", Style::Json, minter, now, None)
+                .login("demo", Contract::Json, minter, now, None)
                 .unwrap(),
         )
     }
@@ -574,27 +574,27 @@ mod tests {
 
         let second = rotated(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
         );
         assert_eq!(family_of(&minter, &second.access_token), fam);
 
         let reuse = families
-            .refresh(&first.refresh_token, Style::Json, &minter, now, None)
+            .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
             .unwrap();
         assert_eq!(reuse, rejected(RejectReason::Reuse, true));
         assert!(!families.is_active(&fam));
         // Reusing again is still reuse, but the family is revoked only once.
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, false)
         );
         // The current token of the revoked family is refused as revoked.
         assert_eq!(
             families
-                .refresh(&second.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&second.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Revoked, false)
         );
@@ -609,7 +609,7 @@ mod tests {
         for _ in 0..1000 {
             current = rotated(
                 families
-                    .refresh(&current, Style::Json, &minter, now, None)
+                    .refresh(&current, Contract::Json, &minter, now, None)
                     .unwrap(),
             )
             .refresh_token
@@ -617,7 +617,7 @@ mod tests {
         }
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -633,18 +633,18 @@ mod tests {
         let now = Instant::now();
         let first = issued(
             families
-                .login("demo", Style::OAuth2, &minter, now, None)
+                .login("demo", Contract::OAuth2, &minter, now, None)
                 .unwrap(),
         );
         let second = rotated(
             families
-                .refresh(&first.refresh_token, Style::OAuth2, &minter, now, None)
+                .refresh(&first.refresh_token, Contract::OAuth2, &minter, now, None)
                 .unwrap(),
         );
         let replay = families
             .refresh(
                 &first.refresh_token,
-                Style::OAuth2,
+                Contract::OAuth2,
                 &minter,
                 now + Duration::from_secs(1),
                 None,
@@ -654,7 +654,7 @@ mod tests {
         let again = families
             .refresh(
                 &first.refresh_token,
-                Style::OAuth2,
+                Contract::OAuth2,
                 &minter,
                 now + Duration::from_secs(2),
                 None,
@@ -672,12 +672,12 @@ mod tests {
         let now = Instant::now();
         let first = login(&families, &minter, now);
         families
-            .refresh(&first.refresh_token, Style::Json, &minter, now, None)
+            .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
             .unwrap();
         let late = families
             .refresh(
                 &first.refresh_token,
-                Style::Json,
+                Contract::Json,
                 &minter,
                 now + Duration::from_secs(10),
                 None,
@@ -688,18 +688,18 @@ mod tests {
         let a = login(&families, &minter, now);
         let b = rotated(
             families
-                .refresh(&a.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&a.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
         );
         rotated(
             families
-                .refresh(&b.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&b.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
         );
         // `a` is two rotations back: not the immediately previous token.
         assert_eq!(
             families
-                .refresh(&a.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&a.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -717,7 +717,7 @@ mod tests {
             families
                 .refresh(
                     &pair.refresh_token,
-                    Style::Json,
+                    Contract::Json,
                     &minter,
                     now + Duration::from_secs(1),
                     None
@@ -727,7 +727,7 @@ mod tests {
         );
         assert_eq!(
             families
-                .refresh("nope", Style::Json, &minter, now, None)
+                .refresh("nope", Contract::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
@@ -736,7 +736,7 @@ mod tests {
         assert!(!families.is_active(&fam));
         assert_eq!(
             families
-                .refresh(&pair.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&pair.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
@@ -764,7 +764,13 @@ mod tests {
         let expired = start + MINUTE;
         assert_eq!(
             families
-                .refresh(&pairs[0].refresh_token, Style::Json, &minter, expired, None)
+                .refresh(
+                    &pairs[0].refresh_token,
+                    Contract::Json,
+                    &minter,
+                    expired,
+                    None
+                )
                 .unwrap(),
             rejected(RejectReason::Expired, false)
         );
@@ -777,7 +783,13 @@ mod tests {
         assert_eq!(families.pruned(), 100);
         assert_eq!(
             families
-                .refresh(&pairs[1].refresh_token, Style::Json, &minter, later, None)
+                .refresh(
+                    &pairs[1].refresh_token,
+                    Contract::Json,
+                    &minter,
+                    later,
+                    None
+                )
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
@@ -795,7 +807,7 @@ mod tests {
             now += Duration::from_secs(50);
             current = rotated(
                 families
-                    .refresh(&current, Style::Json, &minter, now, None)
+                    .refresh(&current, Contract::Json, &minter, now, None)
                     .unwrap(),
             )
             .refresh_token
@@ -805,7 +817,7 @@ mod tests {
         assert_eq!(families.pruned(), 0);
         assert_eq!(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -855,7 +867,7 @@ mod tests {
         let at = start + Duration::from_secs(30);
         assert_eq!(
             families
-                .login("demo", Style::Json, &minter, at, None)
+                .login("demo", Contract::Json, &minter, at, None)
                 .unwrap(),
             LoginOutcome::Full {
                 retry_after: Some(Duration::from_secs(30))
@@ -864,7 +876,7 @@ mod tests {
         // The live families are untouched and keep working.
         let next = rotated(
             families
-                .refresh(&pairs[2].refresh_token, Style::Json, &minter, at, None)
+                .refresh(&pairs[2].refresh_token, Contract::Json, &minter, at, None)
                 .unwrap(),
         );
         // A logout frees a place at once, whatever the retention.
@@ -876,7 +888,7 @@ mod tests {
         // the next login evicts it, within its retention.
         assert!(matches!(
             families
-                .login("demo", Style::Json, &minter, at, None)
+                .login("demo", Contract::Json, &minter, at, None)
                 .unwrap(),
             LoginOutcome::Full { .. }
         ));
@@ -885,19 +897,19 @@ mod tests {
         assert_eq!(families.len(), 3);
         assert_eq!(
             families
-                .refresh(&pairs[1].refresh_token, Style::Json, &minter, dead, None)
+                .refresh(&pairs[1].refresh_token, Contract::Json, &minter, dead, None)
                 .unwrap(),
             rejected(RejectReason::Unknown, false)
         );
         // The refreshed family was never evicted, and reuse is still detected in it.
         rotated(
             families
-                .refresh(&next.refresh_token, Style::Json, &minter, dead, None)
+                .refresh(&next.refresh_token, Contract::Json, &minter, dead, None)
                 .unwrap(),
         );
         assert_eq!(
             families
-                .refresh(&pairs[2].refresh_token, Style::Json, &minter, dead, None)
+                .refresh(&pairs[2].refresh_token, Contract::Json, &minter, dead, None)
                 .unwrap(),
             rejected(RejectReason::Reuse, true)
         );
@@ -915,7 +927,7 @@ mod tests {
         families.revoke(&pair.refresh_token, start);
         assert_eq!(
             families
-                .login("demo", Style::Json, &minter, start + MINUTE, None)
+                .login("demo", Contract::Json, &minter, start + MINUTE, None)
                 .unwrap(),
             LoginOutcome::Full { retry_after: None }
         );
@@ -931,7 +943,7 @@ mod tests {
         let first = login(&families, &minter, start);
         rotated(
             families
-                .refresh(&first.refresh_token, Style::Json, &minter, start, None)
+                .refresh(&first.refresh_token, Contract::Json, &minter, start, None)
                 .unwrap(),
         );
         assert!(
@@ -963,7 +975,7 @@ mod tests {
         let pair = login(&families, &minter, now);
         rotated(
             families
-                .refresh(&pair.refresh_token, Style::Json, &minter, now, None)
+                .refresh(&pair.refresh_token, Contract::Json, &minter, now, None)
                 .unwrap(),
         );
         families.revoke(&pair.refresh_token, now);
@@ -977,14 +989,14 @@ mod tests {
         let now = Instant::now();
         let first = issued(
             families
-                .login("demo", Style::OAuth2, &minter, now, Some("key-a"))
+                .login("demo", Contract::OAuth2, &minter, now, Some("key-a"))
                 .unwrap(),
         );
         assert!(first.dpop_bound);
         for wrong in [None, Some("key-b")] {
             assert_eq!(
                 families
-                    .refresh(&first.refresh_token, Style::OAuth2, &minter, now, wrong)
+                    .refresh(&first.refresh_token, Contract::OAuth2, &minter, now, wrong)
                     .unwrap(),
                 rejected(RejectReason::WrongKey, false)
             );
@@ -993,7 +1005,7 @@ mod tests {
             families
                 .refresh(
                     &first.refresh_token,
-                    Style::OAuth2,
+                    Contract::OAuth2,
                     &minter,
                     now,
                     Some("key-a"),
@@ -1012,7 +1024,7 @@ mod tests {
             families
                 .refresh(
                     &first.refresh_token,
-                    Style::OAuth2,
+                    Contract::OAuth2,
                     &minter,
                     now,
                     Some("key-b")
@@ -1026,7 +1038,7 @@ mod tests {
             families
                 .refresh(
                     &first.refresh_token,
-                    Style::OAuth2,
+                    Contract::OAuth2,
                     &minter,
                     now,
                     Some("key-a")
@@ -1046,7 +1058,7 @@ mod tests {
             families
                 .refresh(
                     &first.refresh_token,
-                    Style::OAuth2,
+                    Contract::OAuth2,
                     &minter,
                     now,
                     Some("key-a"),
@@ -1058,7 +1070,7 @@ mod tests {
         for wrong in [None, Some("key-b")] {
             assert_eq!(
                 families
-                    .refresh(&second.refresh_token, Style::OAuth2, &minter, now, wrong)
+                    .refresh(&second.refresh_token, Contract::OAuth2, &minter, now, wrong)
                     .unwrap(),
                 rejected(RejectReason::WrongKey, false)
             );
@@ -1067,7 +1079,7 @@ mod tests {
             families
                 .refresh(
                     &second.refresh_token,
-                    Style::OAuth2,
+                    Contract::OAuth2,
                     &minter,
                     now,
                     Some("key-a"),

@@ -42,14 +42,21 @@
 //! ```
 //!
 //! The wire contract of each endpoint is documented on its module and on
-//! [`router`].
+//! [`router`]. With the feature `client`, the `client` module is the other side of
+//! it: the demo user's login and a refresh call in any contract, for tests,
+//! benchmarks and examples.
 
 #![warn(missing_docs)]
+// Feature badges on docs.rs (`--cfg docsrs`, nightly): the `client` module is marked as needing
+// its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod access;
 mod admin;
 mod api;
 mod body_deadline;
+#[cfg(feature = "client")]
+pub mod client;
 mod config;
 mod connections;
 mod contracts;
@@ -76,4 +83,4 @@ pub use routes::router;
 pub use server::{ServerHandle, start};
 pub use state::AppState;
 pub use stats::{DpopRejectedCounts, DpopStats, RejectedCounts, Stats};
-pub use tokens::{AccessClaims, Confirmation, Style, UnknownStyle};
+pub use tokens::{AccessClaims, Confirmation, Contract, UnknownContract};

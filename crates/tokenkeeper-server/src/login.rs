@@ -31,7 +31,7 @@ use crate::families::LoginOutcome;
 use crate::faults::delay;
 use crate::state::{AppState, Shared};
 use crate::stats::bump;
-use crate::tokens::{IssuedPair, Style, seconds_json};
+use crate::tokens::{Contract, IssuedPair, seconds_json};
 
 /// Why a login failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub(crate) async fn authenticate(
     shared: &Shared,
     username: &str,
     password: &str,
-    style: Style,
+    style: Contract,
     jkt: Option<&str>,
 ) -> Result<IssuedPair, LoginFailure> {
     start(shared, username, password, style, jkt, true).await
@@ -69,14 +69,14 @@ pub(crate) async fn authenticate_client(
     secret: &str,
     jkt: Option<&str>,
 ) -> Result<IssuedPair, LoginFailure> {
-    start(shared, client_id, secret, Style::OAuth2, jkt, false).await
+    start(shared, client_id, secret, Contract::OAuth2, jkt, false).await
 }
 
 async fn start(
     shared: &Shared,
     username: &str,
     password: &str,
-    style: Style,
+    style: Contract,
     jkt: Option<&str>,
     with_refresh: bool,
 ) -> Result<IssuedPair, LoginFailure> {
@@ -117,7 +117,7 @@ struct LoginRequest {
     username: String,
     password: String,
     #[serde(default)]
-    style: Option<Style>,
+    style: Option<Contract>,
 }
 
 #[derive(Serialize)]
@@ -139,7 +139,7 @@ pub(crate) async fn login(
         Ok(request) => request,
         Err(bad) => return bad.response(),
     };
-    let style = request.style.unwrap_or(Style::Json);
+    let style = request.style.unwrap_or(Contract::Json);
     match authenticate(shared, &request.username, &request.password, style, None).await {
         Ok(pair) => {
             let mut response = Json(LoginResponse {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// The refresh contract a token was issued under (JWT claim `sty`). It decides
 /// how the protected API words its 401s for that token.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Style {
+pub enum Contract {
     /// RFC 6749 / RFC 6750: `POST /oauth2/token`, `WWW-Authenticate` errors.
     #[default]
     #[serde(rename = "oauth2")]
@@ -32,22 +32,27 @@ pub enum Style {
     Cookie,
 }
 
-impl Style {
+impl Contract {
     /// Every style, in a stable order.
-    pub const ALL: [Style; 4] = [Style::OAuth2, Style::Json, Style::Header, Style::Cookie];
+    pub const ALL: [Contract; 4] = [
+        Contract::OAuth2,
+        Contract::Json,
+        Contract::Header,
+        Contract::Cookie,
+    ];
 
     /// The wire name: `oauth2`, `json`, `header` or `cookie`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Style::OAuth2 => "oauth2",
-            Style::Json => "json",
-            Style::Header => "header",
-            Style::Cookie => "cookie",
+            Contract::OAuth2 => "oauth2",
+            Contract::Json => "json",
+            Contract::Header => "header",
+            Contract::Cookie => "cookie",
         }
     }
 }
 
-impl fmt::Display for Style {
+impl fmt::Display for Contract {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -56,16 +61,16 @@ impl fmt::Display for Style {
 /// The error for a style name that is none of the four.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown style {0:?}: expected oauth2, json, header or cookie")]
-pub struct UnknownStyle(pub String);
+pub struct UnknownContract(pub String);
 
-impl FromStr for Style {
-    type Err = UnknownStyle;
+impl FromStr for Contract {
+    type Err = UnknownContract;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Style::ALL
+        Contract::ALL
             .into_iter()
             .find(|style| style.as_str() == s)
-            .ok_or_else(|| UnknownStyle(s.to_owned()))
+            .ok_or_else(|| UnknownContract(s.to_owned()))
     }
 }
 
@@ -86,7 +91,7 @@ pub struct AccessClaims {
     /// Id of the refresh-token family (session) the token belongs to.
     pub fam: String,
     /// The contract the token was issued under.
-    pub sty: Style,
+    pub sty: Contract,
     /// The key the token is bound to (DPoP, RFC 9449 §6.1); absent for bearer tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
@@ -123,7 +128,7 @@ pub(crate) enum AccessCheck {
     Expired(AccessClaims),
     /// Not a token we signed. Carries the style read (unverified) from the
     /// payload, only to word the 401; OAuth2 when unreadable.
-    Invalid(Style),
+    Invalid(Contract),
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -183,7 +188,7 @@ impl TokenMinter {
         &self,
         sub: &str,
         fam: &str,
-        sty: Style,
+        sty: Contract,
         jkt: Option<&str>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let iat = unix_now();
@@ -215,10 +220,10 @@ impl TokenMinter {
 }
 
 /// Reads the `sty` claim without verifying anything, for wording a 401.
-fn unverified_style(token: &str) -> Style {
+fn unverified_style(token: &str) -> Contract {
     #[derive(Deserialize)]
     struct StyleOnly {
-        sty: Style,
+        sty: Contract,
     }
     jsonwebtoken::dangerous::insecure_decode_claims::<StyleOnly>(token)
         .map(|claims| claims.sty)
@@ -260,14 +265,14 @@ mod tests {
     #[test]
     fn mints_fractional_exp_and_checks_it() {
         let m = minter();
-        let token = m.mint_access("demo", "fam1", Style::Json, None).unwrap();
+        let token = m.mint_access("demo", "fam1", Contract::Json, None).unwrap();
         let now = unix_now();
         let AccessCheck::Valid(claims) = m.check(&token, now) else {
             panic!("fresh token must be valid");
         };
         assert_eq!(claims.sub, "demo");
         assert_eq!(claims.fam, "fam1");
-        assert_eq!(claims.sty, Style::Json);
+        assert_eq!(claims.sty, Contract::Json);
         assert!((claims.exp - claims.iat - 1.5).abs() < 1e-6);
         assert!(matches!(
             m.check(&token, claims.exp + 0.001),
@@ -282,23 +287,25 @@ mod tests {
     #[test]
     fn forged_token_is_invalid_but_keeps_its_style_for_wording() {
         let other = TokenMinter::new(b"other-secret", Duration::from_secs(5));
-        let token = other.mint_access("demo", "f", Style::Cookie, None).unwrap();
+        let token = other
+            .mint_access("demo", "f", Contract::Cookie, None)
+            .unwrap();
         assert_eq!(
             minter().check(&token, unix_now()),
-            AccessCheck::Invalid(Style::Cookie)
+            AccessCheck::Invalid(Contract::Cookie)
         );
         assert_eq!(
             minter().check("garbage", unix_now()),
-            AccessCheck::Invalid(Style::OAuth2)
+            AccessCheck::Invalid(Contract::OAuth2)
         );
     }
 
     #[test]
     fn style_round_trips() {
-        for style in Style::ALL {
-            assert_eq!(style.as_str().parse::<Style>(), Ok(style));
+        for style in Contract::ALL {
+            assert_eq!(style.as_str().parse::<Contract>(), Ok(style));
         }
-        assert!("OAuth2".parse::<Style>().is_err());
+        assert!("OAuth2".parse::<Contract>().is_err());
     }
 
     #[test]

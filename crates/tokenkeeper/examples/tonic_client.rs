@@ -15,8 +15,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 use tokenkeeper::classify::Classifier;
-use tokenkeeper::layer::grpc_unauthenticated;
+use tokenkeeper::classify::rules::grpc_unauthenticated;
 use tokenkeeper::{Proactive, RefreshMode, Session, TokenSet, refresh};
+use tokenkeeper_server::Contract;
 use tonic::client::GrpcService;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
@@ -101,14 +102,10 @@ where
 
 /// Logs in at the reference server (json contract).
 async fn login(server: &tokenkeeper_server::ServerHandle) -> Result<TokenSet, BoxError> {
-    let response = reqwest::Client::new()
-        .post(server.url("/login"))
-        .json(&serde_json::json!({"username": "demo", "password": "demo", "style": "json"}))
-        .send()
-        .await?
-        .bytes()
-        .await?;
-    Ok(TokenSet::from_response(&response)?)
+    let client = reqwest::Client::new();
+    let login =
+        tokenkeeper_server::client::login(&client, &server.base_url(), Contract::Json).await?;
+    Ok(TokenSet::from_response(&login.body)?)
 }
 
 #[tokio::main]

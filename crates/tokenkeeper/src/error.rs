@@ -1,5 +1,6 @@
 //! The errors a caller can see. None of them ever carries a token.
 
+use crate::config_error::ConfigError;
 use crate::refresh::RefreshError;
 use crate::store::StoreError;
 use std::sync::Arc;
@@ -56,9 +57,10 @@ pub enum Error {
     /// The token store failed.
     #[error("token store: {0}")]
     Store(Arc<StoreError>),
-    /// The session was configured inconsistently.
+    /// The session, a refresh strategy or an adapter was configured with something it cannot
+    /// use (see [`ConfigError`]).
     #[error("configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// The refused request was sent under an earlier login (a sign-in or sign-out happened
     /// while it was in flight). Its refusal is not retried with the current login's token.
     /// Adapters hand such refusals back as responses; only [`Session::token_rejected`] returns
@@ -75,6 +77,12 @@ pub enum Error {
     /// The refresh task ended without an outcome (the runtime is shutting down).
     #[error("the refresh task was cancelled")]
     RefreshCancelled,
+}
+
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Self {
+        Error::Config(error)
+    }
 }
 
 impl From<StoreError> for Error {

@@ -36,9 +36,11 @@
 //! - [`classify`]: how a response tells "expired" from "invalid" from "not ours".
 //! - [`store`]: where tokens live; shared stores ([`store::FileStore`], [`store::RedisStore`]
 //!   with feature `redis`) coordinate refreshes across processes and machines.
-//! - [`AuthMiddleware`]: the thin [`reqwest_middleware`] adapter (feature `reqwest`, default).
-//! - [`layer::AuthLayer`]: the same semantics as a tower `Layer`, for hyper and tonic clients
-//!   (feature `tower`; feature `tonic` adds the gRPC body and a synchronous interceptor).
+//! - [`adapter`]: the thin adapters, side by side:
+//!   [`adapter::reqwest::AuthMiddleware`] for [`reqwest_middleware`] (feature `reqwest`,
+//!   default) and [`adapter::tower::AuthLayer`], the same semantics as a tower `Layer`, for
+//!   hyper and tonic clients (feature `tower`; feature `tonic` adds the gRPC body and a
+//!   synchronous interceptor).
 //!
 //! ## Semantics
 //! - **Generation stamping.** Every token set has a generation. A 401 for a generation that is no
@@ -55,20 +57,29 @@
 //!   no token reaches `Debug`, `Display`, logs or errors.
 //!
 //! ## Features
-//! - `reqwest` (default): [`AuthMiddleware`] and the built-in HTTP refresh strategies.
+//! - `reqwest` (default): [`adapter::reqwest::AuthMiddleware`] and the built-in HTTP refresh
+//!   strategies.
 //! - `redis`: [`store::RedisStore`].
-//! - `tower`: [`layer::AuthLayer`], for any `tower::Service<http::Request<B>>`.
+//! - `tower`: [`adapter::tower::AuthLayer`], for any `tower::Service<http::Request<B>>`.
 //! - `tonic` (implies `tower`): replayable unary gRPC calls, a synchronous interceptor.
+//! - `metrics`: refresh, logout and store metrics through the `metrics` facade; the
+//!   `metrics` module lists the names. Nothing is recorded per request.
 //!
 // Links to items behind features that are off point at what is always there (the docs of a
 // build without them still render, and say which feature adds the item).
 #![cfg_attr(feature = "redis", doc = "[`store::RedisStore`]: store::RedisStore")]
 #![cfg_attr(not(feature = "redis"), doc = "[`store::RedisStore`]: #features")]
-#![cfg_attr(feature = "tower", doc = "[`layer::AuthLayer`]: layer::AuthLayer")]
-#![cfg_attr(not(feature = "tower"), doc = "[`layer::AuthLayer`]: #features")]
+#![cfg_attr(
+    not(feature = "tower"),
+    doc = "[`adapter::tower::AuthLayer`]: #features"
+)]
+#![cfg_attr(
+    not(any(feature = "reqwest", feature = "tower")),
+    doc = "[`adapter`]: #features"
+)]
 #![cfg_attr(
     not(feature = "reqwest"),
-    doc = "[`AuthMiddleware`]: #features\n\n[`reqwest_middleware`]: #features\n\n\
+    doc = "[`adapter::reqwest::AuthMiddleware`]: #features\n\n[`reqwest_middleware`]: #features\n\n\
            [`refresh::OAuth2`]: #features\n\n[`refresh::Json`]: #features\n\n\
            [`refresh::Header`]: #features\n\n[`refresh::Cookie`]: #features"
 )]
@@ -79,32 +90,29 @@
 // Without an adapter, the hooks adapters call into the session have no caller.
 #![cfg_attr(not(any(feature = "reqwest", feature = "tower")), allow(dead_code))]
 
+#[cfg(any(feature = "reqwest", feature = "tower"))]
+pub mod adapter;
 pub mod classify;
+mod config_error;
 mod error;
 mod event;
+mod extensions;
 mod jwt;
 pub mod keyed;
-#[cfg(feature = "tower")]
-pub mod layer;
-mod markers;
-#[cfg(feature = "reqwest")]
-mod middleware;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod origin;
 pub mod refresh;
-#[cfg(feature = "reqwest")]
-mod replay;
 mod session;
 pub mod store;
 mod token;
 mod untrusted;
-mod www_authenticate;
 
+pub use config_error::ConfigError;
 pub use error::{Error, LogoutReason};
 pub use event::Event;
+pub use extensions::NoAuth;
 pub use keyed::Sessions;
-pub use markers::NoAuth;
-#[cfg(feature = "reqwest")]
-pub use middleware::AuthMiddleware;
 pub use session::{
     Credential, InvalidTokenPolicy, Proactive, RefreshMode, Session, SessionBuilder, SessionStats,
     Status,

@@ -6,7 +6,7 @@
 //! and any word that equals a token we hold is replaced, so a server echoing a token cannot
 //! make us log it.
 
-use crate::TokenSet;
+use crate::token::TokenSet;
 use secrecy::ExposeSecret;
 
 /// At most this many characters of server text are kept.

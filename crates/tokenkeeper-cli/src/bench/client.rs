@@ -1,7 +1,7 @@
 //! Clients the bench drives: bare reqwest, and reqwest through tokenkeeper's middleware, built
 //! with the same settings; plus a connection cap for bursts larger than the fd limit allows.
 
-use crate::wire::Wire;
+use crate::reference_client::ReferenceClient;
 use anyhow::Context;
 use reqwest::ResponseBuilderExt as _;
 use reqwest_middleware::ClientWithMiddleware;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenkeeper::classify::Classifier;
 use tokenkeeper::{RefreshMode, Session, TokenSet, refresh};
-use tokenkeeper_server::Style;
+use tokenkeeper_server::Contract;
 use tokio::sync::Semaphore;
 
 /// The HTTP client every bench client is built on: keep-alive pool sized for `connections`.
@@ -24,7 +24,7 @@ pub fn http(connections: usize) -> anyhow::Result<reqwest::Client> {
 
 /// A session signed in at the server at `base_url` (json contract), in `mode`.
 pub async fn signed_in(base_url: &str, mode: RefreshMode) -> anyhow::Result<Session> {
-    let wire = Wire::new(Style::Json, base_url)?;
+    let wire = ReferenceClient::new(Contract::Json, base_url)?;
     let session = Session::builder()
         .refresher(refresh::Json::new(&wire.refresh_url())?)
         .attach_to([base_url])

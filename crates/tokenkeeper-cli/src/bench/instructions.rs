@@ -3,7 +3,7 @@
 //! middleware, and no more allocations than it).
 //!
 //! How: the reference server runs in a process of its own ([`ServerProcess`]). Each contender
-//! runs in a fresh client process (this binary as [`CLIENT_SUBCOMMAND`], see [`client_main`])
+//! runs in a fresh client process (this binary as [`CLIENT_SUBCOMMAND`], see [`run_client`])
 //! under callgrind: it signs in, warms up (connection open, pool and caches filled), then sends
 //! one `GET` at a time on a current-thread runtime inside [`callgrind_measured_requests`], the
 //! only function during which callgrind counts (`--toggle-collect`). Sign-in, warm-up, start-up
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The hidden subcommand that runs one measured client ([`client_main`]).
+/// The hidden subcommand that runs one measured client ([`run_client`]).
 pub const CLIENT_SUBCOMMAND: &str = "__bench-client";
 
 /// The function callgrind counts in; its name appears nowhere else in the binary.
@@ -132,7 +132,7 @@ fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result
     let base_requests = plan.requests / 3;
     let mut baselines: Vec<(Contender, Profile)> = Vec::new();
     for contender in Contender::COUNTED {
-        let profile = run_client(
+        let profile = measure_client(
             contender,
             base_requests,
             plan,
@@ -149,7 +149,7 @@ fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result
         order.shuffle(&mut rand::rng());
         for contender in order {
             let requests = plan.requests;
-            let profile = run_client(
+            let profile = measure_client(
                 contender,
                 requests,
                 plan,
@@ -207,7 +207,7 @@ fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result
 }
 
 /// One client process under callgrind, counting `requests` requests.
-fn run_client(
+fn measure_client(
     contender: Contender,
     requests: usize,
     plan: &Plan,
@@ -303,7 +303,7 @@ struct ClientReport {
 /// The client process: signs in, warms up, then sends the counted requests one at a time
 /// inside [`callgrind_measured_requests`] on a current-thread runtime (so every instruction of
 /// the client, connection tasks included, runs on the counted thread).
-pub fn client_main(args: ClientArgs) -> anyhow::Result<()> {
+pub fn run_client(args: ClientArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,10 +1,10 @@
 //! BENCHMARKS.md: the bench report as Markdown (printed as is, too).
 
-use super::BenchReport;
 use super::burst::{Burst, Case};
 use super::contenders::Contender;
 use super::instructions::{ContenderFigures, Instructions, Outcome};
 use super::overhead::{Overhead, Ratio, Side};
+use super::report::BenchReport;
 use crate::table::Table;
 use std::fmt::Write as _;
 

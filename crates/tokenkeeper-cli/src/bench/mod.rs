@@ -8,7 +8,7 @@
 //!    [`waiters`]: bytes per request waiting for a refresh.
 //! 3. [`steady`]: steady load across K expiries, reactive vs proactive.
 //! 4. [`criterion`]: the attach micro-benchmark, read from criterion's output.
-//! 5. [`crate::shared_store`]: P processes sharing one login through a file (or Redis) store.
+//! 5. [`shared_store`]: P processes sharing one login through a file (or Redis) store.
 //! 6. [`server_memory`]: the reference server's heap per login and per refresh, pruning off vs
 //!    on, read from `cargo bench -p tokenkeeper-cli --bench server_memory`'s output.
 
@@ -24,18 +24,21 @@ pub mod keyed_memory;
 pub mod machine;
 pub mod markdown;
 pub mod overhead;
+pub mod report;
 pub mod rss;
 pub mod server;
 pub mod server_memory;
 pub mod server_process;
+pub mod shared_store;
 pub mod steady;
 pub mod waiters;
 
-use crate::progress::Progress;
-use crate::shared_store::{SharedStoreBench, SharedStoreFigures, StoreKind};
+pub use report::BenchReport;
+
+use crate::demo::progress::Progress;
 use anyhow::Context;
 use clap::Args;
-use serde::Serialize;
+use shared_store::{SharedStoreBench, StoreKind};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -152,44 +155,9 @@ impl Plan {
     }
 }
 
-/// Everything measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchReport {
-    /// Where and when.
-    pub machine: machine::Machine,
-    /// The command that produced it.
-    pub command: String,
-    /// Whether this was `--quick`.
-    pub quick: bool,
-    /// Bytes per waiting request.
-    pub waiters: waiters::WaiterCost,
-    /// Instructions and allocations per request.
-    pub instructions: instructions::Outcome,
-    /// The same from an earlier build, when given: (what it was, figures).
-    pub instructions_before: Option<(String, instructions::Instructions)>,
-    /// Throughput of the same clients.
-    pub overhead: overhead::Overhead,
-    /// Bursts.
-    pub bursts: Vec<burst::Burst>,
-    /// Connections the bursts were capped to.
-    pub burst_connections: usize,
-    /// Steady load.
-    pub steady: Vec<steady::Steady>,
-    /// P processes sharing one login (file store; Redis when asked).
-    pub shared_stores: Vec<SharedStoreFigures>,
-    /// The attach micro-benchmark, if criterion's output was found.
-    pub attach: Option<criterion::Attach>,
-    /// The server's memory per login and per refresh, if its bench was run.
-    pub server_memory: Option<server_memory::ServerMemory>,
-    /// Section 7, from `cargo bench -p tokenkeeper-cli --bench keyed_memory`, if it was run.
-    pub keyed_memory: Option<keyed_memory::KeyedMemory>,
-    /// Wall time of the whole bench, seconds.
-    pub elapsed_s: f64,
-}
-
 /// Runs every part of `plan`, memory first (while the heap is still small). The shared-store
 /// processes are this binary run as its hidden worker subcommand, once per store in `stores`.
-pub async fn run(
+pub async fn run_plan(
     plan: &Plan,
     quick: bool,
     command: String,
@@ -257,7 +225,7 @@ pub async fn run(
 }
 
 /// `tokenkeeper bench` from flags to printed (and written) report.
-pub async fn execute(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let plan = if args.quick {
         Plan::quick()
     } else {
@@ -308,7 +276,7 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.redis {
         stores.push(StoreKind::Redis { url: url.clone() });
     }
-    let mut report = run(&plan, args.quick, command, &stores, &progress).await?;
+    let mut report = run_plan(&plan, args.quick, command, &stores, &progress).await?;
     report.instructions_before = before;
     let text = markdown::render(&report);
     if args.json {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
-use tokenkeeper_server::{ServerConfig, ServerHandle, Style};
+use tokenkeeper_server::{Contract, ServerConfig, ServerHandle};
 
 /// Sizes of a measurement.
 #[derive(Debug, Clone)]
@@ -243,7 +243,7 @@ async fn login(client: &reqwest::Client, server: &ServerHandle) -> anyhow::Resul
         .json(&serde_json::json!({
             "username": "demo",
             "password": "demo",
-            "style": Style::Json.as_str(),
+            "style": Contract::Json.as_str(),
         }))
         .send()
         .await?

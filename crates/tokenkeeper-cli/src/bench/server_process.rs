@@ -14,7 +14,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 use tokenkeeper_server::ServerConfig;
 
-/// The hidden subcommand that runs [`server_main`].
+/// The hidden subcommand that runs [`run`].
 pub const SUBCOMMAND: &str = "__bench-server";
 
 /// Flags of [`SUBCOMMAND`].
@@ -100,7 +100,7 @@ impl Drop for ServerProcess {
 
 /// The server process: starts the reference server on 127.0.0.1:0, prints its base URL, and
 /// serves until stdin closes.
-pub fn server_main(args: ServerArgs) -> anyhow::Result<()> {
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))
         .enable_all()

@@ -1,8 +1,8 @@
 //! Steady load across K expiries: reactive vs proactive, with the demo's storm machinery.
 
-use crate::demo::run::{RunReport, run_one};
+use crate::demo::progress::Progress;
+use crate::demo::single_run::{RunReport, run_one};
 use crate::demo::{DemoConfig, Kind};
-use crate::progress::Progress;
 use serde::Serialize;
 use std::time::Duration;
 

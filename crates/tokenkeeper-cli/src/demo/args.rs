@@ -4,7 +4,7 @@ use super::{DemoConfig, Kind};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokenkeeper_server::Style;
+use tokenkeeper_server::Contract;
 
 /// `tokenkeeper demo`: the same request storm against hand-written refresh interceptors and
 /// tokenkeeper, side by side, on an in-process reference server with rotation and reuse
@@ -13,7 +13,7 @@ use tokenkeeper_server::Style;
 pub struct DemoArgs {
     /// Refresh contract: oauth2, json, header or cookie.
     #[arg(long, default_value = "json", value_parser = parse_style)]
-    pub style: Style,
+    pub style: Contract,
     /// Virtual users, each with one request in flight at a time.
     #[arg(long, default_value_t = 200)]
     pub users: usize,
@@ -74,8 +74,8 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{value}: {e}"))
 }
 
-fn parse_style(value: &str) -> Result<Style, String> {
-    value.parse::<Style>().map_err(|e| e.to_string())
+fn parse_style(value: &str) -> Result<Contract, String> {
+    value.parse::<Contract>().map_err(|e| e.to_string())
 }
 
 impl DemoArgs {

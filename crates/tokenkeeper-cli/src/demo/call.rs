@@ -1,6 +1,6 @@
 //! What a virtual user asks the API for, and how it ended.
 
-use crate::wire::Wire;
+use crate::reference_client::ReferenceClient;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde::Serialize;
@@ -39,7 +39,11 @@ impl ApiCall {
     }
 
     /// The request, with `Authorization: Bearer <access>` when `access` is given.
-    pub fn request(&self, wire: &Wire, access: Option<&str>) -> reqwest::Result<reqwest::Request> {
+    pub fn request(
+        &self,
+        wire: &ReferenceClient,
+        access: Option<&str>,
+    ) -> reqwest::Result<reqwest::Request> {
         let builder = match self {
             ApiCall::Get { id } => wire.http().get(wire.url(&format!("/api/items/{id}"))),
             ApiCall::Post { body } => wire.http().post(wire.url("/api/items")).json(body),

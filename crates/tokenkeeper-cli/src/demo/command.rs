@@ -1,13 +1,13 @@
 //! `tokenkeeper demo` from flags to printed results and exit status.
 
 use super::DemoArgs;
-use crate::progress::Progress;
-use crate::{report, timeline};
+use super::{report, timeline};
+use crate::demo::progress::Progress;
 use anyhow::Context;
 
 /// Runs the demo as the flags say, prints the table (or JSON), draws the timeline if asked,
 /// and fails when tokenkeeper did not meet its criterion, so CI can use it as a smoke test.
-pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let progress = Progress::new(!args.quiet && !args.json);
     let report = super::run(&config, &progress).await?;

@@ -1,10 +1,10 @@
 //! The clients the demo runs the same storm against.
 
 use super::call::{ApiCall, Outcome};
-use super::keeper::Keeper;
-use super::marks::Marks;
-use crate::baseline::{Naive, SharedFuture};
-use crate::wire::Wire;
+use super::timeline::recorder::Marks;
+use super::tokenkeeper_contender::Keeper;
+use crate::demo::baseline::{Naive, SharedFuture};
+use crate::reference_client::ReferenceClient;
 use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
@@ -68,7 +68,7 @@ pub enum Contender {
 
 impl Contender {
     /// A signed-out client of `kind` for `wire`.
-    pub fn new(kind: Kind, wire: Wire, marks: Arc<Marks>) -> anyhow::Result<Self> {
+    pub fn new(kind: Kind, wire: ReferenceClient, marks: Arc<Marks>) -> anyhow::Result<Self> {
         Ok(match kind {
             Kind::Naive => Contender::Naive(Naive::new(wire, marks)),
             Kind::SharedFuture => Contender::SharedFuture(SharedFuture::new(wire, marks)),

@@ -10,30 +10,33 @@
 //! `--relogin-delay` long) and the storm goes on, so the cost is visible.
 
 pub mod args;
+pub mod baseline;
 pub mod call;
 pub mod command;
 pub mod contender;
-pub mod keeper;
-pub mod marks;
+pub mod progress;
 pub mod relogin;
-pub mod run;
+pub mod report;
+pub mod single_run;
 pub mod storm;
+pub mod timeline;
+pub mod tokenkeeper_contender;
 
 pub use args::DemoArgs;
 pub use contender::Kind;
-pub use run::RunReport;
+pub use single_run::RunReport;
 
-use crate::progress::Progress;
+use crate::demo::progress::Progress;
 use serde::Serialize;
 use std::time::Duration;
-use tokenkeeper_server::Style;
+use tokenkeeper_server::Contract;
 
 /// Everything a demo run is configured by.
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoConfig {
     /// The refresh contract every client speaks.
     #[serde(serialize_with = "serialize_style")]
-    pub style: Style,
+    pub style: Contract,
     /// The load.
     #[serde(skip)]
     pub storm: storm::Storm,
@@ -62,14 +65,17 @@ fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S:
     serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
 }
 
-fn serialize_style<S: serde::Serializer>(style: &Style, serializer: S) -> Result<S::Ok, S::Error> {
+fn serialize_style<S: serde::Serializer>(
+    style: &Contract,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(style.as_str())
 }
 
 impl Default for DemoConfig {
     fn default() -> Self {
         Self {
-            style: Style::Json,
+            style: Contract::Json,
             storm: storm::Storm {
                 users: 200,
                 duration: Duration::from_secs(10),
@@ -108,7 +114,7 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> anyhow::Result<Dem
     let mut runs = Vec::with_capacity(config.clients.len());
     for &kind in &config.clients {
         tracing::info!(client = kind.label(), "storm starting");
-        runs.push(run::run_one(config, kind, progress).await?);
+        runs.push(single_run::run_one(config, kind, progress).await?);
     }
     let passed = runs.iter().all(|r| r.passed().unwrap_or(true))
         && runs.iter().any(|r| r.client.is_tokenkeeper());

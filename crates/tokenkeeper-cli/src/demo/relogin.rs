@@ -1,7 +1,7 @@
 //! The login screen: where a logged-out app sends its user, once per logout.
 
 use super::contender::Contender;
-use super::marks::{MarkKind, Marks};
+use super::timeline::recorder::{MarkKind, Marks};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -19,7 +19,7 @@ use super::{Refreshed, run_refresh};
 use crate::extract::cookie;
 use crate::families::RejectReason;
 use crate::state::AppState;
-use crate::tokens::Style;
+use crate::tokens::Contract;
 
 /// Name of the refresh cookie.
 pub const REFRESH_COOKIE: &str = "tk_refresh";
@@ -58,7 +58,7 @@ fn rejected(code: &str) -> Response {
 /// `POST /v3/jwt/reissue`.
 pub(crate) async fn reissue(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let token = cookie(&headers, REFRESH_COOKIE).ok_or(());
-    match run_refresh(&state.shared, token, Style::Cookie, None).await {
+    match run_refresh(&state.shared, token, Contract::Cookie, None).await {
         Refreshed::Issued(pair) => {
             let Some(set_cookie) = set_refresh_cookie(&pair.refresh_token) else {
                 return super::internal();

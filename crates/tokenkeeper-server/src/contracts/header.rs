@@ -20,7 +20,7 @@ use super::{Refreshed, run_refresh};
 use crate::extract::bearer;
 use crate::families::RejectReason;
 use crate::state::AppState;
-use crate::tokens::Style;
+use crate::tokens::Contract;
 
 /// The request and response header carrying the refresh token.
 pub(crate) const AUTHORIZATION_REFRESH: HeaderName =
@@ -48,7 +48,7 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap) -
         .get(&AUTHORIZATION_REFRESH)
         .and_then(bearer)
         .ok_or(());
-    match run_refresh(&state.shared, token, Style::Header, None).await {
+    match run_refresh(&state.shared, token, Contract::Header, None).await {
         Refreshed::Issued(pair) => {
             let prefixed = state.shared.header_bearer_prefix;
             let (Some(access), Some(refresh)) = (

@@ -18,7 +18,7 @@ use super::{Refreshed, run_refresh};
 use crate::extract::{self, BadBody, RawBody};
 use crate::families::RejectReason;
 use crate::state::AppState;
-use crate::tokens::Style;
+use crate::tokens::Contract;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -63,7 +63,7 @@ pub(crate) async fn refresh(
     match run_refresh(
         &state.shared,
         token.as_deref().map_err(Clone::clone),
-        Style::Json,
+        Contract::Json,
         None,
     )
     .await

@@ -14,7 +14,7 @@ use crate::families::{RefreshOutcome, RejectReason};
 use crate::faults::delay;
 use crate::state::Shared;
 use crate::stats::bump;
-use crate::tokens::{IssuedPair, Style};
+use crate::tokens::{Contract, IssuedPair};
 
 /// How a refresh request ended, for the contract to word.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ pub(crate) enum Refreshed<E> {
 pub(crate) async fn run_refresh<E>(
     shared: &Shared,
     token: Result<&str, E>,
-    style: Style,
+    style: Contract,
     jkt: Option<&str>,
 ) -> Refreshed<E> {
     let counters = &shared.counters;
@@ -67,7 +67,7 @@ pub(crate) async fn run_refresh<E>(
     result
 }
 
-fn decide<E>(shared: &Shared, token: &str, style: Style, jkt: Option<&str>) -> Refreshed<E> {
+fn decide<E>(shared: &Shared, token: &str, style: Contract, jkt: Option<&str>) -> Refreshed<E> {
     let counters = &shared.counters;
     match shared
         .families

@@ -46,7 +46,7 @@ use crate::families::RejectReason;
 use crate::login::{LoginFailure, authenticate, authenticate_client, with_retry_after};
 use crate::state::{AppState, Shared};
 use crate::stats::bump;
-use crate::tokens::{IssuedPair, Style, seconds_json};
+use crate::tokens::{Contract, IssuedPair, seconds_json};
 
 #[derive(Serialize)]
 struct TokenResponse<'a> {
@@ -277,7 +277,7 @@ async fn password_grant(
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
         return invalid_request("The parameters `username` and `password` are required");
     };
-    match authenticate(shared, username, password, Style::OAuth2, jkt).await {
+    match authenticate(shared, username, password, Contract::OAuth2, jkt).await {
         Ok(pair) => success(shared, &pair),
         Err(LoginFailure::InvalidCredentials) => error(
             StatusCode::BAD_REQUEST,
@@ -303,7 +303,7 @@ async fn refresh_grant(
     jkt: Option<&str>,
 ) -> (Response, bool) {
     let token = params.get("refresh_token").map(String::as_str).ok_or(());
-    let refreshed = run_refresh(shared, token, Style::OAuth2, jkt).await;
+    let refreshed = run_refresh(shared, token, Contract::OAuth2, jkt).await;
     let wrong_key = matches!(refreshed, Refreshed::Rejected(RejectReason::WrongKey));
     let response = match refreshed {
         Refreshed::Issued(pair) => success(shared, &pair),

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{ADMIN_HEADER, ServerConfig, Stats, Style};
+use tokenkeeper_server::{ADMIN_HEADER, Contract, ServerConfig, Stats};
 
 use crate::common::*;
 
@@ -28,7 +28,7 @@ fn assert_no_cors(reply: &Reply) {
 async fn operator_routes_need_the_admin_header() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    login(&c, &s, Style::Json).await;
+    login(&c, &s, Contract::Json).await;
     for request in [
         c.get(s.url("/__stats")),
         c.post(s.url("/__reset")),
@@ -132,7 +132,7 @@ async fn without_allowed_origins_pages_get_no_cors_and_cannot_act() {
     assert_eq!(s.stats().logins, 0);
 
     // Clients that send no Origin (curl, reqwest, the library) are unaffected.
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     let reply = get_item(&c, &s, "1", Some(&pair.access)).await;
     assert_ok_item(&reply, "1");
     assert_no_cors(&reply);
@@ -142,7 +142,7 @@ async fn without_allowed_origins_pages_get_no_cors_and_cannot_act() {
 async fn only_listed_origins_are_reflected() {
     let s = server(ServerConfig::default().with_allowed_origin(APP)).await;
     let c = client();
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     for foreign in ["http://evil.example", "http://localhost:5174", "null", "*"] {
         let reply = Reply::read(
             c.get(s.url("/api/items/1"))
@@ -208,7 +208,7 @@ async fn hosts_that_are_not_loopback_are_refused_on_every_route() {
     let s = server(ServerConfig::default()).await;
     let c = client();
     let port = s.addr().port();
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     // DNS rebinding: the page's own name, now resolving to 127.0.0.1, is what the browser
     // sends as Host.
     for host in [

@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{ServerConfig, Stats, Style};
+use tokenkeeper_server::{Contract, ServerConfig, Stats};
 
 use crate::common::*;
 
@@ -10,8 +10,8 @@ use crate::common::*;
 async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let pair = login(&c, &s, Style::Cookie).await;
-    let next = refresh(&c, &s, Style::Cookie, &pair.refresh)
+    let pair = login(&c, &s, Contract::Cookie).await;
+    let next = refresh(&c, &s, Contract::Cookie, &pair.refresh)
         .await
         .pair
         .unwrap();
@@ -71,10 +71,10 @@ async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
     assert_eq!(http_stats(&c, &s).await, Stats::default());
 
     // Fresh state: earlier tokens are unknown / invalid.
-    let stale = refresh(&c, &s, Style::Cookie, &next.refresh).await;
-    assert_refresh_rejected(Style::Cookie, &stale.reply, false);
+    let stale = refresh(&c, &s, Contract::Cookie, &next.refresh).await;
+    assert_refresh_rejected(Contract::Cookie, &stale.reply, false);
     assert_refused(
-        Style::Cookie,
+        Contract::Cookie,
         &get_item(&c, &s, "1", Some(&next.access)).await,
         false,
     );
@@ -84,7 +84,7 @@ async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
     // In-process reset too, and new logins work.
     s.reset();
     assert_eq!(s.stats(), Stats::default());
-    let fresh = login(&c, &s, Style::Json).await;
+    let fresh = login(&c, &s, Contract::Json).await;
     assert_ok_item(&get_item(&c, &s, "2", Some(&fresh.access)).await, "2");
 }
 
@@ -139,9 +139,9 @@ async fn the_access_ttl_can_change_for_tokens_issued_from_now_on() {
     let s =
         server(ServerConfig::default().with_access_ttl(std::time::Duration::from_secs(2))).await;
     let c = client();
-    let before = login(&c, &s, Style::Json).await;
+    let before = login(&c, &s, Contract::Json).await;
     s.set_access_ttl(std::time::Duration::from_secs(30));
-    let after = login(&c, &s, Style::Json).await;
+    let after = login(&c, &s, Contract::Json).await;
     let lifetime = |jwt: &str| {
         let claims = claims(jwt);
         claims["exp"].as_f64().unwrap() - claims["iat"].as_f64().unwrap()

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::json;
-use tokenkeeper_server::{BODY_LIMIT, ServerConfig, Style};
+use tokenkeeper_server::{BODY_LIMIT, Contract, ServerConfig};
 
 use crate::common::*;
 
@@ -173,7 +173,7 @@ async fn json_refresh_refuses_bad_bodies() {
         StatusCode::PAYLOAD_TOO_LARGE,
     );
     let unknown = send(post().json(&json!({"refreshToken": "never-issued"}))).await;
-    assert_refresh_rejected(Style::Json, &unknown, false);
+    assert_refresh_rejected(Contract::Json, &unknown, false);
 
     let stats = s.stats();
     assert_eq!(stats.refresh_calls, 7);
@@ -193,7 +193,7 @@ async fn header_and_cookie_refresh_refuse_missing_tokens() {
         header().header("authorization-refresh", "Basic abc"),
         header().header("authorization-refresh", "Bearer never-issued"),
     ] {
-        assert_refresh_rejected(Style::Header, &send(request).await, false);
+        assert_refresh_rejected(Contract::Header, &send(request).await, false);
     }
     let cookie = || c.post(s.url("/v3/jwt/reissue"));
     for request in [
@@ -202,7 +202,7 @@ async fn header_and_cookie_refresh_refuse_missing_tokens() {
         cookie().header("cookie", "tk_refresh="),
         cookie().header("cookie", "tk_refresh=never-issued"),
     ] {
-        assert_refresh_rejected(Style::Cookie, &send(request).await, false);
+        assert_refresh_rejected(Contract::Cookie, &send(request).await, false);
     }
     let stats = s.stats();
     assert_eq!(stats.refresh_rejected.malformed, 7);
@@ -232,7 +232,7 @@ async fn api_refuses_missing_garbage_and_forged_tokens() {
     // Garbage: invalid, worded oauth2 (nothing to read a style from).
     for garbage in ["garbage", "a.b.c", "e30.e30.e30", "...."] {
         let reply = send(item().header(AUTHORIZATION, format!("Bearer {garbage}"))).await;
-        assert_refused(Style::OAuth2, &reply, false);
+        assert_refused(Contract::OAuth2, &reply, false);
     }
 
     // Signed by another server: invalid, worded in the token's own style.
@@ -255,7 +255,7 @@ async fn api_refuses_missing_garbage_and_forged_tokens() {
     assert_eq!(s.stats().api_ok, 0);
 
     // The protected POST: token first, then the body.
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     let post = || c.post(s.url("/api/items"));
     assert_missing(&send(post().json(&json!({"a": 1}))).await);
     send(

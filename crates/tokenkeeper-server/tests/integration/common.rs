@@ -4,12 +4,10 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, SET_COOKIE, WWW_AUTHENTICATE,
-};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use tokenkeeper_server::{
-    ADMIN_HEADER, ADMIN_HEADER_VALUE, ServerConfig, ServerHandle, Stats, Style, start,
+    ADMIN_HEADER, ADMIN_HEADER_VALUE, Contract, ServerConfig, ServerHandle, Stats, client, start,
 };
 
 /// Something to build URLs from: a server handle or a base URL.
@@ -30,7 +28,7 @@ impl Base for str {
 }
 
 /// Every contract.
-pub const STYLES: [Style; 4] = Style::ALL;
+pub const STYLES: [Contract; 4] = Contract::ALL;
 
 /// Starts a server (random port, random secret).
 pub async fn server(config: ServerConfig) -> ServerHandle {
@@ -117,36 +115,22 @@ pub struct Pair {
 
 /// Logs in as demo/demo in `style` (oauth2 through the password grant, the
 /// others through `POST /login`).
-pub async fn login(c: &reqwest::Client, s: &(impl Base + ?Sized), style: Style) -> Pair {
-    if style == Style::OAuth2 {
-        let reply = Reply::read(
-            c.post(s.url("/oauth2/token"))
-                .form(&[
-                    ("grant_type", "password"),
-                    ("username", "demo"),
-                    ("password", "demo"),
-                ])
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        let body = reply.json();
-        return Pair {
-            access: body["access_token"].as_str().unwrap().to_owned(),
-            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
-        };
-    }
+pub async fn login(c: &reqwest::Client, s: &(impl Base + ?Sized), style: Contract) -> Pair {
     let reply = Reply::read(
-        c.post(s.url("/login"))
-            .json(&json!({"username": "demo", "password": "demo", "style": style.as_str()}))
+        client::login_request(c, &s.url(""), style)
             .send()
             .await
             .unwrap(),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    if style == Contract::OAuth2 {
+        let body = reply.json();
+        return Pair {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+        };
+    }
     let body = reply.json();
     let pair = Pair {
         access: body["accessToken"].as_str().unwrap().to_owned(),
@@ -170,29 +154,16 @@ pub struct Refreshed {
 pub async fn refresh(
     c: &reqwest::Client,
     s: &(impl Base + ?Sized),
-    style: Style,
+    style: Contract,
     refresh: &str,
 ) -> Refreshed {
-    let request = match style {
-        Style::OAuth2 => c
-            .post(s.url("/oauth2/token"))
-            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]),
-        Style::Json => c
-            .post(s.url("/refresh/token"))
-            .json(&json!({ "refreshToken": refresh })),
-        Style::Header => c
-            .post(s.url("/api/refresh-token"))
-            .header("authorization-refresh", format!("Bearer {refresh}")),
-        Style::Cookie => c
-            .post(s.url("/v3/jwt/reissue"))
-            .header(COOKIE, format!("tk_refresh={refresh}")),
-    };
+    let request = client::refresh_request(c, &s.url(""), style, Some(refresh));
     let reply = Reply::read(request.send().await.unwrap()).await;
     if reply.status != StatusCode::OK {
         return Refreshed { reply, pair: None };
     }
     let pair = match style {
-        Style::OAuth2 => {
+        Contract::OAuth2 => {
             let body = reply.json();
             assert_eq!(body["token_type"], "Bearer");
             assert!(body["expires_in"].is_number());
@@ -202,7 +173,7 @@ pub async fn refresh(
                 refresh: body["refresh_token"].as_str().unwrap().to_owned(),
             }
         }
-        Style::Json => {
+        Contract::Json => {
             let body = reply.json();
             assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
             Pair {
@@ -210,7 +181,7 @@ pub async fn refresh(
                 refresh: body["refreshToken"].as_str().unwrap().to_owned(),
             }
         }
-        Style::Header => {
+        Contract::Header => {
             assert_eq!(reply.json(), json!({}));
             // Raw, as the header-contract article's server sends them (the default).
             let raw = |name: &str| {
@@ -226,7 +197,7 @@ pub async fn refresh(
                 refresh: raw("authorization-refresh"),
             }
         }
-        Style::Cookie => {
+        Contract::Cookie => {
             let body = reply.json();
             assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
             let set_cookie = reply.header("set-cookie").unwrap();
@@ -269,11 +240,11 @@ pub fn assert_ok_item(reply: &Reply, id: &str) {
 }
 
 /// Asserts the API refused a token of `style` as expired (or invalid).
-pub fn assert_refused(style: Style, reply: &Reply, expired: bool) {
+pub fn assert_refused(style: Contract, reply: &Reply, expired: bool) {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
     let challenge = reply.header(WWW_AUTHENTICATE.as_str()).unwrap_or_default();
     match style {
-        Style::OAuth2 => {
+        Contract::OAuth2 => {
             let description = if expired {
                 "The access token expired"
             } else {
@@ -288,7 +259,7 @@ pub fn assert_refused(style: Style, reply: &Reply, expired: bool) {
                 json!({"error": "invalid_token", "error_description": description})
             );
         }
-        Style::Json => {
+        Contract::Json => {
             assert_eq!(challenge, "Bearer realm=\"tokenkeeper\"");
             let message = if expired {
                 "TokenExpiredError"
@@ -297,7 +268,7 @@ pub fn assert_refused(style: Style, reply: &Reply, expired: bool) {
             };
             assert_eq!(reply.json(), json!({ "message": message }));
         }
-        Style::Header => {
+        Contract::Header => {
             assert_eq!(challenge, "Bearer realm=\"tokenkeeper\"");
             assert!(reply.content_type().starts_with("text/plain"));
             assert_eq!(
@@ -309,7 +280,7 @@ pub fn assert_refused(style: Style, reply: &Reply, expired: bool) {
                 }
             );
         }
-        Style::Cookie => {
+        Contract::Cookie => {
             assert_eq!(challenge, "Bearer realm=\"tokenkeeper\"");
             let code = if expired {
                 "EXPIRED_TOKEN"
@@ -332,13 +303,13 @@ pub fn assert_missing(reply: &Reply) {
 }
 
 /// Asserts `style`'s refresh rejection (expired wording, or invalid wording).
-pub fn assert_refresh_rejected(style: Style, reply: &Reply, expired: bool) {
+pub fn assert_refresh_rejected(style: Contract, reply: &Reply, expired: bool) {
     match style {
-        Style::OAuth2 => {
+        Contract::OAuth2 => {
             reply.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
             assert_eq!(reply.header("cache-control"), Some("no-store"));
         }
-        Style::Json => {
+        Contract::Json => {
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
             let message = if expired {
                 "RefreshTokenExpiredError"
@@ -347,7 +318,7 @@ pub fn assert_refresh_rejected(style: Style, reply: &Reply, expired: bool) {
             };
             assert_eq!(reply.json(), json!({ "message": message }));
         }
-        Style::Header => {
+        Contract::Header => {
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
             assert!(reply.content_type().starts_with("text/plain"));
             let text = if expired {
@@ -357,7 +328,7 @@ pub fn assert_refresh_rejected(style: Style, reply: &Reply, expired: bool) {
             };
             assert_eq!(reply.body, text);
         }
-        Style::Cookie => {
+        Contract::Cookie => {
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
             let code = if expired {
                 "EXPIRED_REFRESH_TOKEN"

@@ -3,13 +3,17 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use tokenkeeper_server::{ServerConfig, Style};
+use tokenkeeper_server::{Contract, ServerConfig};
 
 use crate::common::*;
 
 const N: usize = 100;
 
-async fn burst(s: &tokenkeeper_server::ServerHandle, style: Style, token: &str) -> Vec<Refreshed> {
+async fn burst(
+    s: &tokenkeeper_server::ServerHandle,
+    style: Contract,
+    token: &str,
+) -> Vec<Refreshed> {
     let c = client();
     let tasks: Vec<_> = (0..N)
         .map(|_| {
@@ -30,13 +34,13 @@ async fn burst(s: &tokenkeeper_server::ServerHandle, style: Style, token: &str) 
 async fn hundred_concurrent_refreshes_rotate_exactly_once() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let pair = login(&c, &s, Style::Json).await;
-    let results = burst(&s, Style::Json, &pair.refresh).await;
+    let pair = login(&c, &s, Contract::Json).await;
+    let results = burst(&s, Contract::Json, &pair.refresh).await;
     let ok: Vec<_> = results.iter().filter(|r| r.pair.is_some()).collect();
     assert_eq!(ok.len(), 1);
     for rejected in results.iter().filter(|r| r.pair.is_none()) {
         assert_eq!(rejected.reply.status, StatusCode::UNAUTHORIZED);
-        assert_refresh_rejected(Style::Json, &rejected.reply, false);
+        assert_refresh_rejected(Contract::Json, &rejected.reply, false);
     }
     let stats = s.stats();
     assert_eq!(stats.refresh_calls, N as u64);
@@ -51,8 +55,8 @@ async fn hundred_concurrent_refreshes_rotate_exactly_once() {
 async fn with_grace_one_rotation_one_replay_and_the_rest_reuse() {
     let s = server(ServerConfig::default().with_grace_period(Duration::from_secs(30))).await;
     let c = client();
-    let pair = login(&c, &s, Style::OAuth2).await;
-    let results = burst(&s, Style::OAuth2, &pair.refresh).await;
+    let pair = login(&c, &s, Contract::OAuth2).await;
+    let results = burst(&s, Contract::OAuth2, &pair.refresh).await;
     let ok: Vec<_> = results.iter().filter_map(|r| r.pair.clone()).collect();
     assert_eq!(ok.len(), 2, "one rotation and one grace replay");
     assert_eq!(ok[0], ok[1], "the grace replay returns the rotation's pair");

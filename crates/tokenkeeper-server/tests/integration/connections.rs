@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use tokenkeeper_server::{Latency, ServerConfig, ServerHandle, Style};
+use tokenkeeper_server::{Contract, Latency, ServerConfig, ServerHandle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -169,7 +169,7 @@ async fn shutdown_finishes_requests_in_flight_and_closes_idle_connections() {
     }))
     .await;
     let c = client();
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     let mut idle = TcpStream::connect(s.addr()).await.unwrap();
     eventually("idle connection accepted", || s.open_connections() >= 1).await;
 

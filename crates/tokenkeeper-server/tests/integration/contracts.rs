@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{ServerConfig, Stats, Style};
+use tokenkeeper_server::{Contract, ServerConfig, Stats};
 
 use crate::common::*;
 
 const TTL: Duration = Duration::from_millis(500);
 
-async fn full_cycle(style: Style) {
+async fn full_cycle(style: Contract) {
     let s = server(ServerConfig::default().with_access_ttl(TTL)).await;
     let c = client();
 
@@ -87,22 +87,22 @@ fn claims_fam(jwt: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn oauth2_full_cycle() {
-    full_cycle(Style::OAuth2).await;
+    full_cycle(Contract::OAuth2).await;
 }
 
 #[tokio::test]
 async fn json_full_cycle() {
-    full_cycle(Style::Json).await;
+    full_cycle(Contract::Json).await;
 }
 
 #[tokio::test]
 async fn header_full_cycle() {
-    full_cycle(Style::Header).await;
+    full_cycle(Contract::Header).await;
 }
 
 #[tokio::test]
 async fn cookie_full_cycle() {
-    full_cycle(Style::Cookie).await;
+    full_cycle(Contract::Cookie).await;
 }
 
 /// The header contract answers with raw tokens by default and `Bearer <token>` with
@@ -112,7 +112,7 @@ async fn header_tokens_are_raw_by_default_and_prefixed_on_request() {
     let c = client();
     for prefixed in [false, true] {
         let s = server(ServerConfig::default().with_header_bearer_prefix(prefixed)).await;
-        let mut refresh_token = login(&c, &s, Style::Header).await.refresh;
+        let mut refresh_token = login(&c, &s, Contract::Header).await.refresh;
         for _ in 0..2 {
             let reply = Reply::read(
                 c.post(s.url("/api/refresh-token"))
@@ -161,7 +161,7 @@ async fn login_answers_and_sets_the_cookie() {
     assert_eq!(reply.status, StatusCode::OK);
     let body = reply.json();
     assert_eq!(body["expiresIn"], json!(1.5));
-    // Style defaults to json.
+    // Contract defaults to json.
     assert_eq!(claims(body["accessToken"].as_str().unwrap())["sty"], "json");
     let set_cookie = reply.header("set-cookie").unwrap();
     assert_eq!(
@@ -217,7 +217,7 @@ async fn configured_users_replace_the_default() {
 async fn post_items_echoes_the_body() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     let item = json!({"name": "widget", "tags": ["a", "b"], "n": 3});
     let reply = Reply::read(
         c.post(s.url("/api/items"))
@@ -262,7 +262,7 @@ async fn cookie_contract_works_with_a_real_cookie_jar() {
 async fn logout_revokes_the_family() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     let reply = c
         .post(s.url("/logout"))
         .json(&json!({"refreshToken": pair.refresh}))
@@ -271,12 +271,12 @@ async fn logout_revokes_the_family() {
         .unwrap();
     assert_eq!(reply.status(), StatusCode::NO_CONTENT);
     assert_refused(
-        Style::Json,
+        Contract::Json,
         &get_item(&c, &s, "1", Some(&pair.access)).await,
         false,
     );
-    let refused = refresh(&c, &s, Style::Json, &pair.refresh).await;
-    assert_refresh_rejected(Style::Json, &refused.reply, false);
+    let refused = refresh(&c, &s, Contract::Json, &pair.refresh).await;
+    assert_refresh_rejected(Contract::Json, &refused.reply, false);
     let stats = s.stats();
     assert_eq!(stats.families_revoked, 1);
     assert_eq!(stats.refresh_rejected.revoked, 1);
@@ -287,7 +287,7 @@ async fn logout_revokes_the_family() {
 async fn one_family_can_switch_contracts() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let mut pair = login(&c, &s, Style::Json).await;
+    let mut pair = login(&c, &s, Contract::Json).await;
     for style in STYLES {
         pair = refresh(&c, &s, style, &pair.refresh).await.pair.unwrap();
         assert_eq!(claims(&pair.access)["sty"], style.as_str());
@@ -327,7 +327,7 @@ async fn browsers_can_call_from_an_allowed_origin() {
             .contains("authorization-refresh")
     );
 
-    let pair = login(&c, &s, Style::Header).await;
+    let pair = login(&c, &s, Contract::Header).await;
     let reply = Reply::read(
         c.post(s.url("/api/refresh-token"))
             .header("origin", origin)

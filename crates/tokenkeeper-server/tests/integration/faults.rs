@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{ServerConfig, Style};
+use tokenkeeper_server::{Contract, ServerConfig};
 
 use crate::common::*;
 
@@ -26,7 +26,7 @@ async fn failure_rate_one_answers_503_and_leaves_the_family_alone() {
 
     for (style, pair) in &pairs {
         let failed = refresh(&c, &s, *style, &pair.refresh).await;
-        let code = if *style == Style::OAuth2 {
+        let code = if *style == Contract::OAuth2 {
             "temporarily_unavailable"
         } else {
             "unavailable"
@@ -38,7 +38,7 @@ async fn failure_rate_one_answers_503_and_leaves_the_family_alone() {
         assert!(failed.reply.header("set-cookie").is_none());
     }
     // Login is not subject to refresh faults.
-    let during = login(&c, &s, Style::OAuth2).await;
+    let during = login(&c, &s, Contract::OAuth2).await;
     assert_ok_item(&get_item(&c, &s, "1", Some(&during.access)).await, "1");
 
     let stats = s.stats();
@@ -63,8 +63,8 @@ async fn failure_rate_one_answers_503_and_leaves_the_family_alone() {
 async fn configured_failure_rate_applies_from_the_start() {
     let s = server(ServerConfig::default().with_refresh_failure_rate(1.0)).await;
     let c = client();
-    let pair = login(&c, &s, Style::Json).await;
-    let failed = refresh(&c, &s, Style::Json, &pair.refresh).await;
+    let pair = login(&c, &s, Contract::Json).await;
+    let failed = refresh(&c, &s, Contract::Json, &pair.refresh).await;
     failed
         .reply
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
@@ -79,7 +79,7 @@ async fn configured_failure_rate_applies_from_the_start() {
 async fn hung_refreshes_never_answer_but_shutdown_completes() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     s.set_refresh_hang(true);
 
     let timed_out = c

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokenkeeper_server::{ServerConfig, Style};
+use tokenkeeper_server::{Contract, ServerConfig};
 
 use crate::common::*;
 
@@ -45,23 +45,23 @@ async fn previous_token_is_accepted_once_with_the_same_pair() {
 async fn session_continues_after_a_grace_replay() {
     let s = server(ServerConfig::default().with_grace_period(Duration::from_secs(30))).await;
     let c = client();
-    let first = login(&c, &s, Style::OAuth2).await;
-    let second = refresh(&c, &s, Style::OAuth2, &first.refresh)
+    let first = login(&c, &s, Contract::OAuth2).await;
+    let second = refresh(&c, &s, Contract::OAuth2, &first.refresh)
         .await
         .pair
         .unwrap();
     assert_eq!(
-        refresh(&c, &s, Style::OAuth2, &first.refresh).await.pair,
+        refresh(&c, &s, Contract::OAuth2, &first.refresh).await.pair,
         Some(second.clone())
     );
-    let third = refresh(&c, &s, Style::OAuth2, &second.refresh)
+    let third = refresh(&c, &s, Contract::OAuth2, &second.refresh)
         .await
         .pair
         .unwrap();
     assert_ok_item(&get_item(&c, &s, "3", Some(&third.access)).await, "3");
     // `first` is now two rotations back: reuse, even within the window.
-    let old = refresh(&c, &s, Style::OAuth2, &first.refresh).await;
-    assert_refresh_rejected(Style::OAuth2, &old.reply, false);
+    let old = refresh(&c, &s, Contract::OAuth2, &first.refresh).await;
+    assert_refresh_rejected(Contract::OAuth2, &old.reply, false);
     assert_eq!(s.stats().rotations, 2);
     assert_eq!(s.stats().grace_hits, 1);
     assert_eq!(s.stats().refresh_rejected.reuse, 1);
@@ -71,14 +71,14 @@ async fn session_continues_after_a_grace_replay() {
 async fn after_the_window_the_previous_token_is_reuse() {
     let s = server(ServerConfig::default().with_grace_period(Duration::from_millis(200))).await;
     let c = client();
-    let first = login(&c, &s, Style::Json).await;
-    refresh(&c, &s, Style::Json, &first.refresh)
+    let first = login(&c, &s, Contract::Json).await;
+    refresh(&c, &s, Contract::Json, &first.refresh)
         .await
         .pair
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let late = refresh(&c, &s, Style::Json, &first.refresh).await;
-    assert_refresh_rejected(Style::Json, &late.reply, false);
+    let late = refresh(&c, &s, Contract::Json, &first.refresh).await;
+    assert_refresh_rejected(Contract::Json, &late.reply, false);
     let stats = s.stats();
     assert_eq!(stats.grace_hits, 0);
     assert_eq!(stats.reuse_detections, 1);
@@ -89,13 +89,13 @@ async fn after_the_window_the_previous_token_is_reuse() {
 async fn without_grace_any_replay_is_reuse() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let first = login(&c, &s, Style::Header).await;
-    refresh(&c, &s, Style::Header, &first.refresh)
+    let first = login(&c, &s, Contract::Header).await;
+    refresh(&c, &s, Contract::Header, &first.refresh)
         .await
         .pair
         .unwrap();
-    let replay = refresh(&c, &s, Style::Header, &first.refresh).await;
-    assert_refresh_rejected(Style::Header, &replay.reply, false);
+    let replay = refresh(&c, &s, Contract::Header, &first.refresh).await;
+    assert_refresh_rejected(Contract::Header, &replay.reply, false);
     assert_eq!(s.stats().grace_hits, 0);
     assert_eq!(s.stats().families_revoked, 1);
 }

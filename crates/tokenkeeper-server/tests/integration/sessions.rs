@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{ServerConfig, Style};
+use tokenkeeper_server::{Contract, ServerConfig};
 
 use crate::common::*;
 
@@ -28,20 +28,20 @@ async fn dead_sessions_are_pruned_and_live_ones_keep_reuse_detection() {
             abandoned.push((style, login(&c, &s, style).await));
         }
     }
-    let first = login(&c, &s, Style::Json).await;
+    let first = login(&c, &s, Contract::Json).await;
     assert_eq!(s.stats().families, 21);
 
     // One session stays alive by refreshing well within its TTL, past the others' death.
     let mut current = first.clone();
     while started.elapsed() < ttl + Duration::from_millis(500) {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        current = refresh(&c, &s, Style::Json, &current.refresh)
+        current = refresh(&c, &s, Contract::Json, &current.refresh)
             .await
             .pair
             .expect("the live session refreshes");
     }
     // Refreshes and logins prune: the twenty abandoned sessions are gone, the live one stays.
-    login(&c, &s, Style::Json).await;
+    login(&c, &s, Contract::Json).await;
     let stats = http_stats(&c, &s).await;
     assert_eq!(stats.families_pruned, 20, "{stats:?}");
     assert_eq!(stats.families, 2, "{stats:?}");
@@ -60,13 +60,13 @@ async fn dead_sessions_are_pruned_and_live_ones_keep_reuse_detection() {
 
     // The live session still detects reuse of its first token, many rotations later.
     assert_ok_item(&get_item(&c, &s, "1", Some(&current.access)).await, "1");
-    let reuse = refresh(&c, &s, Style::Json, &first.refresh).await;
-    assert_refresh_rejected(Style::Json, &reuse.reply, false);
+    let reuse = refresh(&c, &s, Contract::Json, &first.refresh).await;
+    assert_refresh_rejected(Contract::Json, &reuse.reply, false);
     let stats = s.stats();
     assert_eq!(stats.refresh_rejected.reuse, 1);
     assert_eq!(stats.families_revoked, 1);
     assert_refused(
-        Style::Json,
+        Contract::Json,
         &get_item(&c, &s, "1", Some(&current.access)).await,
         false,
     );
@@ -83,14 +83,14 @@ async fn with_pruning_off_dead_sessions_stay() {
     )
     .await;
     let c = client();
-    let old = login(&c, &s, Style::Json).await;
+    let old = login(&c, &s, Contract::Json).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    login(&c, &s, Style::Json).await;
+    login(&c, &s, Contract::Json).await;
     let stats = s.stats();
     assert_eq!((stats.families, stats.families_pruned), (2, 0));
     // Kept, so still answered as expired rather than unknown.
-    let expired = refresh(&c, &s, Style::Json, &old.refresh).await;
-    assert_refresh_rejected(Style::Json, &expired.reply, true);
+    let expired = refresh(&c, &s, Contract::Json, &old.refresh).await;
+    assert_refresh_rejected(Contract::Json, &expired.reply, true);
 }
 
 #[tokio::test]
@@ -98,7 +98,7 @@ async fn a_full_session_table_refuses_logins_and_never_evicts_a_live_session() {
     let s = server(ServerConfig::default().with_max_families(3)).await;
     let c = client();
     let mut pairs = Vec::new();
-    for style in [Style::Json, Style::OAuth2, Style::Cookie] {
+    for style in [Contract::Json, Contract::OAuth2, Contract::Cookie] {
         pairs.push((style, login(&c, &s, style).await));
     }
 
@@ -149,7 +149,7 @@ async fn a_full_session_table_refuses_logins_and_never_evicts_a_live_session() {
         .await
         .unwrap();
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    login(&c, &s, Style::Json).await;
+    login(&c, &s, Contract::Json).await;
     let stats = s.stats();
     assert_eq!(
         (stats.logins, stats.families, stats.families_pruned),

@@ -40,7 +40,7 @@ async fn api_validates_on_arrival_then_waits_the_latency() {
     )
     .await;
     let c = client();
-    let pair = login(&c, &s, tokenkeeper_server::Style::Json).await;
+    let pair = login(&c, &s, tokenkeeper_server::Contract::Json).await;
     // Valid on arrival: served, although it expires while the server waits.
     let reply = get_item(&c, &s, "1", Some(&pair.access)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -49,5 +49,5 @@ async fn api_validates_on_arrival_then_waits_the_latency() {
     // Latency is live: with it gone, the now-expired token is refused.
     s.set_latency(Latency::default());
     let reply = get_item(&c, &s, "1", Some(&pair.access)).await;
-    assert_refused(tokenkeeper_server::Style::Json, &reply, true);
+    assert_refused(tokenkeeper_server::Contract::Json, &reply, true);
 }

@@ -269,9 +269,11 @@ impl<K: LoginKey> SessionsBuilder<K> {
     /// Builds the collection. Fails as [`SessionBuilder::build`] does, and without a
     /// [`session`](Self::session) configuration.
     pub fn build(self) -> Result<Sessions<K>, Error> {
-        let mut session = self
-            .session
-            .ok_or_else(|| Error::Config("Sessions need a session configuration".into()))?;
+        let mut session = self.session.ok_or_else(|| {
+            Error::from(crate::ConfigError::new(
+                "Sessions need a session configuration",
+            ))
+        })?;
         if self.refresher_for.is_some() {
             // A placeholder for the checks; every key gets its own.
             session = session.refresher(crate::refresh::from_fn(|_| async {

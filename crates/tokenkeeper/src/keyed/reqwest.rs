@@ -5,9 +5,9 @@
 //! extension lookup and one cache lookup.
 
 use super::{CachedSession, Key, LoginKey, Sessions};
+use crate::adapter::reqwest::{AuthMiddleware, BoxFuture, fail};
 use crate::error::Error;
-use crate::markers::NoAuth;
-use crate::middleware::{AuthMiddleware, BoxFuture, fail};
+use crate::extensions::NoAuth;
 use crate::origin::Decision;
 use http::Extensions;
 use http::header::AUTHORIZATION;

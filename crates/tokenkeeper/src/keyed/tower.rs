@@ -4,9 +4,9 @@
 //! what [`AuthLayer`]'s service does for a lone session (the same code).
 
 use super::{CachedSession, Key, LoginKey, Sessions};
+use crate::adapter::tower::{AuthError, AuthLayer, Call, Config, ReplayBody, ResponseBody};
 use crate::error::Error;
-use crate::layer::{AuthError, AuthLayer, Call, Config, ReplayBody, ResponseBody};
-use crate::markers::NoAuth;
+use crate::extensions::NoAuth;
 use crate::origin::Decision;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;

@@ -172,7 +172,7 @@ pub(crate) mod assertion {
     //! RFC 7523 client assertions, signed with the rust_crypto backend of `jsonwebtoken`.
 
     use super::RefreshError;
-    use crate::error::Error;
+    use crate::config_error::ConfigError;
     use base64::Engine as _;
     use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
     use jsonwebtoken::{Algorithm, EncodingKey};
@@ -271,9 +271,9 @@ pub(crate) mod assertion {
     impl ClientKey {
         /// A private key in PEM form: PKCS#1 or PKCS#8 for RSA, PKCS#8 for EC and Ed25519.
         /// The key is checked here, against the algorithm, so a refresh never meets a bad one.
-        pub fn from_pem(pem: &[u8], algorithm: KeyAlgorithm) -> Result<Self, Error> {
+        pub fn from_pem(pem: &[u8], algorithm: KeyAlgorithm) -> Result<Self, ConfigError> {
             let family = || {
-                Error::Config(format!(
+                ConfigError::new(format!(
                     "the private key is not a usable {} key in PEM form",
                     algorithm.name()
                 ))

@@ -1,7 +1,7 @@
 use super::oauth2::OAuth2;
 use super::token_endpoint::TokenEndpoint;
 use super::{RefreshError, Refresher};
-use crate::TokenSet;
+use crate::token::TokenSet;
 use secrecy::SecretString;
 
 /// Machine-to-machine tokens: the RFC 6749 §4.4 `client_credentials` grant.

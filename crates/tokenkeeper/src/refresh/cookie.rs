@@ -1,10 +1,10 @@
 use super::cookie_syntax::{default_path, is_cookie_name, is_cookie_value, set_cookie_scope};
-use super::http::{Answer, Endpoint, plain_client, string_at};
+use super::endpoint::{Answer, Endpoint, plain_client, string_at};
 use super::json::checked;
 use super::{RefreshError, Refresher};
-use crate::TokenSet;
-use crate::error::Error;
+use crate::config_error::ConfigError;
 use crate::token::TokenError;
+use crate::token::TokenSet;
 use http::HeaderMap;
 use reqwest::cookie::{CookieStore, Jar};
 use secrecy::{ExposeSecret, SecretString};
@@ -107,7 +107,7 @@ impl Cookie {
     /// # let _ = (login_client, refresher);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn new(url: &str, jar: Arc<Jar>) -> Result<Self, Error> {
+    pub fn new(url: &str, jar: Arc<Jar>) -> Result<Self, ConfigError> {
         let mut endpoint = Endpoint::new(url)?;
         endpoint.client = plain_client(Some(Arc::clone(&jar)))?;
         Ok(Self {
@@ -120,7 +120,7 @@ impl Cookie {
 
     /// A refresher for this endpoint with a jar of its own, to fill with [`Cookie::login`] or
     /// [`Cookie::seed_refresh_cookie`].
-    pub fn with_empty_jar(url: &str) -> Result<Self, Error> {
+    pub fn with_empty_jar(url: &str) -> Result<Self, ConfigError> {
         Self::new(url, Arc::default())
     }
 

@@ -6,7 +6,7 @@
 //! every endpoint must be https (plain http only to loopback), redirects are not followed, and
 //! the body is bounded.
 
-use super::http::plain_client;
+use super::endpoint::plain_client;
 use crate::origin::is_loopback;
 use crate::untrusted::escape as echo;
 use std::time::Duration;

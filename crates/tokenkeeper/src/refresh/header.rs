@@ -1,8 +1,8 @@
-use super::http::{Answer, Endpoint};
+use super::endpoint::{Answer, Endpoint};
 use super::json::checked;
 use super::{RefreshError, Refresher};
-use crate::TokenSet;
-use crate::error::Error;
+use crate::config_error::ConfigError;
+use crate::token::TokenSet;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 
@@ -47,7 +47,7 @@ pub struct Header {
 
 impl Header {
     /// A refresher for this endpoint with the default header names.
-    pub fn new(url: &str) -> Result<Self, Error> {
+    pub fn new(url: &str) -> Result<Self, ConfigError> {
         Ok(Self {
             endpoint: Endpoint::new(url)?,
             request_header: AUTHORIZATION_REFRESH,

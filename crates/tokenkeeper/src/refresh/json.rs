@@ -1,7 +1,7 @@
-use super::http::{Answer, Endpoint, string_at};
+use super::endpoint::{Answer, Endpoint, string_at};
 use super::{RefreshError, Refresher};
-use crate::TokenSet;
-use crate::error::Error;
+use crate::config_error::ConfigError;
+use crate::token::TokenSet;
 use secrecy::ExposeSecret;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub struct Json {
 
 impl Json {
     /// A refresher for this endpoint with the default field names.
-    pub fn new(url: &str) -> Result<Self, Error> {
+    pub fn new(url: &str) -> Result<Self, ConfigError> {
         Ok(Self {
             endpoint: Endpoint::new(url)?,
             request_field: "refreshToken".into(),

@@ -85,9 +85,9 @@ mod cookie_syntax;
 #[cfg(feature = "reqwest")]
 mod discovery;
 #[cfg(feature = "reqwest")]
-mod header;
+mod endpoint;
 #[cfg(feature = "reqwest")]
-mod http;
+mod header;
 #[cfg(feature = "reqwest")]
 mod json;
 #[cfg(feature = "reqwest")]
@@ -112,7 +112,7 @@ pub use json::Json;
 #[cfg(feature = "reqwest")]
 pub use oauth2::OAuth2;
 
-use crate::TokenSet;
+use crate::token::TokenSet;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;

@@ -2,11 +2,11 @@ use super::client_auth::ClientAuth;
 #[cfg(feature = "private-key-jwt")]
 use super::client_auth::assertion::ClientKey;
 use super::discovery::{DiscoveryError, ProviderMetadata};
-use super::http::Endpoint;
+use super::endpoint::Endpoint;
 use super::token_endpoint::TokenEndpoint;
 use super::{RefreshError, Refresher};
-use crate::TokenSet;
-use crate::error::Error;
+use crate::config_error::ConfigError;
+use crate::token::TokenSet;
 use secrecy::SecretString;
 use url::Url;
 
@@ -44,7 +44,7 @@ pub struct OAuth2 {
 
 impl OAuth2 {
     /// A refresher for this token URL (https, or http to loopback).
-    pub fn new(token_url: &str) -> Result<Self, Error> {
+    pub fn new(token_url: &str) -> Result<Self, ConfigError> {
         Ok(Self {
             token: TokenEndpoint::new(Endpoint::new(token_url)?),
             metadata: None,
@@ -62,7 +62,7 @@ impl OAuth2 {
 
     /// A refresher for a provider whose metadata you already fetched. Fails only if the HTTP
     /// client cannot be built.
-    pub fn from_metadata(metadata: ProviderMetadata) -> Result<Self, Error> {
+    pub fn from_metadata(metadata: ProviderMetadata) -> Result<Self, ConfigError> {
         let mut token = TokenEndpoint::new(Endpoint::new(metadata.token_endpoint().as_str())?);
         token.client.supported = Some(metadata.token_endpoint_auth_methods().to_vec());
         Ok(Self {

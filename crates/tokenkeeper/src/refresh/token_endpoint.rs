@@ -3,8 +3,8 @@
 
 use super::RefreshError;
 use super::client_auth::ClientIdentity;
-use super::http::{Answer, Endpoint, string_at};
-use crate::TokenSet;
+use super::endpoint::{Answer, Endpoint, string_at};
+use crate::token::TokenSet;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A token endpoint and the client that talks to it.

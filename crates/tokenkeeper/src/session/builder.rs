@@ -1,7 +1,9 @@
 //! [`SessionBuilder`]: how a [`Session`] is configured.
 
+use super::meter::MeterConfig;
 use super::{EventSink, Inner, Limits, Session};
 use crate::classify::Classifier;
+use crate::config_error::ConfigError;
 use crate::error::Error;
 use crate::origin::OriginPolicy;
 use crate::refresh::Refresher;
@@ -35,6 +37,7 @@ pub struct SessionBuilder {
     mode: RefreshMode,
     limits: Limits,
     refresh_timeout_set: bool,
+    meter: MeterConfig,
 }
 
 impl std::fmt::Debug for SessionBuilder {
@@ -58,6 +61,7 @@ impl SessionBuilder {
             mode: RefreshMode::default(),
             limits: Limits::default(),
             refresh_timeout_set: false,
+            meter: MeterConfig::default(),
         }
     }
 
@@ -177,6 +181,31 @@ impl SessionBuilder {
         self
     }
 
+    /// The `session` label of this session's metrics (feature `metrics`; default `"default"`).
+    ///
+    /// A name for what the session logs in to ("partner-api", "billing-m2m"), written in code:
+    /// it is a `&'static str` so that no key, user id or token can end up in a label. Sessions
+    /// sharing a name add up, and the expiry gauge shows the soonest deadline among them; see
+    /// [`metrics`](crate::metrics).
+    ///
+    /// ```
+    /// # fn example() -> Result<(), tokenkeeper::Error> {
+    /// use tokenkeeper::{refresh, Session};
+    ///
+    /// let session = Session::builder()
+    ///     .refresher(refresh::from_fn(|_| async { Err(refresh::RefreshError::NoRefreshToken) }))
+    ///     .attach_to(["https://api.example.com"])
+    ///     .metrics_name("partner-api")
+    ///     .build()?;
+    /// # let _ = session; Ok(()) }
+    /// # example().unwrap();
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn metrics_name(mut self, name: &'static str) -> Self {
+        self.meter.name = name;
+        self
+    }
+
     /// Builds the session. Fails on a missing refresher, unparsable or insecure origins, and
     /// settings out of range (a NaN fraction, a zero timeout, a refresh timeout not clearly
     /// below the store's lock lease).
@@ -191,20 +220,22 @@ impl SessionBuilder {
     pub(crate) fn template(mut self, lease: Option<Duration>) -> Result<Template, Error> {
         self.check_limits(lease)?;
         if let Some(error) = self.errors.into_iter().next() {
-            return Err(Error::Config(error));
+            return Err(ConfigError::new(error).into());
         }
         let refresher = self
             .refresher
-            .ok_or_else(|| Error::Config("a refresher is required".into()))?;
+            .ok_or_else(|| ConfigError::new("a refresher is required"))?;
         if self.origins.is_empty() {
-            return Err(Error::Config(
-                "no origin to attach the token to: call attach_to([..]) or attach_to_any()".into(),
-            ));
+            return Err(ConfigError::new(
+                "no origin to attach the token to: call attach_to([..]) or attach_to_any()",
+            )
+            .into());
         }
         if let Some(origin) = self.origins.insecure_listed() {
-            return Err(Error::Config(format!(
+            return Err(ConfigError::new(format!(
                 "{origin} is plain http and not loopback; use https or allow_insecure_http()"
-            )));
+            ))
+            .into());
         }
         Ok(Template {
             refresher,
@@ -212,6 +243,7 @@ impl SessionBuilder {
             classifier: Arc::new(self.classifier),
             mode: Arc::new(self.mode),
             limits: Arc::new(self.limits),
+            meter: self.meter,
         })
     }
 }
@@ -222,10 +254,12 @@ impl SessionBuilder {
 #[derive(Clone)]
 pub(crate) struct Template {
     pub(crate) refresher: Arc<dyn Refresher>,
-    origins: Arc<OriginPolicy>,
-    classifier: Arc<Classifier>,
-    mode: Arc<RefreshMode>,
-    limits: Arc<Limits>,
+    pub(super) origins: Arc<OriginPolicy>,
+    pub(super) classifier: Arc<Classifier>,
+    pub(super) mode: Arc<RefreshMode>,
+    pub(super) limits: Arc<Limits>,
+    /// The metrics name, so every session of a keyed collection reports under the one name.
+    pub(super) meter: MeterConfig,
 }
 
 impl Template {
@@ -246,22 +280,14 @@ impl Template {
         forward: Option<EventSink>,
     ) -> Session {
         Session {
-            inner: Arc::new(Inner::new(
-                refresher,
-                store,
-                Arc::clone(&self.origins),
-                Arc::clone(&self.classifier),
-                Arc::clone(&self.mode),
-                Arc::clone(&self.limits),
-                forward,
-            )),
+            inner: Arc::new(Inner::new(refresher, store, self, forward)),
         }
     }
 }
 
 impl SessionBuilder {
     fn check_limits(&mut self, lease: Option<Duration>) -> Result<(), Error> {
-        let invalid = |what: String| Err(Error::Config(what));
+        let invalid = |what: String| Err(ConfigError::new(what).into());
         if let RefreshMode::Proactive(Proactive {
             refresh_at, jitter, ..
         }) = &self.mode

@@ -2,8 +2,8 @@
 
 use super::Session;
 use super::schedule::Schedule;
-use crate::TokenSet;
 use crate::error::Error;
+use crate::token::TokenSet;
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;

@@ -85,7 +85,11 @@ struct Flight {
 
 enum Joined {
     Ready(Outcome),
-    Wait(Shared<BoxFuture<'static, Outcome>>),
+    /// Wait for a flight; `joined` says it was another request's (counted outside the lock).
+    Wait {
+        outcome: Shared<BoxFuture<'static, Outcome>>,
+        joined: bool,
+    },
 }
 
 impl Inner {
@@ -98,7 +102,10 @@ impl Inner {
         };
         match joined {
             Joined::Ready(outcome) => outcome,
-            Joined::Wait(outcome) => {
+            Joined::Wait { outcome, joined } => {
+                if joined {
+                    self.meter.waiter_joined();
+                }
                 tokio::select! {
                     biased;
                     outcome = outcome => outcome,
@@ -124,7 +131,12 @@ impl Inner {
         };
         match joined {
             Joined::Ready(outcome) => outcome,
-            Joined::Wait(outcome) => outcome.await,
+            Joined::Wait { outcome, joined } => {
+                if joined {
+                    self.meter.waiter_joined();
+                }
+                outcome.await
+            }
         }
     }
 
@@ -168,7 +180,10 @@ impl Inner {
             if !proactive {
                 Counters::bump(&self.counters.waiters_joined);
             }
-            return Joined::Wait(flight.outcome.clone());
+            return Joined::Wait {
+                outcome: flight.outcome.clone(),
+                joined: !proactive,
+            };
         }
         if let Some(error) = slot.blocked_now() {
             // A `Retry-After` (or an answer that was no verdict) holds every refresh back.
@@ -188,6 +203,9 @@ impl Inner {
             from: from_generation,
             outcome: outcome.clone(),
         });
-        Joined::Wait(outcome)
+        Joined::Wait {
+            outcome,
+            joined: false,
+        }
     }
 }

@@ -9,6 +9,7 @@
 mod builder;
 mod credential;
 mod flight;
+mod meter;
 mod refresh;
 mod response_policy;
 mod routes;
@@ -33,15 +34,17 @@ pub use schedule::{Proactive, RefreshMode};
 pub use stats::SessionStats;
 pub use status::Status;
 
-use crate::TokenSet;
 use crate::classify::Classifier;
+use crate::config_error::ConfigError;
 use crate::error::{Error, LogoutReason};
 use crate::event::Event;
-use crate::origin::{Decision, OriginPolicy};
+use crate::origin::OriginPolicy;
 use crate::refresh::Refresher;
 use crate::store::{StoreError, StoredTokens, TokenStore};
+use crate::token::TokenSet;
 use arc_swap::ArcSwap;
 use flight::FlightSlot;
+use meter::Meter;
 use routes::Routes;
 use schedule::Schedule;
 use stats::Counters;
@@ -190,19 +193,19 @@ pub(crate) struct Inner {
     /// not carry for nobody.
     status: OnceLock<watch::Sender<Status>>,
     counters: Counters,
+    /// Metrics (feature `metrics`); zero-sized and inert without it.
+    meter: Meter,
 }
 
 /// A keyed collection's hook for one session's events.
 pub(crate) type EventSink = Box<dyn Fn(&Event) + Send + Sync>;
 
 impl Inner {
+    /// A signed-out session over `store` with `refresher`, sharing `template`'s settings.
     fn new(
         refresher: Arc<dyn Refresher>,
         store: Arc<dyn TokenStore>,
-        origins: Arc<OriginPolicy>,
-        classifier: Arc<Classifier>,
-        mode: Arc<RefreshMode>,
-        limits: Arc<Limits>,
+        template: &Template,
         forward: Option<EventSink>,
     ) -> Self {
         Self {
@@ -215,14 +218,15 @@ impl Inner {
             store_in_sync: AtomicBool::new(false),
             refresher,
             store,
-            origins,
-            classifier,
-            mode,
-            limits,
+            origins: Arc::clone(&template.origins),
+            classifier: Arc::clone(&template.classifier),
+            mode: Arc::clone(&template.mode),
+            limits: Arc::clone(&template.limits),
             events: OnceLock::new(),
             forward,
             status: OnceLock::new(),
             counters: Counters::default(),
+            meter: Meter::new(template.meter.clone()),
         }
     }
 
@@ -327,6 +331,10 @@ impl Inner {
     /// Replaces the state; returns the status for the caller to send once its event is out, so
     /// that whoever wakes up on the status finds the event already sent.
     fn install_quietly(&self, state: State) -> Status {
+        self.meter.installed(match &state {
+            State::Active(c) => Some(c),
+            State::SignedOut { .. } => None,
+        });
         let status = status_of(&state);
         self.state.store(Arc::new(state));
         status
@@ -386,6 +394,7 @@ impl Inner {
             if reason != LogoutReason::SignedOut {
                 Counters::bump(&self.counters.logouts);
             }
+            self.meter.logout(&reason);
             tracing::info!(%reason, "session ended");
             self.emit(Event::LoggedOut { reason });
             // Requests waiting on this login wake up now, with the event already sent.
@@ -402,9 +411,13 @@ impl Inner {
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let after = self.limits.store_timeout;
-        tokio::time::timeout(after, call)
+        let result = tokio::time::timeout(after, call)
             .await
-            .unwrap_or(Err(StoreError::Timeout { operation, after }))
+            .unwrap_or(Err(StoreError::Timeout { operation, after }));
+        if result.is_err() {
+            self.meter.store_failure(operation);
+        }
+        result
     }
 
     async fn clear_store(&self) {
@@ -466,7 +479,7 @@ impl Session {
             store_login,
             schedule,
         )
-        .ok_or_else(|| Error::Config("the access token is not a valid header value".into()))?;
+        .ok_or_else(|| ConfigError::new("the access token is not a valid header value"))?;
         let credential = Arc::new(credential);
         let saved = inner
             .bounded(
@@ -507,9 +520,7 @@ impl Session {
             stored.login,
             schedule,
         )
-        .ok_or_else(|| {
-            Error::Config("the stored access token is not a valid header value".into())
-        })?;
+        .ok_or_else(|| ConfigError::new("the stored access token is not a valid header value"))?;
         inner.store_in_sync.store(true, Relaxed);
         inner.publish(Arc::new(credential), Event::SignedIn { generation });
         Ok(true)
@@ -587,6 +598,7 @@ impl Session {
             }
             Standing::Stale(current) => {
                 Counters::bump(&self.inner.counters.stale_retries);
+                self.inner.meter.stale_retry();
                 Ok(current)
             }
             Standing::Ended(reason) => Err(Error::SessionExpired(reason)),
@@ -673,14 +685,6 @@ impl Session {
     /// Where the session stands now, without subscribing to changes.
     pub(crate) fn status_now(&self) -> Status {
         status_of(&self.inner.state.load())
-    }
-
-    pub(crate) fn decide(&self, url: &url::Url) -> Decision {
-        self.inner.origins.decide(url)
-    }
-
-    pub(crate) fn classifier(&self) -> &Classifier {
-        &self.inner.classifier
     }
 
     pub(crate) fn counters(&self) -> &Counters {

@@ -13,13 +13,14 @@
 //! and 4, where a rotated refresh token would otherwise be lost.
 
 use super::flight::{FROM_NOTHING, Outcome};
+use super::meter::{AttemptOutcome, FlightOutcome};
 use super::{Credential, Inner, State};
-use crate::TokenSet;
 use crate::error::{Error, LogoutReason};
 use crate::event::Event;
 use crate::refresh::RefreshError;
 use crate::session::stats::Counters;
 use crate::store::{StoreError, StoreLock, StoredTokens};
+use crate::token::TokenSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
@@ -58,6 +59,7 @@ impl Inner {
         done: oneshot::Sender<Outcome>,
     ) {
         let from_generation = from.as_ref().map_or(FROM_NOTHING, |c| c.generation());
+        let timer = self.meter.flight_started();
         let mut guard = ClearOnCancel {
             inner: &self,
             from: from_generation,
@@ -65,7 +67,15 @@ impl Inner {
         };
         let (obtained, pending) = self.obtain(from.as_deref()).await;
         guard.armed = false;
+        let flight_outcome = match &obtained {
+            Ok(Obtained::Refreshed(_)) => FlightOutcome::Refreshed,
+            Ok(Obtained::Adopted(_)) => FlightOutcome::Adopted,
+            Err(Failure::Superseded) => FlightOutcome::Superseded,
+            Err(_) => FlightOutcome::Failed,
+        };
         let outcome = self.finish(from.as_deref(), obtained);
+        // Recorded before the waiters wake, so whoever sees the outcome sees it counted.
+        self.meter.flight_finished(timer, flight_outcome);
         // Waiters go on with the new pair; nobody may be listening any more.
         let _ = done.send(outcome);
         if let Some(pending) = pending {
@@ -92,8 +102,12 @@ impl Inner {
         let lock = match tokio::time::timeout(self.limits.refresh_timeout, self.store.lock()).await
         {
             Ok(Ok(lock)) => lock,
-            Ok(Err(error)) => return (Err(Failure::Store(error)), None),
+            Ok(Err(error)) => {
+                self.meter.store_failure("lock");
+                return (Err(Failure::Store(error)), None);
+            }
             Err(_) => {
+                self.meter.store_failure("lock");
                 return (
                     Err(Failure::Transient(RefreshError::transient(
                         "timed out waiting for the token store's lock",
@@ -354,17 +368,22 @@ impl Inner {
             match lock.still_held().await {
                 Ok(true) => {}
                 Ok(false) => {
+                    self.meter.store_failure("lease_lost");
                     return Err(RefreshFailure::transient(
                         "the store's lock was lost before the refresh was sent",
                     ));
                 }
-                Err(error) => return Err(RefreshFailure::Other(Failure::Store(error))),
+                Err(error) => {
+                    self.meter.store_failure("fence");
+                    return Err(RefreshFailure::Other(Failure::Store(error)));
+                }
             }
             Counters::bump(&self.counters.refresh_attempts);
             let limit = self.limits.attempt_timeout.min(remaining);
             let called = tokio::time::timeout(limit, self.refresher.refresh(tokens)).await;
             // Whatever the refresher says goes to events, logs and callers: made safe first.
             let called = called.map(|result| result.map_err(|error| error.redacted(tokens)));
+            self.meter.refresh_attempt(AttemptOutcome::of_call(&called));
             let (error, lost_answer) = match called {
                 Ok(Ok(tokens)) => return Ok(tokens),
                 Ok(Err(error @ RefreshError::Inconclusive(_))) => {
@@ -445,6 +464,7 @@ impl Inner {
                     Obtained::Adopted(c) => {
                         // Counted once installed, so superseded flights do not inflate it.
                         Counters::bump(&self.counters.adopted);
+                        self.meter.refresh_attempt(AttemptOutcome::Adopted);
                         let generation = c.generation();
                         (c, Event::Adopted { generation })
                     }

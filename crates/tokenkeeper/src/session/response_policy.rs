@@ -2,6 +2,15 @@
 //! (reqwest middleware, tower layer) acts on, decided here once so the adapters only move
 //! requests and bodies.
 //!
+//! Every hook an adapter calls is here, in the order it calls them: [`Session::decide`]
+//! (whether a request gets the token), [`Session::credential_now`] (which token, without
+//! awaiting; in `credential.rs`, beside the credential it reads), [`Session::classifier`] (how
+//! to read the response), then [`Session::after_response`], [`Session::after_retry`] and
+//! [`Session::note_accepted`]. They are crate-private: a public "write your own adapter" API
+//! would fix the shape of [`AfterResponse`], the route key and the origin decision before a
+//! third adapter has shown what it needs; the two adapters and the tonic interceptor are
+//! their callers.
+//!
 //! The rules, in order:
 //! 1. An accepted response ends nothing and costs one atomic load.
 //! 2. A refusal of a credential from another login is handed back as it is: no retry, no
@@ -21,8 +30,9 @@
 use super::builder::InvalidTokenPolicy;
 use super::routes::RouteKey;
 use super::{Credential, Session, Standing};
-use crate::classify::Verdict;
+use crate::classify::{Classifier, Verdict};
 use crate::error::{Error, LogoutReason};
+use crate::origin::Decision;
 use crate::session::stats::Counters;
 use std::sync::Arc;
 
@@ -40,6 +50,17 @@ pub(crate) enum AfterResponse {
 
 #[cfg_attr(not(any(feature = "reqwest", feature = "tower")), allow(dead_code))]
 impl Session {
+    /// Whether a request to `url` gets the token: the origins given to `attach_to`, and plain
+    /// http only to loopback unless allowed.
+    pub(crate) fn decide(&self, url: &url::Url) -> Decision {
+        self.inner.origins.decide(url)
+    }
+
+    /// How responses are read.
+    pub(crate) fn classifier(&self) -> &Classifier {
+        &self.inner.classifier
+    }
+
     /// The first response to a request that carried `credential`. `replayable` says whether the
     /// adapter kept a copy of the request; `already_retried` whether this request was retried
     /// before (by us, under another layer that replays it). `route` names the request's route
@@ -71,6 +92,7 @@ impl Session {
             Standing::Ended(reason) => AfterResponse::Fail(Error::SessionExpired(reason)),
             Standing::Stale(current) if !current.is_expired() => {
                 Counters::bump(&inner.counters.stale_retries);
+                inner.meter.stale_retry();
                 self.retry_with(current, replayable)
             }
             Standing::Stale(current) => match inner.refresh_from(&current).await {

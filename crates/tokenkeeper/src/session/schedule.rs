@@ -1,6 +1,6 @@
 //! When to refresh ahead of expiry: the soft and hard deadlines of a token.
 
-use crate::TokenSet;
+use crate::token::TokenSet;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How a session decides to refresh.
@@ -137,6 +137,12 @@ impl Schedule {
             soft_wall: None,
             ..self
         }
+    }
+
+    /// The hard deadline by the wall clock, if the token has one (for the expiry gauge).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn hard_deadline_wall(&self) -> Option<SystemTime> {
+        self.hard_wall
     }
 
     pub(crate) fn is_past_hard(&self, now: Instant) -> bool {

@@ -12,7 +12,7 @@
 //! corrupt too.
 
 use super::{MAX_GENERATION, StoreError, StoredTokens, check_generation};
-use crate::TokenSet;
+use crate::token::TokenSet;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

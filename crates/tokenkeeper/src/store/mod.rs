@@ -41,7 +41,7 @@ pub use file::FileStore;
 pub use keyed::{FileStores, KeyedStore, MAX_FILE_KEY_LEN, MemoryStores};
 pub use memory::MemoryStore;
 
-use crate::TokenSet;
+use crate::token::TokenSet;
 use std::fmt;
 use std::time::Duration;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{DpopConfig, DpopRejectedCounts, Style};
+use tokenkeeper_server::{Contract, DpopConfig, DpopRejectedCounts};
 
 use super::encoder::{Key, Proof, Signing, now};
 use super::*;
@@ -182,12 +182,16 @@ async fn bearer_tokens_still_work_and_are_refused_under_the_dpop_scheme() {
     let s = dpop_server(DpopConfig::default()).await;
     let c = client();
     // The json contract is bearer-only.
-    let pair = login(&c, &s, Style::Json).await;
+    let pair = login(&c, &s, Contract::Json).await;
     assert_ok_item(&get_item(&c, &s, "1", Some(&pair.access)).await, "1");
     let key = Key::random();
     let reply = dpop_get(&c, &s, &key, &pair.access).await;
     assert_dpop_challenge(&reply, "invalid_token");
-    assert_eq!(s.stats().dpop.unbound_tokens, 1);
+    let stats = s.stats();
+    assert_eq!(stats.dpop.unbound_tokens, 1);
+    // The proof was good (the token is what is wrong): counted once, as accepted.
+    assert_eq!(stats.dpop.proofs_accepted, 1);
+    assert_no_rejections(&s);
     // Without credentials, both schemes are offered.
     let reply = get_item(&c, &s, "1", None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);

@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenkeeper_server::{DpopConfig, DpopRejectedCounts, ServerConfig, Style};
+use tokenkeeper_server::{Contract, DpopConfig, DpopRejectedCounts, ServerConfig};
 
 use super::encoder::{Key, Proof, Signing, now};
 use super::*;
@@ -44,8 +44,8 @@ async fn a_valid_proof_binds_the_pair_and_the_refresh_needs_the_same_key() {
     assert_eq!(stats.dpop.proofs_accepted, 2);
 
     // The refresh token of the bound session is useless through the bearer-only contracts.
-    let json = refresh(&c, &s, Style::Json, &second.refresh).await;
-    assert_refresh_rejected(Style::Json, &json.reply, false);
+    let json = refresh(&c, &s, Contract::Json, &second.refresh).await;
+    assert_refresh_rejected(Contract::Json, &json.reply, false);
     assert_eq!(s.stats().refresh_rejected.wrong_key, 2);
     assert_eq!(s.stats().families_revoked, 0);
     s.shutdown().await;

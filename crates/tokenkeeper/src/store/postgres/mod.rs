@@ -6,7 +6,7 @@ mod lease;
 pub use lease::PostgresLease;
 
 use super::format;
-use super::{StoreError, StoreLock, StoredTokens, TokenStore};
+use super::{MAX_GENERATION, StoreError, StoreLock, StoredTokens, TokenStore};
 use connection::Connection;
 use secrecy::zeroize::Zeroizing;
 use std::fmt;
@@ -255,12 +255,13 @@ impl TokenStore for PostgresStore {
             .try_get(1)
             .map_err(|_| corrupt("`tokens` is not bytea"))?;
         let document = Zeroizing::new(document);
-        let stored = format::decode(&document, &what)?;
-        // The next refresh saves generation + 1: a generation at the column's limit could
-        // never be followed, and a negative one was not written by tokenkeeper.
-        if !(0..i64::MAX).contains(&generation) {
+        // Checked before the document: a negative generation was not written by tokenkeeper,
+        // and one above what any store holds could never be followed by the next refresh's.
+        let largest = i64::try_from(MAX_GENERATION).unwrap_or(i64::MAX);
+        if !(0..=largest).contains(&generation) {
             return Err(corrupt("`generation` is out of range"));
         }
+        let stored = format::decode(&document, &what)?;
         if u64::try_from(generation).ok() != Some(stored.generation) {
             return Err(corrupt(
                 "the `generation` column and the document's generation differ",

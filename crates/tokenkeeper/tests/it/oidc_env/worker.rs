@@ -1,0 +1,202 @@
+//! Child processes for the shared-FileStore test against the provider.
+//!
+//! The test binary re-runs itself as the child
+//! (`current_exe() oidc_interop::oidc_worker --exact --ignored`),
+//! configured by JSON in `TK_OIDC_WORKER`, like `store_worker` does for the reference server.
+//! A worker restores the login the parent stored, refreshes at the provider with the discovered
+//! `OAuth2` refresher, sends request loops to the parent's resource server, and prints a
+//! [`Summary`].
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use tokenkeeper::{Event, Session};
+
+const ENV: &str = "TK_OIDC_WORKER";
+const SUMMARY_PREFIX: &str = "TK-OIDC-WORKER-SUMMARY ";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub store: PathBuf,
+    /// The resource server's origin.
+    pub api: String,
+    pub tasks: usize,
+    pub duration_ms: u64,
+    pub pause_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub ok: u64,
+    pub failed: u64,
+    pub first_error: Option<String>,
+    /// `Event::Refreshed`: refreshes this process made.
+    pub refreshed: u64,
+    /// `Event::Adopted`: pairs another process refreshed.
+    pub adopted: u64,
+    pub logouts: u64,
+}
+
+/// The body of the ignored `oidc_worker` test: does nothing unless started by [`spawn`].
+pub fn child_main() {
+    let Ok(config) = std::env::var(ENV) else {
+        return;
+    };
+    let config: WorkerConfig = serde_json::from_str(&config).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let summary = runtime.block_on(run(config));
+    println!(
+        "\n{SUMMARY_PREFIX}{}",
+        serde_json::to_string(&summary).unwrap()
+    );
+}
+
+async fn run(config: WorkerConfig) -> Summary {
+    let store = tokenkeeper::store::FileStore::open(&config.store).unwrap();
+    let session = Session::builder()
+        .refresher(super::oauth2(&config.issuer, &config.client_id).await)
+        .store(store)
+        .attach_to([config.api.as_str()])
+        .build()
+        .unwrap();
+    let mut events = session.events();
+    assert!(
+        session.restore().await.unwrap(),
+        "the parent signs in first"
+    );
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(session.middleware())
+        .build();
+
+    let refreshed = Arc::new(AtomicU64::new(0));
+    let adopted = Arc::new(AtomicU64::new(0));
+    let logouts = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (refreshed, adopted, logouts) = (
+            Arc::clone(&refreshed),
+            Arc::clone(&adopted),
+            Arc::clone(&logouts),
+        );
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let counter = match events.recv().await {
+                    Ok(Event::Refreshed { .. }) => &refreshed,
+                    Ok(Event::Adopted { .. }) => &adopted,
+                    Ok(Event::LoggedOut { .. }) => &logouts,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => panic!("lost {n} events"),
+                    Err(RecvError::Closed) => break,
+                };
+                counter.fetch_add(1, Relaxed);
+            }
+        })
+    };
+
+    let deadline = Instant::now() + Duration::from_millis(config.duration_ms);
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let tasks: Vec<_> = (0..config.tasks)
+        .map(|task| {
+            let (client, ok, failed, first_error) = (
+                client.clone(),
+                Arc::clone(&ok),
+                Arc::clone(&failed),
+                Arc::clone(&first_error),
+            );
+            let url = format!("{}/items/{task}", config.api);
+            let pause = Duration::from_millis(config.pause_ms);
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let error = match client.get(&url).send().await {
+                        Ok(response) if response.status().is_success() => None,
+                        Ok(response) => Some(format!("status {}", response.status())),
+                        Err(error) => Some(error.to_string()),
+                    };
+                    match error {
+                        None => ok.fetch_add(1, Relaxed),
+                        Some(error) => {
+                            first_error.lock().unwrap().get_or_insert(error);
+                            failed.fetch_add(1, Relaxed)
+                        }
+                    };
+                    tokio::time::sleep(pause).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // A refresh may still be in flight; it holds the session, so the event channel closes only
+    // once it finished and its event was counted.
+    drop(session);
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(30), watcher)
+        .await
+        .expect("the last refresh finishes")
+        .unwrap();
+    let first_error = first_error.lock().unwrap().clone();
+    Summary {
+        ok: ok.load(Relaxed),
+        failed: failed.load(Relaxed),
+        first_error,
+        refreshed: refreshed.load(Relaxed),
+        adopted: adopted.load(Relaxed),
+        logouts: logouts.load(Relaxed),
+    }
+}
+
+/// A running child.
+pub struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    /// Waits for the child and parses its summary; panics with its output if it failed.
+    pub fn finish(self) -> Summary {
+        let output = self.child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let summary = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(SUMMARY_PREFIX))
+            .unwrap_or_else(|| {
+                panic!(
+                    "worker printed no summary ({}):\n{stdout}\n{stderr}",
+                    output.status
+                )
+            });
+        serde_json::from_str(summary).unwrap()
+    }
+}
+
+/// Starts this test binary again as a worker.
+pub fn spawn(config: &WorkerConfig) -> Worker {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "oidc_interop::oidc_worker",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENV, serde_json::to_string(config).unwrap())
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Worker { child }
+}
