@@ -917,6 +917,15 @@ mod tests {
     }
 
     #[test]
+    fn a_remainder_of_start_up_allocations_does_not_miss_the_target() {
+        // 47.004 prints as 47.00, as the bearer's 47.00: the same whole number per request.
+        let mut report = report();
+        report.instructions = Outcome::Measured(figures(75_600.0, 47.004));
+        let text = render(&report);
+        assert!(text.contains("— **met** (1.008×, 47.00 vs 47.00"), "{text}");
+    }
+
+    #[test]
     fn one_allocation_more_or_two_percent_more_instructions_miss_the_target() {
         for figures in [figures(75_600.0, 48.0), figures(76_500.0, 47.0)] {
             let mut report = report();
