@@ -20,6 +20,8 @@ use tokenkeeper::{Error, Event, NoAuth, RefreshMode, Sessions, Status, TokenSet}
 /// with the expired token and the 401s of each key share one refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_over_100_keys_refreshes_each_key_once() {
+    // A burst: never beside a test that loads both cores (see `crate::heavy`).
+    let _load = crate::load().await;
     for mode in [RefreshMode::default(), RefreshMode::Reactive] {
         const KEYS: usize = 100;
         let server = server_with_users(
@@ -87,6 +89,8 @@ async fn a_burst_over_100_keys_refreshes_each_key_once() {
 /// a refresh, and nothing fails. Run over both in-memory and file stores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_never_cross_under_eviction_and_restore() {
+    // A burst: never beside a test that loads both cores (see `crate::heavy`).
+    let _load = crate::load().await;
     const KEYS: usize = 40;
     let dir = tempfile::tempdir().unwrap();
     for file in [false, true] {
@@ -157,6 +161,8 @@ async fn keys_never_cross_under_eviction_and_restore() {
 /// its own pair once (a pair presented for the other key would be reuse at the server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audience_scoped_keys_keep_their_own_tokens() {
+    // Concurrent requests: never beside a test that loads both cores (see `crate::heavy`).
+    let _load = crate::load().await;
     let echo = echo_server().await;
     let logins = Sessions::<(String, String)>::builder()
         .session(
@@ -383,6 +389,8 @@ async fn requests_without_a_key_are_refused_not_sent() {
 /// other keys go on.
 #[tokio::test]
 async fn signing_out_one_key_leaves_the_others() {
+    // Concurrent requests: never beside a test that loads both cores (see `crate::heavy`).
+    let _load = crate::load().await;
     let server = server_with_users(2, ServerConfig::default()).await;
     let stores = Arc::new(MemoryStores::new());
     let logins = Sessions::<String>::builder()
@@ -451,6 +459,7 @@ proptest! {
             .build()
             .unwrap();
         runtime.block_on(async move {
+            let _load = crate::load().await;
             let server = server_with_users(
                 KEYS_PROP,
                 ServerConfig::default()

@@ -16,6 +16,8 @@ use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_layer_picks_each_requests_session_by_key() {
+    // A burst: never beside a test that loads both cores (see `crate::heavy`).
+    let _load = crate::load().await;
     const KEYS: usize = 20;
     let server = server_with_users(
         KEYS,
