@@ -41,6 +41,8 @@ modules=(
   metrics::               # refresh outcomes at expiry, lost answers, adoption (feature metrics)
   dpop:: dpop_reference:: # DPoP bursts at expiry and nonce demands (feature dpop)
   dpop_processes::        # real processes sharing one DPoP key through each store (feature dpop)
+  keyed:: keyed_tower::   # many logins: bursts over expired keys, eviction during a refresh
+  keyed_processes::       # real processes sharing 200 keys on Redis and PostgreSQL, kill -9
 )
 # The CLI's test binaries with several processes or short tokens.
 targets=(

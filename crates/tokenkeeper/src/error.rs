@@ -69,6 +69,11 @@ pub enum Error {
     /// [`Session::token_rejected`]: crate::Session::token_rejected
     #[error("the request was sent under an earlier login")]
     LoginChanged,
+    /// A request to an origin that gets tokens went through a [`Sessions`](crate::Sessions)
+    /// adapter without a [`Key`](crate::keyed::Key) extension naming its login. Nothing was
+    /// sent: a request is never sent with another key's token.
+    #[error("the request names no login: add a tokenkeeper::keyed::Key extension")]
+    NoKey,
     /// The refresh task ended without an outcome (the runtime is shutting down).
     #[error("the refresh task was cancelled")]
     RefreshCancelled,

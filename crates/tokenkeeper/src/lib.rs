@@ -27,6 +27,8 @@
 //!
 //! ## How it fits together
 //! - [`Session`]: the one place that decides when to refresh; knows nothing of any HTTP client.
+//! - [`Sessions`]: many logins (one session per user, tenant or audience), restored lazily
+//!   from per-key stores and evicted when idle; see [`keyed`].
 //! - [`refresh`]: how new tokens are obtained ([`refresh::OAuth2`], with OpenID discovery and
 //!   every common client authentication method; [`refresh::ClientCredentials`] for
 //!   machine-to-machine tokens; [`refresh::Json`], [`refresh::Header`], [`refresh::Cookie`],
@@ -100,6 +102,7 @@ mod error;
 mod event;
 mod extensions;
 mod jwt;
+pub mod keyed;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod origin;
@@ -113,6 +116,7 @@ pub use config_error::ConfigError;
 pub use error::{Error, LogoutReason};
 pub use event::Event;
 pub use extensions::NoAuth;
+pub use keyed::Sessions;
 pub use session::{
     Credential, InvalidTokenPolicy, Proactive, RefreshMode, Session, SessionBuilder, SessionStats,
     Status,

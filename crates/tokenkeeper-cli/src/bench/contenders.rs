@@ -6,7 +6,11 @@
 //!   the stack itself costs);
 //! - [`Contender::Bearer`]: reqwest-middleware with [`BearerMiddleware`], the hand-written
 //!   middleware tokenkeeper's target is set against;
-//! - [`Contender::Tokenkeeper`]: reqwest-middleware with tokenkeeper's `AuthMiddleware`.
+//! - [`Contender::Tokenkeeper`]: reqwest-middleware with tokenkeeper's `AuthMiddleware`;
+//! - [`Contender::Keyed`]: reqwest-middleware with the `KeyedMiddleware` of a `Sessions`
+//!   collection of [`KEYS`] signed-in keys, each request for the next key in turn (its `Key`
+//!   extension set on the request, as an application does): what picking the session per
+//!   request adds to the single-session middleware. Counted in instructions only.
 
 use super::bearer::BearerMiddleware;
 use super::client;
@@ -14,8 +18,12 @@ use anyhow::Context;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest_middleware::ClientWithMiddleware;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokenkeeper::classify::Classifier;
+use tokenkeeper::keyed::Key;
 use tokenkeeper::secrecy::ExposeSecret;
-use tokenkeeper::{RefreshMode, Session};
+use tokenkeeper::{RefreshMode, Session, Sessions, refresh};
 
 /// Which client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -29,7 +37,12 @@ pub enum Contender {
     Bearer,
     /// reqwest-middleware with tokenkeeper.
     Tokenkeeper,
+    /// reqwest-middleware with tokenkeeper's keyed middleware ([`KEYS`] keys).
+    Keyed,
 }
+
+/// Keys of the [`Contender::Keyed`] collection.
+pub const KEYS: u64 = 100;
 
 impl Contender {
     /// Every contender, in the order the tables list them.
@@ -40,6 +53,16 @@ impl Contender {
         Contender::Tokenkeeper,
     ];
 
+    /// The contenders whose instructions are counted: [`ALL`](Self::ALL) and the keyed
+    /// middleware.
+    pub const COUNTED: [Contender; 5] = [
+        Contender::Bare,
+        Contender::Stack,
+        Contender::Bearer,
+        Contender::Tokenkeeper,
+        Contender::Keyed,
+    ];
+
     /// The column heading.
     pub fn label(self) -> &'static str {
         match self {
@@ -47,6 +70,7 @@ impl Contender {
             Contender::Stack => "reqwest-middleware, no middleware",
             Contender::Bearer => "hand-written bearer middleware",
             Contender::Tokenkeeper => "tokenkeeper",
+            Contender::Keyed => "tokenkeeper, keyed (100 keys)",
         }
     }
 
@@ -57,6 +81,7 @@ impl Contender {
             Contender::Stack => "stack",
             Contender::Bearer => "bearer",
             Contender::Tokenkeeper => "tokenkeeper",
+            Contender::Keyed => "keyed",
         }
     }
 }
@@ -67,6 +92,8 @@ impl Contender {
 pub struct Login {
     session: Session,
     header: HeaderValue,
+    /// [`KEYS`] keys signed in with the same tokens, for [`Contender::Keyed`].
+    keyed: Sessions<u64>,
 }
 
 impl Login {
@@ -76,7 +103,23 @@ impl Login {
         let token = session.access_token().await?;
         let header = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
             .context("the access token is not a header value")?;
-        Ok(Self { session, header })
+        let keyed = Sessions::builder()
+            .session(
+                Session::builder()
+                    .refresher(refresh::Json::new(&format!("{base_url}/refresh/token"))?)
+                    .attach_to([base_url])
+                    .classifier(Classifier::well_known()),
+            )
+            .build()?;
+        let tokens = session.credential().await?.tokens().clone();
+        for key in 0..KEYS {
+            keyed.sign_in(key, tokens.clone()).await?;
+        }
+        Ok(Self {
+            session,
+            header,
+            keyed,
+        })
     }
 
     /// The session, for figures read from it.
@@ -104,6 +147,13 @@ pub enum Client {
     },
     /// [`Contender::Bearer`] or [`Contender::Tokenkeeper`]: the middleware attaches the header.
     Middleware(ClientWithMiddleware),
+    /// [`Contender::Keyed`]: the keyed middleware; requests go to the keys in turn.
+    Keyed {
+        /// The client.
+        client: ClientWithMiddleware,
+        /// The key of the next request.
+        next: Arc<AtomicU64>,
+    },
 }
 
 impl Client {
@@ -125,6 +175,12 @@ impl Client {
             Contender::Tokenkeeper => {
                 Client::Middleware(client::through(&login.session, http, None))
             }
+            Contender::Keyed => Client::Keyed {
+                client: reqwest_middleware::ClientBuilder::new(http)
+                    .with(login.keyed.middleware())
+                    .build(),
+                next: Arc::default(),
+            },
         })
     }
 
@@ -144,6 +200,10 @@ impl Client {
                 .await
                 .ok(),
             Client::Middleware(client) => client.get(url).send().await.ok(),
+            Client::Keyed { client, next } => {
+                let key = next.fetch_add(1, Ordering::Relaxed) % KEYS;
+                client.get(url).with_extension(Key(key)).send().await.ok()
+            }
         };
         match response {
             Some(response) => {

@@ -20,6 +20,7 @@ pub mod contenders;
 pub mod cpu;
 pub mod criterion;
 pub mod instructions;
+pub mod keyed_memory;
 pub mod machine;
 pub mod markdown;
 pub mod overhead;
@@ -218,6 +219,7 @@ pub async fn run_plan(
         shared_stores,
         attach: criterion::read(&criterion::directory()),
         server_memory: server_memory::read(&server_memory::results_path()),
+        keyed_memory: keyed_memory::read(&keyed_memory::results_path()),
         elapsed_s: started.elapsed().as_secs_f64(),
     })
 }

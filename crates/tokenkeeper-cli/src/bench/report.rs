@@ -31,6 +31,8 @@ pub struct BenchReport {
     pub attach: Option<super::criterion::Attach>,
     /// The server's memory per login and per refresh, if its bench was run.
     pub server_memory: Option<super::server_memory::ServerMemory>,
+    /// Section 7, from `cargo bench -p tokenkeeper-cli --bench keyed_memory`, if it was run.
+    pub keyed_memory: Option<super::keyed_memory::KeyedMemory>,
     /// Wall time of the whole bench, seconds.
     pub elapsed_s: f64,
 }

@@ -78,7 +78,13 @@ impl Session {
     }
 }
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+impl AuthMiddleware {
+    pub(crate) fn for_session(session: Session) -> Self {
+        Self { session }
+    }
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the cold path needs to know about the request that was sent.
 struct Sent {
@@ -154,6 +160,30 @@ impl Middleware for AuthMiddleware {
 }
 
 impl AuthMiddleware {
+    /// [`Middleware::handle`] for a middleware the future owns: the keyed middleware makes one
+    /// per request around the key's session.
+    pub(crate) fn handle_owned<'a>(
+        self,
+        request: Request,
+        extensions: &'a mut Extensions,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, reqwest_middleware::Result<Response>> {
+        let already_retried = extensions.get::<Retried>().is_some();
+        match self.plan(&request, extensions) {
+            Err(error) => Box::pin(std::future::ready(Err(fail(error)))),
+            Ok(Plan::PassThrough) => next.run(request, extensions),
+            Ok(Plan::Send(credential)) => Box::pin(async move {
+                self.send(request, credential, already_retried, extensions, next)
+                    .await
+            }),
+            Ok(Plan::WaitForToken) => Box::pin(async move {
+                let credential = self.session.credential().await.map_err(fail)?;
+                self.send(request, credential, already_retried, extensions, next)
+                    .await
+            }),
+        }
+    }
+
     /// Everything before sending that needs no waiting: the opt-outs, the origin, the
     /// credential.
     fn plan(&self, request: &Request, extensions: &Extensions) -> Result<Plan, Error> {
@@ -397,7 +427,7 @@ impl AuthMiddleware {
     }
 }
 
-fn fail(error: Error) -> reqwest_middleware::Error {
+pub(crate) fn fail(error: Error) -> reqwest_middleware::Error {
     reqwest_middleware::Error::middleware(error)
 }
 

@@ -1,7 +1,7 @@
 //! [`SessionBuilder`]: how a [`Session`] is configured.
 
 use super::meter::MeterConfig;
-use super::{Inner, Limits, Session};
+use super::{EventSink, Inner, Limits, Session};
 use crate::classify::Classifier;
 use crate::config_error::ConfigError;
 use crate::error::Error;
@@ -209,8 +209,16 @@ impl SessionBuilder {
     /// Builds the session. Fails on a missing refresher, unparsable or insecure origins, and
     /// settings out of range (a NaN fraction, a zero timeout, a refresh timeout not clearly
     /// below the store's lock lease).
-    pub fn build(mut self) -> Result<Session, Error> {
-        self.check_limits()?;
+    pub fn build(self) -> Result<Session, Error> {
+        let store = Arc::clone(&self.store);
+        let lease = store.lock_lease();
+        Ok(self.template(lease)?.session(store, None))
+    }
+
+    /// Checks the settings (as [`build`](Self::build) does, with `lease` as the stores' lock
+    /// lease) and keeps them for making any number of sessions that differ only in their store.
+    pub(crate) fn template(mut self, lease: Option<Duration>) -> Result<Template, Error> {
+        self.check_limits(lease)?;
         if let Some(error) = self.errors.into_iter().next() {
             return Err(ConfigError::new(error).into());
         }
@@ -229,22 +237,56 @@ impl SessionBuilder {
             ))
             .into());
         }
-        Ok(Session {
-            inner: Arc::new(Inner::new(
-                refresher,
-                self.store,
-                self.origins,
-                self.classifier,
-                self.mode,
-                self.limits,
-                self.meter,
-            )),
+        Ok(Template {
+            refresher,
+            origins: Arc::new(self.origins),
+            classifier: Arc::new(self.classifier),
+            mode: Arc::new(self.mode),
+            limits: Arc::new(self.limits),
+            meter: self.meter,
         })
     }
 }
 
+/// A checked configuration that makes sessions: the one behind [`SessionBuilder::build`] and
+/// the one every session of a [`Sessions`](crate::Sessions) collection is made from. The
+/// refresher, origins and classifier are shared by all of them.
+#[derive(Clone)]
+pub(crate) struct Template {
+    pub(crate) refresher: Arc<dyn Refresher>,
+    pub(super) origins: Arc<OriginPolicy>,
+    pub(super) classifier: Arc<Classifier>,
+    pub(super) mode: Arc<RefreshMode>,
+    pub(super) limits: Arc<Limits>,
+    /// The metrics name, so every session of a keyed collection reports under the one name.
+    pub(super) meter: MeterConfig,
+}
+
+impl Template {
+    /// A new session over `store`, signed out; `forward` hears its events.
+    pub(crate) fn session(
+        &self,
+        store: Arc<dyn TokenStore>,
+        forward: Option<EventSink>,
+    ) -> Session {
+        self.session_with(Arc::clone(&self.refresher), store, forward)
+    }
+
+    /// [`session`](Self::session) with another refresher (one chosen for a key).
+    pub(crate) fn session_with(
+        &self,
+        refresher: Arc<dyn Refresher>,
+        store: Arc<dyn TokenStore>,
+        forward: Option<EventSink>,
+    ) -> Session {
+        Session {
+            inner: Arc::new(Inner::new(refresher, store, self, forward)),
+        }
+    }
+}
+
 impl SessionBuilder {
-    fn check_limits(&mut self) -> Result<(), Error> {
+    fn check_limits(&mut self, lease: Option<Duration>) -> Result<(), Error> {
         let invalid = |what: String| Err(ConfigError::new(what).into());
         if let RefreshMode::Proactive(Proactive {
             refresh_at, jitter, ..
@@ -277,7 +319,7 @@ impl SessionBuilder {
                 limits.backoff_initial, limits.backoff_max
             ));
         }
-        if let Some(lease) = self.store.lock_lease() {
+        if let Some(lease) = lease {
             // "Clearly below": a quarter of the lease is left for the save and the release.
             let ceiling = lease.mul_f64(0.75);
             if !self.refresh_timeout_set {

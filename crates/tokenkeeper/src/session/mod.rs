@@ -17,6 +17,7 @@ mod schedule;
 pub(crate) mod stats;
 mod status;
 
+pub(crate) use builder::Template;
 pub use builder::{InvalidTokenPolicy, SessionBuilder};
 pub use credential::Credential;
 pub(crate) use credential::Unusable;
@@ -44,14 +45,14 @@ use crate::store::{StoreError, StoredTokens, TokenStore};
 use crate::token::TokenSet;
 use arc_swap::ArcSwap;
 use flight::FlightSlot;
-use meter::{Meter, MeterConfig};
+use meter::Meter;
 use routes::Routes;
 use schedule::Schedule;
 use stats::Counters;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
@@ -130,6 +131,19 @@ enum State {
     Active(Arc<Credential>),
 }
 
+/// What watchers of [`Session::status`] see for `state`.
+fn status_of(state: &State) -> Status {
+    match state {
+        State::Active(c) => Status::SignedIn {
+            login: c.login(),
+            generation: c.generation(),
+        },
+        State::SignedOut { ended } => Status::SignedOut {
+            reason: ended.as_ref().map(|e| e.reason.clone()),
+        },
+    }
+}
+
 /// How a refused credential relates to the session's current state.
 pub(crate) enum Standing {
     /// It is the current credential.
@@ -162,26 +176,38 @@ pub(crate) struct Inner {
     store_in_sync: AtomicBool,
     refresher: Arc<dyn Refresher>,
     store: Arc<dyn TokenStore>,
-    origins: OriginPolicy,
-    classifier: Classifier,
-    mode: RefreshMode,
-    limits: Limits,
-    events: broadcast::Sender<Event>,
-    status: watch::Sender<Status>,
+    /// Shared by every session of a [`Sessions`](crate::Sessions) collection (one copy, not one
+    /// per key).
+    origins: Arc<OriginPolicy>,
+    classifier: Arc<Classifier>,
+    /// Shared like the origins: one copy per configuration.
+    mode: Arc<RefreshMode>,
+    limits: Arc<Limits>,
+    /// Made on the first [`Session::events`] call: events sent before anyone subscribed are
+    /// lost either way, and an idle session of a large [`Sessions`](crate::Sessions) collection
+    /// should not carry a 64-slot ring nobody reads.
+    events: OnceLock<broadcast::Sender<Event>>,
+    /// Where a keyed collection hears this session's events (with its key).
+    forward: Option<EventSink>,
+    /// Made on the first subscription ([`Inner::status_sender`]), like `events`: a watch
+    /// channel costs a few hundred bytes, which an idle session of a large collection should
+    /// not carry for nobody.
+    status: OnceLock<watch::Sender<Status>>,
     counters: Counters,
     /// Metrics (feature `metrics`); zero-sized and inert without it.
     meter: Meter,
 }
 
+/// A keyed collection's hook for one session's events.
+pub(crate) type EventSink = Box<dyn Fn(&Event) + Send + Sync>;
+
 impl Inner {
+    /// A signed-out session over `store` with `refresher`, sharing `template`'s settings.
     fn new(
         refresher: Arc<dyn Refresher>,
         store: Arc<dyn TokenStore>,
-        origins: OriginPolicy,
-        classifier: Classifier,
-        mode: RefreshMode,
-        limits: Limits,
-        meter: MeterConfig,
+        template: &Template,
+        forward: Option<EventSink>,
     ) -> Self {
         Self {
             state: ArcSwap::from_pointee(State::SignedOut { ended: None }),
@@ -193,14 +219,15 @@ impl Inner {
             store_in_sync: AtomicBool::new(false),
             refresher,
             store,
-            origins,
-            classifier,
-            mode,
-            limits,
-            events: broadcast::channel(64).0,
-            status: watch::Sender::new(Status::SignedOut { reason: None }),
+            origins: Arc::clone(&template.origins),
+            classifier: Arc::clone(&template.classifier),
+            mode: Arc::clone(&template.mode),
+            limits: Arc::clone(&template.limits),
+            events: OnceLock::new(),
+            forward,
+            status: OnceLock::new(),
             counters: Counters::default(),
-            meter: Meter::new(meter),
+            meter: Meter::new(template.meter.clone()),
         }
     }
 
@@ -256,8 +283,13 @@ impl Inner {
 
     fn emit(&self, event: Event) {
         tracing::debug!(?event, "session event");
-        // No subscriber is not an error.
-        let _ = self.events.send(event);
+        if let Some(forward) = &self.forward {
+            forward(&event);
+        }
+        if let Some(events) = self.events.get() {
+            // No subscriber is not an error.
+            let _ = events.send(event);
+        }
     }
 
     fn schedule(&self, tokens: &TokenSet) -> Schedule {
@@ -267,7 +299,34 @@ impl Inner {
     /// Replaces the state and tells `status` watchers. Called with the flight lock held.
     fn install(&self, state: State) {
         let status = self.install_quietly(state);
-        self.status.send_replace(status);
+        self.send_status(status);
+    }
+
+    /// Tells `status` watchers, if anyone ever subscribed.
+    fn send_status(&self, status: Status) {
+        if let Some(sender) = self.status.get() {
+            sender.send_replace(status);
+        }
+    }
+
+    /// The status channel, made on first use with the state as it is then.
+    fn status_sender(&self) -> &watch::Sender<Status> {
+        if let Some(sender) = self.status.get() {
+            return sender;
+        }
+        let sender = self
+            .status
+            .get_or_init(|| watch::Sender::new(Status::SignedOut { reason: None }));
+        // Under the flight lock, where states are installed: an install before this read is
+        // seen here, one after it finds the channel and sends itself.
+        let _slot = self.slot();
+        let now = status_of(&self.state.load());
+        sender.send_if_modified(|status| {
+            let changed = *status != now;
+            *status = now;
+            changed
+        });
+        sender
     }
 
     /// Replaces the state; returns the status for the caller to send once its event is out, so
@@ -277,15 +336,7 @@ impl Inner {
             State::Active(c) => Some(c),
             State::SignedOut { .. } => None,
         });
-        let status = match &state {
-            State::Active(c) => Status::SignedIn {
-                login: c.login(),
-                generation: c.generation(),
-            },
-            State::SignedOut { ended } => Status::SignedOut {
-                reason: ended.as_ref().map(|e| e.reason.clone()),
-            },
-        };
+        let status = status_of(&state);
         self.state.store(Arc::new(state));
         status
     }
@@ -348,7 +399,7 @@ impl Inner {
             tracing::info!(%reason, "session ended");
             self.emit(Event::LoggedOut { reason });
             // Requests waiting on this login wake up now, with the event already sent.
-            self.status.send_replace(status);
+            self.send_status(status);
         }
         (ends, handed_over)
     }
@@ -381,7 +432,7 @@ impl Inner {
 
     /// Waits until `login` is no longer the active login (signed out, or replaced).
     async fn login_over(&self, login: u64) {
-        let mut status = self.status.subscribe();
+        let mut status = self.status_sender().subscribe();
         // `Err` means the sender is gone, which cannot happen while `self` lives.
         let _ = status
             .wait_for(|s| !matches!(s, Status::SignedIn { login: l, .. } if *l == login))
@@ -582,7 +633,10 @@ impl Session {
     /// Subscribes to state transitions. A subscriber that falls behind by more than 64 events
     /// loses the oldest; [`status`](Self::status) cannot be missed.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+        self.inner
+            .events
+            .get_or_init(|| broadcast::channel(64).0)
+            .subscribe()
     }
 
     /// Where the session stands, as a `watch` value: always the latest state, never lost.
@@ -596,7 +650,7 @@ impl Session {
     /// # }
     /// ```
     pub fn status(&self) -> watch::Receiver<Status> {
-        self.inner.status.subscribe()
+        self.inner.status_sender().subscribe()
     }
 
     /// Waits until nobody is signed in, and returns why the last login ended (`None` if there
@@ -632,6 +686,11 @@ impl Session {
     /// The session's counters.
     pub fn stats(&self) -> SessionStats {
         self.inner.counters.snapshot()
+    }
+
+    /// Where the session stands now, without subscribing to changes.
+    pub(crate) fn status_now(&self) -> Status {
+        status_of(&self.inner.state.load())
     }
 
     pub(crate) fn counters(&self) -> &Counters {

@@ -26,6 +26,7 @@
 
 mod file;
 mod format;
+mod keyed;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -37,6 +38,7 @@ pub use self::postgres::{PostgresLease, PostgresStore};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use file::FileStore;
+pub use keyed::{FileStores, KeyedStore, MAX_FILE_KEY_LEN, MemoryStores};
 pub use memory::MemoryStore;
 
 use crate::token::TokenSet;

@@ -161,6 +161,14 @@ impl RedisStore {
         }
     }
 
+    /// A store for another key over the same connection, with the same lock TTL.
+    pub fn for_key(&self, key: impl Into<String>) -> Self {
+        Self {
+            lock_ttl: self.lock_ttl,
+            ..Self::with_connection(self.connection.clone(), key)
+        }
+    }
+
     /// How long the refresh lock outlives a holder that stopped renewing it (default 10 s,
     /// at least 100 ms). A crashed holder delays the others by up to this long.
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {

@@ -11,6 +11,9 @@ mod article_header;
 mod common;
 #[cfg(feature = "dpop")]
 mod dpop_env;
+mod keyed_env;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod keyed_worker;
 mod oidc_env;
 #[cfg(feature = "postgres")]
 mod postgres_env;
@@ -30,6 +33,11 @@ mod dpop_reference;
 mod failures;
 mod file_store;
 mod file_store_processes;
+mod keyed;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod keyed_processes;
+#[cfg(all(feature = "tower", feature = "reqwest"))]
+mod keyed_tower;
 mod loopback;
 #[cfg(feature = "metrics")]
 mod metrics;

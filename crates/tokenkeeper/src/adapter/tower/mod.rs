@@ -86,7 +86,7 @@ use crate::extensions::Retried;
 
 /// How an [`AuthService`] treats requests, shared by all its clones.
 #[derive(Debug, Clone)]
-struct Config {
+pub(crate) struct Config {
     relative_to: Option<Url>,
     replay_limit: usize,
 }
@@ -107,6 +107,11 @@ impl Session {
 }
 
 impl AuthLayer {
+    /// The settings its services share, for the keyed layer.
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
     /// A layer for `session`.
     pub fn new(session: Session) -> Self {
         Self {
@@ -258,14 +263,14 @@ where
 }
 
 /// One request through the service.
-struct Call<S> {
-    inner: S,
-    session: Session,
-    config: Arc<Config>,
+pub(crate) struct Call<S> {
+    pub(crate) inner: S,
+    pub(crate) session: Session,
+    pub(crate) config: Arc<Config>,
 }
 
 impl<S> Call<S> {
-    async fn run<B, ResBody>(
+    pub(crate) async fn run<B, ResBody>(
         mut self,
         mut request: Request<B>,
     ) -> Result<Response<ResponseBody<ResBody>>, AuthError<S::Error>>
@@ -377,7 +382,7 @@ impl<S> Call<S> {
 
     /// Where a request goes, by its URI (or the configured origin for a bare path), and that
     /// origin for messages.
-    fn decide(&self, uri: &Uri) -> Result<(Decision, String), Error> {
+    pub(crate) fn decide(&self, uri: &Uri) -> Result<(Decision, String), Error> {
         let url = match (uri.scheme_str(), uri.authority()) {
             (Some(scheme), Some(authority)) => {
                 let Ok(url) = Url::parse(&format!("{scheme}://{authority}/")) else {

@@ -1,0 +1,104 @@
+//! [`KeyedMiddleware`]: the reqwest-middleware adapter of a [`Sessions`] collection.
+//!
+//! Per request it finds the session of the request's [`Key`] and then does exactly what
+//! [`AuthMiddleware`] does for a lone session (the same code): the only added work is one
+//! extension lookup and one cache lookup.
+
+use super::{CachedSession, Key, LoginKey, Sessions};
+use crate::adapter::reqwest::{AuthMiddleware, BoxFuture, fail};
+use crate::error::Error;
+use crate::extensions::NoAuth;
+use crate::origin::Decision;
+use http::Extensions;
+use http::header::AUTHORIZATION;
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+
+/// Attaches, refreshes and retries with the session of each request's [`Key`]. Made by
+/// [`Sessions::middleware`].
+///
+/// A request to an origin that gets tokens must carry a [`Key`]; without one it fails with
+/// [`Error::NoKey`] and is not sent. Errors come back as
+/// [`reqwest_middleware::Error::Middleware`] wrapping an [`Error`].
+///
+/// ```no_run
+/// # async fn example(logins: tokenkeeper::Sessions<String>) -> Result<(), Box<dyn std::error::Error>> {
+/// use tokenkeeper::keyed::Key;
+///
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(logins.middleware())
+///     .build();
+/// let items = client
+///     .get("https://partner.example.com/items")
+///     .with_extension(Key("alice".to_owned()))
+///     .send()
+///     .await?;
+/// # let _ = items; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyedMiddleware<K: LoginKey> {
+    sessions: Sessions<K>,
+}
+
+impl<K: LoginKey> Sessions<K> {
+    /// The reqwest-middleware adapter for this collection.
+    pub fn middleware(&self) -> KeyedMiddleware<K> {
+        KeyedMiddleware {
+            sessions: self.clone(),
+        }
+    }
+}
+
+impl<K: LoginKey> Middleware for KeyedMiddleware<K> {
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        request: Request,
+        extensions: &'life1 mut Extensions,
+        next: Next<'life2>,
+    ) -> BoxFuture<'async_trait, reqwest_middleware::Result<Response>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        let Some(Key(key)) = extensions.get::<Key<K>>() else {
+            return self.without_key(request, extensions, next);
+        };
+        match self.sessions.cached_ready(key) {
+            Err(error) => Box::pin(std::future::ready(Err(fail(error)))),
+            Ok(CachedSession::Ready(session)) => {
+                AuthMiddleware::for_session(session).handle_owned(request, extensions, next)
+            }
+            Ok(CachedSession::Restore(first)) => Box::pin(async move {
+                let session = first.restore().await.map_err(fail)?;
+                AuthMiddleware::for_session(session)
+                    .handle_owned(request, extensions, next)
+                    .await
+            }),
+        }
+    }
+}
+
+impl<K: LoginKey> KeyedMiddleware<K> {
+    /// A request without a key goes out untouched if it is not ours (another origin, its own
+    /// `Authorization` header, [`NoAuth`]); otherwise it fails with [`Error::NoKey`].
+    fn without_key<'a>(
+        &self,
+        request: Request,
+        extensions: &'a mut Extensions,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, reqwest_middleware::Result<Response>> {
+        if extensions.get::<NoAuth>().is_some() || request.headers().contains_key(AUTHORIZATION) {
+            return next.run(request, extensions);
+        }
+        let refusal = match self.sessions.prototype().decide(request.url()) {
+            Decision::PassThrough => return next.run(request, extensions),
+            Decision::Insecure => Error::InsecureTransport {
+                origin: request.url().origin().ascii_serialization(),
+            },
+            Decision::Attach => Error::NoKey,
+        };
+        Box::pin(std::future::ready(Err(fail(refusal))))
+    }
+}
