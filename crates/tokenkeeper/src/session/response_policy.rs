@@ -103,7 +103,12 @@ impl Session {
             },
             Standing::Current => {
                 let route = route();
-                if inner.routes.is_broken(route, credential.generation()) {
+                // A route that refuses even fresh tokens gets its answer delivered, unless the
+                // token is past its deadline by now: then the refusal is explained by expiry
+                // (a stalled request on a busy machine), not by the route.
+                if !credential.is_expired()
+                    && inner.routes.is_broken(route, credential.generation())
+                {
                     Counters::bump(&inner.counters.route_refusals);
                     return AfterResponse::Deliver;
                 }
@@ -163,6 +168,13 @@ impl Session {
             && inner.is_current(fresh.generation())
         {
             return Err(self.token_invalid(fresh).await);
+        }
+        if fresh.is_expired() {
+            // The fresh token ran out while the retry was on its way (the machine or the network
+            // stalled longer than its lifetime): that says nothing about the route, nor about
+            // the token everywhere. The caller gets this refusal (one retry only); nothing is
+            // counted against the route or the session.
+            return Ok(());
         }
         let routes = inner
             .routes

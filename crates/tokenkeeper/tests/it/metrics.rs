@@ -155,8 +155,10 @@ impl Recorded {
     }
 }
 
-/// The `session` names the tests of this file give.
-const SESSIONS: [&str; 11] = [
+/// This file's session names, and `default`: the other modules of this test binary build
+/// sessions without a name, and `update_gauges` sets the gauge of every live name.
+const SESSIONS: [&str; 12] = [
+    "default",
     "burst-at-expiry",
     "per-request",
     "transient-and-lost",
