@@ -123,7 +123,9 @@ impl Recorded {
     /// one of this file's names, and nothing contains any of `secrets`.
     ///
     /// Any of the file's names, not only the test's own: `update_gauges` sets the gauges of every
-    /// live name, and the tests beside this one have theirs live.
+    /// live name, and the tests beside this one have theirs live. So do the other modules of this
+    /// binary running meanwhile (e.g. `keyed`'s collections), whose sessions keep the builder's
+    /// name `default`.
     fn assert_labels_closed(&mut self, secrets: &[String]) {
         self.take();
         let ids = self
