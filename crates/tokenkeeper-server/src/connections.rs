@@ -19,6 +19,7 @@
 //!   close (idle ones close at once), and resolve once every connection has.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -27,7 +28,7 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// How long to wait after an accept error that is not about one connection (out of file
@@ -95,6 +96,22 @@ impl Slots {
         // An error means the semaphore was closed, which we never do; nothing to wait for.
         let _ = self.permits.acquire_many(all).await;
     }
+}
+
+/// A listener on `addr` with a listen backlog of `backlog` (the kernel may cap it).
+///
+/// `TcpListener::bind` listens with std's backlog of 128; a burst of a thousand new
+/// connections overflows that while the accept loop waits for the CPU, and the kernel drops
+/// handshakes (some clients then see resets). Address reuse as `bind` sets it, so a restarted
+/// server can bind the port its predecessor's connections linger on.
+pub(crate) fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for every connection.

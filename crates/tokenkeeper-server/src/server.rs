@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{Latency, ServerConfig};
@@ -35,12 +34,12 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// ```
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let state = AppState::new(&config)?;
-    let listener = TcpListener::bind(config.bind)
-        .await
-        .map_err(|source| ServerError::Bind {
+    let listener = connections::listen(config.bind, config.listen_backlog).map_err(|source| {
+        ServerError::Bind {
             addr: config.bind,
             source,
-        })?;
+        }
+    })?;
     let addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
     let app = router(state.clone());
     let limits = connections::Limits {

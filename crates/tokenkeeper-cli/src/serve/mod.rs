@@ -159,6 +159,12 @@ pub struct ServeArgs {
     /// Most connections served at once; more wait until one closes.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_connections: usize,
+
+    /// Connections waiting to be accepted before the kernel drops new ones (capped by the
+    /// kernel, at net.core.somaxconn on Linux).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    listen_backlog: u32,
+
     /// Header contract: send the new tokens as `Bearer <token>` in the
     /// Authorization and Authorization-refresh response headers instead of
     /// raw (the default, as the header-contract article's server does).
@@ -237,6 +243,7 @@ impl ServeArgs {
             .with_family_retention(self.family_retention)
             .with_header_read_timeout(self.header_read_timeout)
             .with_max_connections(self.max_connections)
+            .with_listen_backlog(self.listen_backlog)
             .with_header_bearer_prefix(self.header_bearer_prefix);
         config.allowed_origins = self.allowed_origins.clone();
         config.allowed_hosts = self.allowed_hosts.clone();
@@ -449,6 +456,7 @@ mod tests {
             server_defaults.header_read_timeout
         );
         assert_eq!(defaults.max_connections, server_defaults.max_connections);
+        assert_eq!(defaults.listen_backlog, server_defaults.listen_backlog);
 
         let config = args(&[
             "--allow-origin",

@@ -9,7 +9,7 @@ use tokenkeeper::refresh::{DiscoveryError, OAuth2, ProviderMetadata};
 /// Serves, under each tenant path `/{tenant}`, what that tenant's discovery answers; returns the
 /// server's base URL.
 async fn provider() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = crate::common::loopback_listener();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let document = |issuer: String, token_endpoint: String| {
         serde_json::json!({

@@ -56,7 +56,7 @@ async fn server() -> (String, Seen) {
     let app = axum::Router::new()
         .fallback(any)
         .with_state(Arc::clone(&seen));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = crate::common::loopback_listener();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, seen)

@@ -80,7 +80,7 @@ impl Server {
             .route("/refresh", post(refresh_endpoint))
             .route("/api/{*path}", any(api))
             .with_state(Arc::clone(&script));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::common::loopback_listener();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { script, base }

@@ -139,7 +139,7 @@ async fn grpc_server(reference: &ServerHandle) -> String {
             Ok::<_, Infallible>(response)
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = crate::common::loopback_listener();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(service, incoming));

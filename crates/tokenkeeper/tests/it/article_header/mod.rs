@@ -74,7 +74,7 @@ impl ArticleHeaderServer {
             .route("/api/refresh-token", post(refresh))
             .route("/api/items/{id}", get(item))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::common::loopback_listener();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { state, base_url }

@@ -28,6 +28,17 @@ pub async fn start(config: ServerConfig) -> ServerHandle {
         .expect("server starts")
 }
 
+/// A listener on 127.0.0.1 (a free port) for a test's own server, with a listen backlog that
+/// holds a burst: `TcpListener::bind` listens with std's 128, which a thousand concurrent
+/// connects overflow while the accept loop waits for a saturated CPU, and the kernel then drops
+/// handshakes (clients see resets). The reference server does the same.
+pub fn loopback_listener() -> tokio::net::TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    socket.listen(4096).unwrap()
+}
+
 /// Signs in at the server in `contract`'s style (through the server's own client); returns the
 /// tokens and a matching refresher.
 pub async fn login(server: &ServerHandle, contract: Contract) -> (TokenSet, Arc<dyn Refresher>) {
@@ -164,7 +175,7 @@ pub async fn echo_server() -> String {
             "/unauthorized",
             any(|| async { axum::http::StatusCode::UNAUTHORIZED }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = crate::common::loopback_listener();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
@@ -226,7 +237,7 @@ pub async fn misbehaving_server() -> String {
                     .into_response()
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = crate::common::loopback_listener();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     url

@@ -106,7 +106,7 @@ impl DpopServer {
             .route("/token", post(token))
             .route("/api/items", any(api))
             .with_state(Arc::clone(&inner));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::common::loopback_listener();
         *inner.base.lock().unwrap() = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self(inner)

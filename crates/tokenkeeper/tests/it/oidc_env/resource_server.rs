@@ -110,7 +110,7 @@ impl ResourceServer {
         let app = axum::Router::new()
             .route("/items/{id}", axum::routing::get(item))
             .with_state(Arc::clone(&api));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::common::loopback_listener();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, api }
