@@ -186,26 +186,116 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// What a request gets now, judged from one reading of the session's state.
+pub(crate) enum Judged {
+    /// Attach this credential (past its soft deadline a background refresh has started).
+    Ready(Arc<Credential>),
+    /// This credential is past its hard deadline: wait for the refresh that replaces it.
+    Refresh(Arc<Credential>),
+    /// Nobody signed in, and the refresher obtains a first token without a login.
+    ObtainFirst,
+}
+
 impl Session {
     /// [`Session::credential`] without awaiting: `Ok(Some(_))` is what it would return at once
     /// (past the soft deadline this also starts the background refresh), `Ok(None)` means it
     /// would wait for a refresh, so the caller awaits `credential()` instead. Adapters call this
     /// on every request so that the refresh's future is not part of theirs.
     pub(crate) fn credential_now(&self) -> Result<Option<Arc<Credential>>, Error> {
+        Ok(match self.judge()? {
+            Judged::Ready(current) => Some(current),
+            Judged::Refresh(_) | Judged::ObtainFirst => None,
+        })
+    }
+
+    /// Reads the state once and judges it. The credential found past its deadline is the one
+    /// to refresh *from*: reading the state a second time could find the refresh's result
+    /// installed meanwhile, and refreshing that would rotate a token that was just issued.
+    pub(crate) fn judge(&self) -> Result<Judged, Error> {
         let Some(current) = self.inner.current() else {
             // A refresher that needs no login obtains the first token: that is a wait.
             if self.inner.refresher.obtains_without_login() {
-                return Ok(None);
+                return Ok(Judged::ObtainFirst);
             }
             return Err(Error::LoginRequired);
         };
         let (past_soft, past_hard) = current.schedule.deadlines_passed();
         if past_hard {
-            return Ok(None);
+            return Ok(Judged::Refresh(current));
         }
         if past_soft {
             self.inner.refresh_in_background(&current);
         }
-        Ok(Some(current))
+        Ok(Judged::Ready(current))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{RefreshMode, Session, TokenSet, refresh};
+    use futures_util::FutureExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// Callers keep arriving while the refresh of an expired token completes on the other
+    /// thread: the refresh's own result is never refreshed again. The credential judged
+    /// expired is the one refreshed from; reading the state a second time (as `credential()`
+    /// once did) could find the new token installed in between and rotate it at once, which a
+    /// saturated machine did in one of a few hundred bursts of 1,000. Each arrival here is one
+    /// poll of `credential()` (it judges, joins the flight, and is dropped), so arrivals are
+    /// continuous while the flight installs its result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expiry_seen_by_callers_arriving_during_the_refresh_is_refreshed_once() {
+        for round in 0..100 {
+            let calls = Arc::new(AtomicU64::new(0));
+            let counted = Arc::clone(&calls);
+            let session = Session::builder()
+                .mode(RefreshMode::default())
+                .attach_to(["https://api.example.com"])
+                .refresher(refresh::from_fn(move |_| {
+                    let call = counted.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        Ok(TokenSet::new(format!("access-{call}"))
+                            .with_refresh_token("refresh")
+                            .with_expires_in(Duration::from_secs(3600)))
+                    }
+                }))
+                .build()
+                .unwrap();
+            session
+                .sign_in(
+                    TokenSet::new("first")
+                        .with_refresh_token("refresh")
+                        .with_expires_in(Duration::from_millis(60)),
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(70)).await;
+            // Arrivals come from a thread of their own, so the flight runs on a worker while
+            // they keep coming (a worker spinning here would hold the flight in its queue).
+            let runtime = tokio::runtime::Handle::current();
+            let arrivals = {
+                let session = session.clone();
+                std::thread::spawn(move || {
+                    let _entered = runtime.enter();
+                    // Until the refreshed credential is installed, and a while after.
+                    let mut after = 0;
+                    while after < 1000 {
+                        if let Some(credential) = session.credential().now_or_never() {
+                            assert_eq!(credential.unwrap().generation(), 2);
+                            after += 1;
+                        }
+                    }
+                })
+            };
+            tokio::task::spawn_blocking(move || arrivals.join())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "round {round}");
+            assert_eq!(session.stats().refreshes, 1, "round {round}");
+        }
     }
 }

@@ -20,6 +20,7 @@ mod status;
 pub(crate) use builder::Template;
 pub use builder::{InvalidTokenPolicy, SessionBuilder};
 pub use credential::Credential;
+use credential::Judged;
 pub(crate) use credential::Unusable;
 #[cfg_attr(
     not(any(feature = "reqwest", feature = "tower")),
@@ -561,12 +562,10 @@ impl Session {
     ///
     /// [`refresh::Refresher::obtains_without_login`]: crate::refresh::Refresher::obtains_without_login
     pub async fn credential(&self) -> Result<Arc<Credential>, Error> {
-        if let Some(current) = self.credential_now()? {
-            return Ok(current);
-        }
-        match self.inner.current() {
-            Some(current) => self.inner.refresh_from(&current).await,
-            None => self.inner.obtain_first().await,
+        match self.judge()? {
+            Judged::Ready(current) => Ok(current),
+            Judged::Refresh(expired) => self.inner.refresh_from(&expired).await,
+            Judged::ObtainFirst => self.inner.obtain_first().await,
         }
     }
 

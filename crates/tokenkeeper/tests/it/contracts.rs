@@ -84,10 +84,14 @@ pub async fn burst_refreshes_once<A: Adapter>(contract: Contract, mode: RefreshM
         failures.len(),
         failures.first()
     );
-    assert_eq!(server_delta.refresh_calls, 1, "{server_delta:?}");
+    let stats = session.stats();
+    assert_eq!(
+        server_delta.refresh_calls, 1,
+        "server: {server_delta:?}; session: {stats:?}"
+    );
     assert_eq!(server_delta.reuse_detections, 0);
     assert_eq!(server_delta.api_ok, 1000);
-    assert_eq!(session.stats().refreshes, 1);
+    assert_eq!(stats.refreshes, 1, "{stats:?}");
     assert_eq!(session.credential().await.unwrap().generation(), 2);
 }
 
