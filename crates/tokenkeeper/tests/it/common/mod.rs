@@ -85,6 +85,11 @@ pub fn tk_error(error: &reqwest_middleware::Error) -> Option<&tokenkeeper::Error
     }
 }
 
+/// The error of a GET that must fail (refused by tokenkeeper, or not sent at all).
+pub async fn get_err(client: &ClientWithMiddleware, url: String) -> reqwest_middleware::Error {
+    client.get(url).send().await.unwrap_err()
+}
+
 /// Sends `count` GETs at once and returns their outcomes (status or tokenkeeper error text).
 pub async fn burst(
     client: &ClientWithMiddleware,
