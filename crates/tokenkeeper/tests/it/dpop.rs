@@ -3,9 +3,10 @@
 //! a `jti` replay cache, tokens bound to the proof's key, refresh-token rotation with reuse
 //! detection, nonce demands at the token endpoint and at the API).
 
+use crate::common::client;
 use crate::dpop_env::{DpopServer, Stats};
 use futures_util::future::join_all;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_middleware::ClientWithMiddleware;
 use std::fmt::Debug;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
@@ -13,17 +14,6 @@ use tokenkeeper::dpop::DpopKey;
 use tokenkeeper::secrecy::ExposeSecret;
 use tokenkeeper::store::FileStore;
 use tokenkeeper::{Event, RefreshMode, Session, SessionBuilder, TokenSet, refresh};
-
-fn client(session: &Session) -> ClientWithMiddleware {
-    ClientBuilder::new(
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(2048)
-            .build()
-            .unwrap(),
-    )
-    .with(session.middleware())
-    .build()
-}
 
 /// The status of a GET of `url`.
 async fn status_of_get(client: &ClientWithMiddleware, url: &str) -> u16 {

@@ -125,6 +125,14 @@ impl Recorded {
             .copied()
     }
 
+    /// The refresh durations of `session`'s flights that ended with `outcome`.
+    fn durations(&mut self, session: &str, outcome: &str) -> Vec<f64> {
+        self.histogram(
+            REFRESH_DURATION,
+            &[("session", session), ("outcome", outcome)],
+        )
+    }
+
     fn histogram(&mut self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
         self.take();
         self.histograms
@@ -275,10 +283,7 @@ async fn a_burst_at_expiry_is_one_ok_attempt_and_the_rest_join() {
         99
     );
     assert_eq!(session.stats().waiters_joined, 99);
-    let durations = recorded.histogram(
-        REFRESH_DURATION,
-        &[("session", "burst-at-expiry"), ("outcome", "refreshed")],
-    );
+    let durations = recorded.durations("burst-at-expiry", "refreshed");
     assert_eq!(durations.len(), 1, "{durations:?}");
     assert!(durations[0] > 0.0 && durations[0] < 30.0, "{durations:?}");
 
@@ -404,24 +409,13 @@ async fn transient_failures_and_lost_answers_keep_the_tokens() {
         attempts["transient"] + attempts["lost_answer"],
         session.stats().transient_failures
     );
-    let failed = recorded.histogram(
-        REFRESH_DURATION,
-        &[("session", name), ("outcome", "failed")],
-    );
+    let failed = recorded.durations(name, "failed");
     assert_eq!(failed.len(), 2, "{failed:?}");
     assert!(
         failed.iter().all(|d| *d < 5.0),
         "bounded by the refresh timeout: {failed:?}"
     );
-    assert_eq!(
-        recorded
-            .histogram(
-                REFRESH_DURATION,
-                &[("session", name), ("outcome", "refreshed")]
-            )
-            .len(),
-        1
-    );
+    assert_eq!(recorded.durations(name, "refreshed").len(), 1);
     assert_eq!(session.stats().logouts, 0);
 
     recorded.assert_labels_closed(&leak_check(
@@ -545,15 +539,7 @@ async fn a_pair_another_session_stored_is_adopted() {
         recorded.attempts(name),
         HashMap::from([("ok".to_string(), 1), ("adopted".to_string(), 1)])
     );
-    assert_eq!(
-        recorded
-            .histogram(
-                REFRESH_DURATION,
-                &[("session", name), ("outcome", "adopted")]
-            )
-            .len(),
-        1
-    );
+    assert_eq!(recorded.durations(name, "adopted").len(), 1);
     assert_eq!(b.stats().adopted, 1);
 
     recorded.assert_labels_closed(&leak_check(

@@ -35,21 +35,6 @@ where
         .build_http()
 }
 
-/// A session signed in at the reference server in `contract`, configured by `configure`.
-async fn signed_in(
-    server: &ServerHandle,
-    contract: Contract,
-    configure: impl FnOnce(SessionBuilder) -> SessionBuilder,
-) -> Session {
-    let (tokens, refresher) = login(server, contract).await;
-    let builder = Session::builder()
-        .refresher_arc(refresher)
-        .attach_to([server.base_url()]);
-    let session = configure(builder).build().unwrap();
-    session.sign_in(tokens).await.unwrap();
-    session
-}
-
 /// A session signed in with the access token `token`, whose refresher hands out "fresh";
 /// `attach` says where it attaches.
 async fn signed_in_as(
@@ -74,7 +59,7 @@ where
     B: http_body::Body + Send,
     B::Data: Send,
 {
-    let session = signed_in(server, contract, configure).await;
+    let session = signed_in_session(server, contract, configure).await;
     let api = ServiceBuilder::new()
         .layer(session.layer())
         .service(hyper_client());
@@ -197,7 +182,7 @@ async fn a_buffered_body_is_replayed_intact() {
 #[tokio::test]
 async fn bodies_over_the_replay_limit_are_not_retried() {
     let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
-    let session = signed_in(&server, Contract::Json, |b| {
+    let session = signed_in_session(&server, Contract::Json, |b| {
         b.mode(RefreshMode::Reactive)
             .classifier(Classifier::well_known())
     })
@@ -225,7 +210,8 @@ async fn bodies_over_the_replay_limit_are_not_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_reserved_below_the_layer_is_respected() {
     let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
-    let session = signed_in(&server, Contract::OAuth2, |b| b.mode(RefreshMode::Reactive)).await;
+    let session =
+        signed_in_session(&server, Contract::OAuth2, |b| b.mode(RefreshMode::Reactive)).await;
     let api = ServiceBuilder::new()
         .layer(session.layer())
         .concurrency_limit(3)

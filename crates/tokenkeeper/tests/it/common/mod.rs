@@ -56,14 +56,24 @@ pub async fn session(
     contract: Contract,
     configure: impl FnOnce(SessionBuilder) -> SessionBuilder,
 ) -> (Session, ClientWithMiddleware) {
+    let session = signed_in_session(server, contract, configure).await;
+    let client = client(&session);
+    (session, client)
+}
+
+/// A session signed in for `contract` at `server`, configured further by `configure`.
+pub async fn signed_in_session(
+    server: &ServerHandle,
+    contract: Contract,
+    configure: impl FnOnce(SessionBuilder) -> SessionBuilder,
+) -> Session {
     let (tokens, refresher) = login(server, contract).await;
     let builder = Session::builder()
         .refresher_arc(refresher)
         .attach_to([server.base_url()]);
     let session = configure(builder).build().unwrap();
     session.sign_in(tokens).await.unwrap();
-    let client = client(&session);
-    (session, client)
+    session
 }
 
 pub fn client(session: &Session) -> ClientWithMiddleware {
