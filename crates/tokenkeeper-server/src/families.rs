@@ -521,11 +521,59 @@ mod tests {
         }
     }
 
-    fn setup(limits: Limits) -> (Families, TokenMinter) {
-        (
-            Families::new(limits),
-            TokenMinter::new(b"secret", Duration::from_secs(5)),
-        )
+    /// A table of families and the minter of its tokens, with the calls the tests make: user
+    /// "demo", the JSON contract and no DPoP key unless a test names them.
+    struct Table {
+        families: Families,
+        minter: TokenMinter,
+    }
+
+    impl Table {
+        fn new(limits: Limits) -> Self {
+            Self {
+                families: Families::new(limits),
+                minter: TokenMinter::new(b"secret", Duration::from_secs(5)),
+            }
+        }
+
+        fn login_as(&self, contract: Contract, now: Instant, jkt: Option<&str>) -> LoginOutcome {
+            self.families
+                .login("demo", contract, &self.minter, now, jkt)
+                .unwrap()
+        }
+
+        /// A login that must be issued.
+        fn login(&self, now: Instant) -> IssuedPair {
+            issued(self.login_as(Contract::Json, now, None))
+        }
+
+        fn refresh_as(
+            &self,
+            token: &str,
+            contract: Contract,
+            now: Instant,
+            jkt: Option<&str>,
+        ) -> RefreshOutcome {
+            self.families
+                .refresh(token, contract, &self.minter, now, jkt)
+                .unwrap()
+        }
+
+        fn refresh(&self, token: &str, now: Instant) -> RefreshOutcome {
+            self.refresh_as(token, Contract::Json, now, None)
+        }
+
+        /// A refresh that must rotate.
+        fn rotate(&self, token: &str, now: Instant) -> Arc<IssuedPair> {
+            rotated(self.refresh(token, now))
+        }
+
+        fn family_of(&self, access: &str) -> String {
+            match self.minter.check(access, crate::tokens::unix_now()) {
+                crate::tokens::AccessCheck::Valid(claims) => claims.fam,
+                other => panic!("expected a valid token, got {other:?}"),
+            }
+        }
     }
 
     fn issued(outcome: LoginOutcome) -> IssuedPair {
@@ -533,14 +581,6 @@ mod tests {
             LoginOutcome::Issued(pair) => pair,
             other => panic!("expected a login, got {other:?}"),
         }
-    }
-
-    fn login(families: &Families, minter: &TokenMinter, now: Instant) -> IssuedPair {
-        issued(
-            families
-                .login("demo", Contract::Json, minter, now, None)
-                .unwrap(),
-        )
     }
 
     fn rotated(outcome: RefreshOutcome) -> Arc<IssuedPair> {
@@ -557,281 +597,193 @@ mod tests {
         }
     }
 
-    fn family_of(minter: &TokenMinter, access: &str) -> String {
-        match minter.check(access, crate::tokens::unix_now()) {
-            crate::tokens::AccessCheck::Valid(claims) => claims.fam,
-            other => panic!("expected a valid token, got {other:?}"),
-        }
-    }
-
     #[test]
     fn rotation_then_reuse_revokes_the_family() {
-        let (families, minter) = setup(limits());
+        let table = Table::new(limits());
         let now = Instant::now();
-        let first = login(&families, &minter, now);
-        let fam = family_of(&minter, &first.access_token);
-        assert!(families.is_active(&fam));
+        let first = table.login(now);
+        let fam = table.family_of(&first.access_token);
+        assert!(table.families.is_active(&fam));
 
-        let second = rotated(
-            families
-                .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
-        );
-        assert_eq!(family_of(&minter, &second.access_token), fam);
+        let second = table.rotate(&first.refresh_token, now);
+        assert_eq!(table.family_of(&second.access_token), fam);
 
-        let reuse = families
-            .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
-            .unwrap();
+        let reuse = table.refresh(&first.refresh_token, now);
         assert_eq!(reuse, rejected(RejectReason::Reuse, true));
-        assert!(!families.is_active(&fam));
+        assert!(!table.families.is_active(&fam));
         // Reusing again is still reuse, but the family is revoked only once.
         assert_eq!(
-            families
-                .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
+            table.refresh(&first.refresh_token, now),
             rejected(RejectReason::Reuse, false)
         );
         // The current token of the revoked family is refused as revoked.
         assert_eq!(
-            families
-                .refresh(&second.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
+            table.refresh(&second.refresh_token, now),
             rejected(RejectReason::Revoked, false)
         );
     }
 
     #[test]
     fn any_older_token_is_reuse_however_many_rotations_ago() {
-        let (families, minter) = setup(limits());
+        let table = Table::new(limits());
         let now = Instant::now();
-        let first = login(&families, &minter, now);
+        let first = table.login(now);
         let mut current = first.refresh_token.clone();
         for _ in 0..1000 {
-            current = rotated(
-                families
-                    .refresh(&current, Contract::Json, &minter, now, None)
-                    .unwrap(),
-            )
-            .refresh_token
-            .clone();
+            current = table.rotate(&current, now).refresh_token.clone();
         }
         assert_eq!(
-            families
-                .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
+            table.refresh(&first.refresh_token, now),
             rejected(RejectReason::Reuse, true)
         );
-        assert!(!families.is_active(&family_of(&minter, &first.access_token)));
+        assert!(
+            !table
+                .families
+                .is_active(&table.family_of(&first.access_token))
+        );
     }
 
     #[test]
     fn grace_returns_the_same_pair_once() {
-        let (families, minter) = setup(Limits {
+        let table = Table::new(Limits {
             grace: Duration::from_secs(10),
             ..limits()
         });
         let now = Instant::now();
-        let first = issued(
-            families
-                .login("demo", Contract::OAuth2, &minter, now, None)
-                .unwrap(),
+        let first = issued(table.login_as(Contract::OAuth2, now, None));
+        let second = rotated(table.refresh_as(&first.refresh_token, Contract::OAuth2, now, None));
+        let replay = table.refresh_as(
+            &first.refresh_token,
+            Contract::OAuth2,
+            now + Duration::from_secs(1),
+            None,
         );
-        let second = rotated(
-            families
-                .refresh(&first.refresh_token, Contract::OAuth2, &minter, now, None)
-                .unwrap(),
-        );
-        let replay = families
-            .refresh(
-                &first.refresh_token,
-                Contract::OAuth2,
-                &minter,
-                now + Duration::from_secs(1),
-                None,
-            )
-            .unwrap();
         assert_eq!(replay, RefreshOutcome::Grace(second.clone()));
-        let again = families
-            .refresh(
-                &first.refresh_token,
-                Contract::OAuth2,
-                &minter,
-                now + Duration::from_secs(2),
-                None,
-            )
-            .unwrap();
+        let again = table.refresh_as(
+            &first.refresh_token,
+            Contract::OAuth2,
+            now + Duration::from_secs(2),
+            None,
+        );
         assert_eq!(again, rejected(RejectReason::Reuse, true));
     }
 
     #[test]
     fn grace_ends_after_the_window_and_after_the_next_rotation() {
-        let (families, minter) = setup(Limits {
+        let table = Table::new(Limits {
             grace: Duration::from_secs(10),
             ..limits()
         });
         let now = Instant::now();
-        let first = login(&families, &minter, now);
-        families
-            .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
-            .unwrap();
-        let late = families
-            .refresh(
-                &first.refresh_token,
-                Contract::Json,
-                &minter,
-                now + Duration::from_secs(10),
-                None,
-            )
-            .unwrap();
+        let first = table.login(now);
+        table.refresh(&first.refresh_token, now);
+        let late = table.refresh(&first.refresh_token, now + Duration::from_secs(10));
         assert_eq!(late, rejected(RejectReason::Reuse, true));
 
-        let a = login(&families, &minter, now);
-        let b = rotated(
-            families
-                .refresh(&a.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
-        );
-        rotated(
-            families
-                .refresh(&b.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
-        );
+        let a = table.login(now);
+        let b = table.rotate(&a.refresh_token, now);
+        table.rotate(&b.refresh_token, now);
         // `a` is two rotations back: not the immediately previous token.
         assert_eq!(
-            families
-                .refresh(&a.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
+            table.refresh(&a.refresh_token, now),
             rejected(RejectReason::Reuse, true)
         );
     }
 
     #[test]
     fn expired_unknown_and_cleared() {
-        let (families, minter) = setup(Limits {
+        let table = Table::new(Limits {
             refresh_ttl: Duration::from_secs(1),
             ..limits()
         });
         let now = Instant::now();
-        let pair = login(&families, &minter, now);
+        let pair = table.login(now);
         assert_eq!(
-            families
-                .refresh(
-                    &pair.refresh_token,
-                    Contract::Json,
-                    &minter,
-                    now + Duration::from_secs(1),
-                    None
-                )
-                .unwrap(),
+            table.refresh(&pair.refresh_token, now + Duration::from_secs(1)),
             rejected(RejectReason::Expired, false)
         );
         assert_eq!(
-            families
-                .refresh("nope", Contract::Json, &minter, now, None)
-                .unwrap(),
+            table.refresh("nope", now),
             rejected(RejectReason::Unknown, false)
         );
-        let fam = family_of(&minter, &pair.access_token);
-        families.clear();
-        assert!(!families.is_active(&fam));
+        let fam = table.family_of(&pair.access_token);
+        table.families.clear();
+        assert!(!table.families.is_active(&fam));
         assert_eq!(
-            families
-                .refresh(&pair.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
+            table.refresh(&pair.refresh_token, now),
             rejected(RejectReason::Unknown, false)
         );
     }
 
     #[test]
     fn logout_revokes() {
-        let (families, minter) = setup(limits());
+        let table = Table::new(limits());
         let now = Instant::now();
-        let pair = login(&families, &minter, now);
+        let pair = table.login(now);
+        let families = &table.families;
         assert_eq!(families.revoke(&pair.refresh_token, now), Some(true));
         assert_eq!(families.revoke(&pair.refresh_token, now), Some(false));
         assert_eq!(families.revoke("nope", now), None);
-        assert!(!families.is_active(&family_of(&minter, &pair.access_token)));
+        assert!(!families.is_active(&table.family_of(&pair.access_token)));
     }
 
     #[test]
     fn expired_families_are_kept_for_the_retention_then_pruned() {
-        let (families, minter) = setup(limits());
+        let table = Table::new(limits());
+        let families = &table.families;
         let start = Instant::now();
-        let pairs: Vec<_> = (0..100).map(|_| login(&families, &minter, start)).collect();
+        let pairs: Vec<_> = (0..100).map(|_| table.login(start)).collect();
         assert_eq!(families.len(), 100);
         // Expired (refresh TTL 60 s, access TTL 5 s) but within the 10 s retention: still
         // answered as expired, not pruned.
         let expired = start + MINUTE;
         assert_eq!(
-            families
-                .refresh(
-                    &pairs[0].refresh_token,
-                    Contract::Json,
-                    &minter,
-                    expired,
-                    None
-                )
-                .unwrap(),
+            table.refresh(&pairs[0].refresh_token, expired),
             rejected(RejectReason::Expired, false)
         );
         assert_eq!(families.len(), 100);
         assert_eq!(families.pruned(), 0);
         // Past the retention, the next login prunes them all.
         let later = expired + Duration::from_secs(10);
-        login(&families, &minter, later);
+        table.login(later);
         assert_eq!(families.len(), 1);
         assert_eq!(families.pruned(), 100);
         assert_eq!(
-            families
-                .refresh(
-                    &pairs[1].refresh_token,
-                    Contract::Json,
-                    &minter,
-                    later,
-                    None
-                )
-                .unwrap(),
+            table.refresh(&pairs[1].refresh_token, later),
             rejected(RejectReason::Unknown, false)
         );
     }
 
     #[test]
     fn a_refreshed_family_lives_on_and_its_old_tokens_stay_reuse() {
-        let (families, minter) = setup(limits());
+        let table = Table::new(limits());
         let start = Instant::now();
-        let first = login(&families, &minter, start);
+        let first = table.login(start);
         let mut current = first.refresh_token.clone();
         // Refreshed every 50 s for 10 minutes: each rotation extends the family's life.
         let mut now = start;
         for _ in 0..12 {
             now += Duration::from_secs(50);
-            current = rotated(
-                families
-                    .refresh(&current, Contract::Json, &minter, now, None)
-                    .unwrap(),
-            )
-            .refresh_token
-            .clone();
+            current = table.rotate(&current, now).refresh_token.clone();
         }
-        assert_eq!(families.len(), 1);
-        assert_eq!(families.pruned(), 0);
+        assert_eq!(table.families.len(), 1);
+        assert_eq!(table.families.pruned(), 0);
         assert_eq!(
-            families
-                .refresh(&first.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
+            table.refresh(&first.refresh_token, now),
             rejected(RejectReason::Reuse, true)
         );
     }
 
     #[test]
     fn revoked_families_are_pruned_after_the_retention_and_stay_invalid() {
-        let (families, minter) = setup(limits());
+        let table = Table::new(limits());
+        let families = &table.families;
         let start = Instant::now();
-        let pair = login(&families, &minter, start);
-        let fam = family_of(&minter, &pair.access_token);
+        let pair = table.login(start);
+        let fam = table.family_of(&pair.access_token);
         families.revoke(&pair.refresh_token, start);
         let later = start + Duration::from_secs(10);
-        login(&families, &minter, later);
+        table.login(later);
         assert_eq!(families.pruned(), 1);
         assert!(!families.is_active(&fam));
         assert_eq!(families.revoke(&pair.refresh_token, later), None);
@@ -839,113 +791,93 @@ mod tests {
 
     #[test]
     fn pruning_off_keeps_everything() {
-        let (families, minter) = setup(Limits {
+        let table = Table::new(Limits {
             prune: false,
             ..limits()
         });
         let start = Instant::now();
         for _ in 0..10 {
-            login(&families, &minter, start);
+            table.login(start);
         }
-        login(&families, &minter, start + 10 * MINUTE);
-        assert_eq!(families.len(), 11);
-        assert_eq!(families.pruned(), 0);
+        table.login(start + 10 * MINUTE);
+        assert_eq!(table.families.len(), 11);
+        assert_eq!(table.families.pruned(), 0);
     }
 
     #[test]
     fn a_table_full_of_live_families_refuses_logins_until_one_dies() {
-        let (families, minter) = setup(Limits {
+        let table = Table::new(Limits {
             max_families: 3,
             ..limits()
         });
+        let families = &table.families;
         let start = Instant::now();
         let pairs: Vec<_> = (0..3)
-            .map(|i| login(&families, &minter, start + Duration::from_secs(i)))
+            .map(|i| table.login(start + Duration::from_secs(i)))
             .collect();
         // Full of live families: refused, with the time until the first one dies (its refresh
         // token expires 60 s after its login).
         let at = start + Duration::from_secs(30);
         assert_eq!(
-            families
-                .login("demo", Contract::Json, &minter, at, None)
-                .unwrap(),
+            table.login_as(Contract::Json, at, None),
             LoginOutcome::Full {
                 retry_after: Some(Duration::from_secs(30))
             }
         );
         // The live families are untouched and keep working.
-        let next = rotated(
-            families
-                .refresh(&pairs[2].refresh_token, Contract::Json, &minter, at, None)
-                .unwrap(),
-        );
+        let next = table.rotate(&pairs[2].refresh_token, at);
         // A logout frees a place at once, whatever the retention.
         families.revoke(&pairs[0].refresh_token, at);
-        login(&families, &minter, at);
+        table.login(at);
         assert_eq!(families.len(), 3);
         assert_eq!(families.pruned(), 1);
         // Full again; once the second family's refresh token expired (and its access token),
         // the next login evicts it, within its retention.
         assert!(matches!(
-            families
-                .login("demo", Contract::Json, &minter, at, None)
-                .unwrap(),
+            table.login_as(Contract::Json, at, None),
             LoginOutcome::Full { .. }
         ));
         let dead = start + Duration::from_secs(61);
-        login(&families, &minter, dead);
+        table.login(dead);
         assert_eq!(families.len(), 3);
         assert_eq!(
-            families
-                .refresh(&pairs[1].refresh_token, Contract::Json, &minter, dead, None)
-                .unwrap(),
+            table.refresh(&pairs[1].refresh_token, dead),
             rejected(RejectReason::Unknown, false)
         );
         // The refreshed family was never evicted, and reuse is still detected in it.
-        rotated(
-            families
-                .refresh(&next.refresh_token, Contract::Json, &minter, dead, None)
-                .unwrap(),
-        );
+        table.rotate(&next.refresh_token, dead);
         assert_eq!(
-            families
-                .refresh(&pairs[2].refresh_token, Contract::Json, &minter, dead, None)
-                .unwrap(),
+            table.refresh(&pairs[2].refresh_token, dead),
             rejected(RejectReason::Reuse, true)
         );
     }
 
     #[test]
     fn with_pruning_off_a_full_table_has_no_retry_after() {
-        let (families, minter) = setup(Limits {
+        let table = Table::new(Limits {
             max_families: 1,
             prune: false,
             ..limits()
         });
         let start = Instant::now();
-        let pair = login(&families, &minter, start);
-        families.revoke(&pair.refresh_token, start);
+        let pair = table.login(start);
+        table.families.revoke(&pair.refresh_token, start);
         assert_eq!(
-            families
-                .login("demo", Contract::Json, &minter, start + MINUTE, None)
-                .unwrap(),
+            table.login_as(Contract::Json, start + MINUTE, None),
             LoginOutcome::Full { retry_after: None }
         );
     }
 
     #[test]
     fn the_grace_pair_is_dropped_once_its_window_passed() {
-        let (families, minter) = setup(Limits {
+        let table = Table::new(Limits {
             grace: Duration::from_secs(1),
             ..limits()
         });
+        let families = &table.families;
         let start = Instant::now();
-        let first = login(&families, &minter, start);
-        rotated(
-            families
-                .refresh(&first.refresh_token, Contract::Json, &minter, start, None)
-                .unwrap(),
-        );
+        let first = table.login(start);
+        table.rotate(&first.refresh_token, start);
         assert!(
             families
                 .read()
@@ -954,7 +886,7 @@ mod tests {
                 .all(|f| f.last_rotation.is_some())
         );
         // The next sweep (any login after the window) drops it.
-        login(&families, &minter, start + Duration::from_secs(11));
+        table.login(start + Duration::from_secs(11));
         assert!(
             families
                 .read()
@@ -966,126 +898,72 @@ mod tests {
 
     #[test]
     fn deadlines_never_overflow() {
-        let (families, minter) = setup(Limits {
+        let table = Table::new(Limits {
             refresh_ttl: Duration::MAX,
             retention: Duration::MAX,
             ..limits()
         });
         let now = Instant::now();
-        let pair = login(&families, &minter, now);
-        rotated(
-            families
-                .refresh(&pair.refresh_token, Contract::Json, &minter, now, None)
-                .unwrap(),
-        );
-        families.revoke(&pair.refresh_token, now);
-        login(&families, &minter, now + Duration::from_secs(3600));
-        assert_eq!(families.len(), 2);
+        let pair = table.login(now);
+        table.rotate(&pair.refresh_token, now);
+        table.families.revoke(&pair.refresh_token, now);
+        table.login(now + Duration::from_secs(3600));
+        assert_eq!(table.families.len(), 2);
+    }
+
+    /// Refuses `token` with every key but the family's (no proof, or another key's).
+    fn assert_refused_without_its_key(table: &Table, token: &str, now: Instant) {
+        for wrong in [None, Some("key-b")] {
+            assert_eq!(
+                table.refresh_as(token, Contract::OAuth2, now, wrong),
+                rejected(RejectReason::WrongKey, false)
+            );
+        }
     }
 
     #[test]
     fn a_bound_family_answers_only_its_key_and_other_keys_touch_nothing() {
-        let (families, minter) = setup(limits());
+        let table = Table::new(limits());
         let now = Instant::now();
-        let first = issued(
-            families
-                .login("demo", Contract::OAuth2, &minter, now, Some("key-a"))
-                .unwrap(),
-        );
+        let first = issued(table.login_as(Contract::OAuth2, now, Some("key-a")));
         assert!(first.dpop_bound);
-        for wrong in [None, Some("key-b")] {
-            assert_eq!(
-                families
-                    .refresh(&first.refresh_token, Contract::OAuth2, &minter, now, wrong)
-                    .unwrap(),
-                rejected(RejectReason::WrongKey, false)
-            );
-        }
-        let second = rotated(
-            families
-                .refresh(
-                    &first.refresh_token,
-                    Contract::OAuth2,
-                    &minter,
-                    now,
-                    Some("key-a"),
-                )
-                .unwrap(),
-        );
+        assert_refused_without_its_key(&table, &first.refresh_token, now);
+        let second =
+            rotated(table.refresh_as(&first.refresh_token, Contract::OAuth2, now, Some("key-a")));
         assert!(second.dpop_bound);
-        let crate::tokens::AccessCheck::Valid(claims) =
-            minter.check(&second.access_token, crate::tokens::unix_now())
+        let crate::tokens::AccessCheck::Valid(claims) = table
+            .minter
+            .check(&second.access_token, crate::tokens::unix_now())
         else {
             panic!("a valid token");
         };
         assert_eq!(claims.cnf.unwrap().jkt, "key-a");
         // An old token with another key is not reuse: the family lives on.
         assert_eq!(
-            families
-                .refresh(
-                    &first.refresh_token,
-                    Contract::OAuth2,
-                    &minter,
-                    now,
-                    Some("key-b")
-                )
-                .unwrap(),
+            table.refresh_as(&first.refresh_token, Contract::OAuth2, now, Some("key-b")),
             rejected(RejectReason::WrongKey, false)
         );
-        assert!(families.is_active(&claims.fam));
+        assert!(table.families.is_active(&claims.fam));
         // With its key it is reuse, as always.
         assert_eq!(
-            families
-                .refresh(
-                    &first.refresh_token,
-                    Contract::OAuth2,
-                    &minter,
-                    now,
-                    Some("key-a")
-                )
-                .unwrap(),
+            table.refresh_as(&first.refresh_token, Contract::OAuth2, now, Some("key-a")),
             rejected(RejectReason::Reuse, true)
         );
     }
 
     #[test]
     fn an_unbound_family_is_bound_by_its_first_refresh_with_a_proof() {
-        let (families, minter) = setup(limits());
+        let table = Table::new(limits());
         let now = Instant::now();
-        let first = login(&families, &minter, now);
+        let first = table.login(now);
         assert!(!first.dpop_bound);
-        let second = rotated(
-            families
-                .refresh(
-                    &first.refresh_token,
-                    Contract::OAuth2,
-                    &minter,
-                    now,
-                    Some("key-a"),
-                )
-                .unwrap(),
-        );
+        let second =
+            rotated(table.refresh_as(&first.refresh_token, Contract::OAuth2, now, Some("key-a")));
         assert!(second.dpop_bound);
         // The new refresh token is bound to that key.
-        for wrong in [None, Some("key-b")] {
-            assert_eq!(
-                families
-                    .refresh(&second.refresh_token, Contract::OAuth2, &minter, now, wrong)
-                    .unwrap(),
-                rejected(RejectReason::WrongKey, false)
-            );
-        }
-        let third = rotated(
-            families
-                .refresh(
-                    &second.refresh_token,
-                    Contract::OAuth2,
-                    &minter,
-                    now,
-                    Some("key-a"),
-                )
-                .unwrap(),
-        );
+        assert_refused_without_its_key(&table, &second.refresh_token, now);
+        let third =
+            rotated(table.refresh_as(&second.refresh_token, Contract::OAuth2, now, Some("key-a")));
         assert!(third.dpop_bound);
     }
 }

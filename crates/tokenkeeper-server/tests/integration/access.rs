@@ -40,7 +40,7 @@ async fn operator_routes_need_the_admin_header() {
         c.get(s.url("/__stats")).header(ADMIN_HEADER, "true"),
         c.post(s.url("/__reset")).header(ADMIN_HEADER, ""),
     ] {
-        let reply = Reply::read(request.send().await.unwrap()).await;
+        let reply = Reply::send(request).await;
         reply.assert_error(StatusCode::FORBIDDEN, "admin_header_required");
         assert_no_cors(&reply);
     }
@@ -50,7 +50,7 @@ async fn operator_routes_need_the_admin_header() {
 
     // With the header: served.
     assert_eq!(http_stats(&c, &s).await.logins, 1);
-    Reply::read(admin_get(&c, &s, "/__anything_else").send().await.unwrap())
+    Reply::send(admin_get(&c, &s, "/__anything_else"))
         .await
         .assert_error(StatusCode::NOT_FOUND, "not_found");
     let reset = admin_post(&c, &s, "/__reset").send().await.unwrap();
@@ -67,29 +67,14 @@ async fn operator_routes_never_answer_cors_even_for_an_allowed_origin() {
         (reqwest::Method::POST, "/__reset"),
         (reqwest::Method::POST, "/__faults"),
     ] {
-        let preflight = Reply::read(
-            c.request(reqwest::Method::OPTIONS, s.url(path))
-                .header("origin", APP)
-                .header("access-control-request-method", method.as_str())
-                .header("access-control-request-headers", ADMIN_HEADER)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let preflight =
+            Reply::send(preflight(&c, &s, path, APP, method.as_str(), ADMIN_HEADER)).await;
         preflight.assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
         assert_no_cors(&preflight);
 
         // Even a request that carries the header (a browser could only send it after a
         // successful preflight) is refused when it comes from a page.
-        let request = Reply::read(
-            admin_get(&c, &s, path)
-                .header("origin", APP)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let request = Reply::send(admin_get(&c, &s, path).header("origin", APP)).await;
         request.assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
         assert_no_cors(&request);
     }
@@ -100,31 +85,13 @@ async fn operator_routes_never_answer_cors_even_for_an_allowed_origin() {
 async fn without_allowed_origins_pages_get_no_cors_and_cannot_act() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let preflight = Reply::read(
-        c.request(reqwest::Method::OPTIONS, s.url("/login"))
-            .header("origin", APP)
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let preflight = Reply::send(preflight(&c, &s, "/login", APP, "POST", "content-type")).await;
     preflight.assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
     assert_no_cors(&preflight);
 
     // A cross-site form post needs no preflight: it is refused before it signs anyone in.
-    let form_post = Reply::read(
-        c.post(s.url("/oauth2/token"))
-            .header("origin", "http://evil.example")
-            .form(&[
-                ("grant_type", "password"),
-                ("username", "demo"),
-                ("password", "demo"),
-            ])
-            .send()
-            .await
-            .unwrap(),
+    let form_post = Reply::send(
+        login_request(&c, &s, Contract::OAuth2).header("origin", "http://evil.example"),
     )
     .await;
     form_post.assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
@@ -144,25 +111,19 @@ async fn only_listed_origins_are_reflected() {
     let c = client();
     let pair = login(&c, &s, Contract::Json).await;
     for foreign in ["http://evil.example", "http://localhost:5174", "null", "*"] {
-        let reply = Reply::read(
+        let reply = Reply::send(
             c.get(s.url("/api/items/1"))
                 .header("origin", foreign)
-                .header("authorization", format!("Bearer {}", pair.access))
-                .send()
-                .await
-                .unwrap(),
+                .header("authorization", format!("Bearer {}", pair.access)),
         )
         .await;
         reply.assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
         assert_no_cors(&reply);
     }
-    let listed = Reply::read(
+    let listed = Reply::send(
         c.get(s.url("/api/items/1"))
             .header("origin", APP)
-            .header("authorization", format!("Bearer {}", pair.access))
-            .send()
-            .await
-            .unwrap(),
+            .header("authorization", format!("Bearer {}", pair.access)),
     )
     .await;
     assert_ok_item(&listed, "1");
@@ -173,15 +134,9 @@ async fn only_listed_origins_are_reflected() {
     );
     assert_eq!(listed.header("vary"), Some("origin"));
     // An unknown route is not a browser route: no CORS for it either.
-    Reply::read(
-        c.get(s.url("/nope"))
-            .header("origin", APP)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
+    Reply::send(c.get(s.url("/nope")).header("origin", APP))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
 }
 
 #[tokio::test]
@@ -220,14 +175,13 @@ async fn hosts_that_are_not_loopback_are_refused_on_every_route() {
         for request in [
             admin_get(&c, &s, "/__stats"),
             admin_post(&c, &s, "/__reset"),
-            c.post(s.url("/login"))
-                .json(&json!({"username": "demo", "password": "demo"})),
+            default_login_request(&c, &s),
             c.get(s.url("/api/items/1"))
                 .header("authorization", format!("Bearer {}", pair.access)),
             c.post(s.url("/refresh/token"))
                 .json(&json!({ "refreshToken": pair.refresh })),
         ] {
-            let reply = Reply::read(request.header("host", &host).send().await.unwrap()).await;
+            let reply = Reply::send(request.header("host", &host)).await;
             reply.assert_error(StatusCode::MISDIRECTED_REQUEST, "misdirected_request");
         }
     }
@@ -242,14 +196,7 @@ async fn hosts_that_are_not_loopback_are_refused_on_every_route() {
         format!("[::1]:{port}"),
         "localhost".to_owned(),
     ] {
-        let reply = Reply::read(
-            admin_get(&c, &s, "/__stats")
-                .header("host", &host)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let reply = Reply::send(admin_get(&c, &s, "/__stats").header("host", &host)).await;
         assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.body);
     }
 }
@@ -294,22 +241,10 @@ async fn allowed_hosts_extend_loopback() {
     let s = server(ServerConfig::default().with_allowed_host("dev.box")).await;
     let c = client();
     let port = s.addr().port();
-    let ok = Reply::read(
-        admin_get(&c, &s, "/__stats")
-            .header("host", format!("Dev.Box:{port}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let ok =
+        Reply::send(admin_get(&c, &s, "/__stats").header("host", format!("Dev.Box:{port}"))).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
-    Reply::read(
-        admin_get(&c, &s, "/__stats")
-            .header("host", format!("other.box:{port}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .assert_error(StatusCode::MISDIRECTED_REQUEST, "misdirected_request");
+    Reply::send(admin_get(&c, &s, "/__stats").header("host", format!("other.box:{port}")))
+        .await
+        .assert_error(StatusCode::MISDIRECTED_REQUEST, "misdirected_request");
 }

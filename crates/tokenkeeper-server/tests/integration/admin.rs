@@ -31,15 +31,7 @@ async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
         (1, 1, 1, 1, 1)
     );
     // The JSON uses the documented field names.
-    let raw: serde_json::Value = c
-        .get(s.url("/__stats"))
-        .header(tokenkeeper_server::ADMIN_HEADER, "1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = Reply::send(admin_get(&c, &s, "/__stats")).await.json();
     for key in [
         "logins",
         "refresh_calls",
@@ -92,39 +84,26 @@ async fn stats_over_http_match_the_handle_and_reset_forgets_everything() {
 async fn faults_endpoint_reads_and_updates_the_live_settings() {
     let s = server(ServerConfig::default()).await;
     let c = client();
-    let current: serde_json::Value = admin_get(&c, &s, "/__faults")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let current = Reply::send(admin_get(&c, &s, "/__faults")).await.json();
     assert_eq!(
         current,
         json!({"refresh_failure_rate": 0.0, "refresh_hang": false})
     );
 
-    let updated = admin_post(&c, &s, "/__faults")
-        .json(&json!({"refresh_failure_rate": 0.25}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(updated.status(), StatusCode::OK);
-    let updated: serde_json::Value = updated.json().await.unwrap();
+    let updated =
+        Reply::send(admin_post(&c, &s, "/__faults").json(&json!({"refresh_failure_rate": 0.25})))
+            .await;
+    assert_eq!(updated.status, StatusCode::OK);
+    let updated = updated.json();
     assert_eq!(
         updated,
         json!({"refresh_failure_rate": 0.25, "refresh_hang": false})
     );
     assert_eq!(s.faults().refresh_failure_rate, 0.25);
 
-    let updated: serde_json::Value = admin_post(&c, &s, "/__faults")
-        .json(&json!({"refresh_hang": true}))
-        .send()
+    let updated = Reply::send(admin_post(&c, &s, "/__faults").json(&json!({"refresh_hang": true})))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json();
     assert_eq!(
         updated,
         json!({"refresh_failure_rate": 0.25, "refresh_hang": true})

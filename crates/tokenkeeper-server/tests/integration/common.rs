@@ -52,6 +52,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Sends `request` and reads its reply.
+    pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+        Reply::read(request.send().await.unwrap()).await
+    }
+
     pub async fn read(response: reqwest::Response) -> Reply {
         let status = response.status();
         let headers = response.headers().clone();
@@ -113,16 +118,45 @@ pub struct Pair {
     pub refresh: String,
 }
 
+/// The login request of `style` as the reference client sends it: demo/demo, through the
+/// password grant for oauth2 and `POST /login` for the others.
+pub fn login_request(
+    c: &reqwest::Client,
+    s: &(impl Base + ?Sized),
+    style: Contract,
+) -> reqwest::RequestBuilder {
+    client::login_request(c, &s.url(""), style)
+}
+
+/// `POST /login` as demo/demo without a `style`: the JSON contract, the default.
+pub fn default_login_request(
+    c: &reqwest::Client,
+    s: &(impl Base + ?Sized),
+) -> reqwest::RequestBuilder {
+    c.post(s.url("/login"))
+        .json(&json!({"username": "demo", "password": "demo"}))
+}
+
+/// A browser's CORS preflight from `origin` for a `method` request to `path` that sends
+/// `headers`.
+pub fn preflight(
+    c: &reqwest::Client,
+    s: &(impl Base + ?Sized),
+    path: &str,
+    origin: &str,
+    method: &str,
+    headers: &str,
+) -> reqwest::RequestBuilder {
+    c.request(reqwest::Method::OPTIONS, s.url(path))
+        .header("origin", origin)
+        .header("access-control-request-method", method)
+        .header("access-control-request-headers", headers)
+}
+
 /// Logs in as demo/demo in `style` (oauth2 through the password grant, the
 /// others through `POST /login`).
 pub async fn login(c: &reqwest::Client, s: &(impl Base + ?Sized), style: Contract) -> Pair {
-    let reply = Reply::read(
-        client::login_request(c, &s.url(""), style)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let reply = Reply::send(login_request(c, s, style)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     if style == Contract::OAuth2 {
         let body = reply.json();
@@ -158,7 +192,7 @@ pub async fn refresh(
     refresh: &str,
 ) -> Refreshed {
     let request = client::refresh_request(c, &s.url(""), style, Some(refresh));
-    let reply = Reply::read(request.send().await.unwrap()).await;
+    let reply = Reply::send(request).await;
     if reply.status != StatusCode::OK {
         return Refreshed { reply, pair: None };
     }
@@ -227,7 +261,7 @@ pub async fn get_item(
     if let Some(access) = access {
         request = request.header(AUTHORIZATION, format!("Bearer {access}"));
     }
-    Reply::read(request.send().await.unwrap()).await
+    Reply::send(request).await
 }
 
 /// Asserts the API accepted the token.
@@ -355,7 +389,7 @@ pub fn admin_post(c: &reqwest::Client, s: &ServerHandle, path: &str) -> reqwest:
 
 /// `GET /__stats` (with the operator header).
 pub async fn http_stats(c: &reqwest::Client, s: &ServerHandle) -> Stats {
-    let reply = Reply::read(admin_get(c, s, "/__stats").send().await.unwrap()).await;
+    let reply = Reply::send(admin_get(c, s, "/__stats")).await;
     assert_eq!(reply.status, StatusCode::OK);
     serde_json::from_str(&reply.body).unwrap()
 }

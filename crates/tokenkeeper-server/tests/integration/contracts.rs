@@ -114,12 +114,9 @@ async fn header_tokens_are_raw_by_default_and_prefixed_on_request() {
         let s = server(ServerConfig::default().with_header_bearer_prefix(prefixed)).await;
         let mut refresh_token = login(&c, &s, Contract::Header).await.refresh;
         for _ in 0..2 {
-            let reply = Reply::read(
+            let reply = Reply::send(
                 c.post(s.url("/api/refresh-token"))
-                    .header("authorization-refresh", format!("Bearer {refresh_token}"))
-                    .send()
-                    .await
-                    .unwrap(),
+                    .header("authorization-refresh", format!("Bearer {refresh_token}")),
             )
             .await;
             assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -150,14 +147,7 @@ async fn header_tokens_are_raw_by_default_and_prefixed_on_request() {
 async fn login_answers_and_sets_the_cookie() {
     let s = server(ServerConfig::default().with_access_ttl(Duration::from_millis(1500))).await;
     let c = client();
-    let reply = Reply::read(
-        c.post(s.url("/login"))
-            .json(&json!({"username": "demo", "password": "demo"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let reply = Reply::send(default_login_request(&c, &s)).await;
     assert_eq!(reply.status, StatusCode::OK);
     let body = reply.json();
     assert_eq!(body["expiresIn"], json!(1.5));
@@ -174,7 +164,7 @@ async fn login_answers_and_sets_the_cookie() {
 
     // oauth2 expires_in is a number too, whole when the TTL is whole.
     let whole = server(ServerConfig::default().with_access_ttl(Duration::from_secs(2))).await;
-    let reply = Reply::read(
+    let reply = Reply::send(
         c.post(whole.url("/oauth2/token"))
             .basic_auth("my-app", Some("ignored"))
             .form(&[
@@ -182,10 +172,7 @@ async fn login_answers_and_sets_the_cookie() {
                 ("username", "demo"),
                 ("password", "demo"),
                 ("scope", "items"),
-            ])
-            .send()
-            .await
-            .unwrap(),
+            ]),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -219,13 +206,10 @@ async fn post_items_echoes_the_body() {
     let c = client();
     let pair = login(&c, &s, Contract::Json).await;
     let item = json!({"name": "widget", "tags": ["a", "b"], "n": 3});
-    let reply = Reply::read(
+    let reply = Reply::send(
         c.post(s.url("/api/items"))
             .bearer_auth(&pair.access)
-            .json(&item)
-            .send()
-            .await
-            .unwrap(),
+            .json(&item),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -241,15 +225,13 @@ async fn cookie_contract_works_with_a_real_cookie_jar() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let reply = c
-        .post(s.url("/login"))
-        .json(&json!({"username": "demo", "password": "demo", "style": "cookie"}))
+    let reply = login_request(&c, &s, Contract::Cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(reply.status(), StatusCode::OK);
     for _ in 0..3 {
-        let reply = Reply::read(c.post(s.url("/v3/jwt/reissue")).send().await.unwrap()).await;
+        let reply = Reply::send(c.post(s.url("/v3/jwt/reissue"))).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         let access = reply.json()["accessToken"].as_str().unwrap().to_owned();
         assert_ok_item(&get_item(&c, &s, "1", Some(&access)).await, "1");
@@ -301,14 +283,11 @@ async fn browsers_can_call_from_an_allowed_origin() {
     let origin = "http://localhost:5173";
     let s = server(ServerConfig::default().with_allowed_origin(origin)).await;
     let c = client();
-    let preflight = Reply::read(
+    let preflight = Reply::send(
         c.request(reqwest::Method::OPTIONS, s.url("/api/refresh-token"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization-refresh")
-            .send()
-            .await
-            .unwrap(),
+            .header("access-control-request-headers", "authorization-refresh"),
     )
     .await;
     assert_eq!(preflight.status, StatusCode::NO_CONTENT);
@@ -328,13 +307,10 @@ async fn browsers_can_call_from_an_allowed_origin() {
     );
 
     let pair = login(&c, &s, Contract::Header).await;
-    let reply = Reply::read(
+    let reply = Reply::send(
         c.post(s.url("/api/refresh-token"))
             .header("origin", origin)
-            .header("authorization-refresh", format!("Bearer {}", pair.refresh))
-            .send()
-            .await
-            .unwrap(),
+            .header("authorization-refresh", format!("Bearer {}", pair.refresh)),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);

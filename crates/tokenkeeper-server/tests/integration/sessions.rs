@@ -102,31 +102,13 @@ async fn a_full_session_table_refuses_logins_and_never_evicts_a_live_session() {
         pairs.push((style, login(&c, &s, style).await));
     }
 
-    let refused = Reply::read(
-        c.post(s.url("/login"))
-            .json(&json!({"username": "demo", "password": "demo"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let refused = Reply::send(default_login_request(&c, &s)).await;
     refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions");
     // The first session dies when its 24 h refresh token expires.
     let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((86_000..=86_400).contains(&retry_after), "{retry_after}");
 
-    let refused = Reply::read(
-        c.post(s.url("/oauth2/token"))
-            .form(&[
-                ("grant_type", "password"),
-                ("username", "demo"),
-                ("password", "demo"),
-            ])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let refused = Reply::send(login_request(&c, &s, Contract::OAuth2)).await;
     refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
     assert!(refused.header("retry-after").is_some());
     let stats = s.stats();

@@ -24,6 +24,8 @@
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 mod response_body;
+#[cfg(test)]
+mod test_bodies;
 #[cfg(feature = "tower")]
 pub mod tower;
 

@@ -84,6 +84,26 @@ impl AuthMiddleware {
     }
 }
 
+/// Whether `session` authenticates `request`: not when it carries its caller's own
+/// `Authorization` header or the [`NoAuth`](crate::NoAuth) opt-out, nor when it goes to an
+/// origin the session does not attach to; an allowed origin over plain HTTP is refused.
+pub(crate) fn is_ours(
+    session: &Session,
+    request: &Request,
+    extensions: &Extensions,
+) -> Result<bool, Error> {
+    if opted_out(request.headers(), extensions) {
+        return Ok(false);
+    }
+    match session.decide(request.url()) {
+        Decision::PassThrough => Ok(false),
+        Decision::Insecure => Err(Error::InsecureTransport {
+            origin: request.url().origin().ascii_serialization(),
+        }),
+        Decision::Attach => Ok(true),
+    }
+}
+
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the cold path needs to know about the request that was sent.
@@ -187,17 +207,8 @@ impl AuthMiddleware {
     /// Everything before sending that needs no waiting: the opt-outs, the origin, the
     /// credential.
     fn plan(&self, request: &Request, extensions: &Extensions) -> Result<Plan, Error> {
-        // The caller's own Authorization header, an opt-out, or a foreign origin: not ours.
-        if opted_out(request.headers(), extensions) {
+        if !is_ours(&self.session, request, extensions)? {
             return Ok(Plan::PassThrough);
-        }
-        match self.session.decide(request.url()) {
-            Decision::PassThrough => return Ok(Plan::PassThrough),
-            Decision::Insecure => {
-                let origin = request.url().origin().ascii_serialization();
-                return Err(Error::InsecureTransport { origin });
-            }
-            Decision::Attach => {}
         }
         Ok(match self.session.credential_now()? {
             Some(credential) => Plan::Send(credential),

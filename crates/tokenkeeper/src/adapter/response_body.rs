@@ -190,27 +190,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use futures_util::stream;
-    use http_body_util::StreamBody;
-    use http_body_util::combinators::BoxBody;
-    use std::convert::Infallible;
-
-    type Boxed = BoxBody<Bytes, Infallible>;
-
-    async fn text<B: Body<Data = Bytes> + Unpin>(body: B) -> String
-    where
-        B::Error: fmt::Debug,
-    {
-        let bytes = body.collect().await.unwrap().to_bytes();
-        String::from_utf8(bytes.to_vec()).unwrap()
-    }
-
-    fn chunks(parts: &'static [&'static str]) -> Boxed {
-        StreamBody::new(stream::iter(parts.iter().map(|p| {
-            Ok::<_, Infallible>(Frame::data(Bytes::from_static(p.as_bytes())))
-        })))
-        .boxed()
-    }
+    use crate::adapter::test_bodies::{chunks, text};
 
     #[tokio::test]
     async fn read_prefix_hands_back_everything() {

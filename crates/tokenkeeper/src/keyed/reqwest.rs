@@ -5,12 +5,9 @@
 //! extension lookup and one cache lookup.
 
 use super::{CachedSession, Key, LoginKey, Sessions};
-use crate::adapter::reqwest::{AuthMiddleware, BoxFuture, fail};
+use crate::adapter::reqwest::{AuthMiddleware, BoxFuture, fail, is_ours};
 use crate::error::Error;
-use crate::extensions::NoAuth;
-use crate::origin::Decision;
 use http::Extensions;
-use http::header::AUTHORIZATION;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
@@ -82,23 +79,17 @@ impl<K: LoginKey> Middleware for KeyedMiddleware<K> {
 
 impl<K: LoginKey> KeyedMiddleware<K> {
     /// A request without a key goes out untouched if it is not ours (another origin, its own
-    /// `Authorization` header, [`NoAuth`]); otherwise it fails with [`Error::NoKey`].
+    /// `Authorization` header, [`NoAuth`](crate::NoAuth)); otherwise it fails with [`Error::NoKey`].
     fn without_key<'a>(
         &self,
         request: Request,
         extensions: &'a mut Extensions,
         next: Next<'a>,
     ) -> BoxFuture<'a, reqwest_middleware::Result<Response>> {
-        if extensions.get::<NoAuth>().is_some() || request.headers().contains_key(AUTHORIZATION) {
-            return next.run(request, extensions);
+        match is_ours(self.sessions.prototype(), &request, extensions) {
+            Ok(false) => next.run(request, extensions),
+            Ok(true) => Box::pin(std::future::ready(Err(fail(Error::NoKey)))),
+            Err(refusal) => Box::pin(std::future::ready(Err(fail(refusal)))),
         }
-        let refusal = match self.sessions.prototype().decide(request.url()) {
-            Decision::PassThrough => return next.run(request, extensions),
-            Decision::Insecure => Error::InsecureTransport {
-                origin: request.url().origin().ascii_serialization(),
-            },
-            Decision::Attach => Error::NoKey,
-        };
-        Box::pin(std::future::ready(Err(fail(refusal))))
     }
 }

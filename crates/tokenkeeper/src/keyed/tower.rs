@@ -4,13 +4,12 @@
 //! what [`AuthLayer`]'s service does for a lone session (the same code).
 
 use super::{CachedSession, Key, LoginKey, Sessions};
-use crate::adapter::tower::{AuthError, AuthLayer, Call, Config, ReplayBody, ResponseBody};
+use crate::adapter::tower::{
+    AuthError, AuthLayer, Call, Config, ReplayBody, ResponseBody, take_ready,
+};
 use crate::error::Error;
-use crate::extensions::NoAuth;
-use crate::origin::Decision;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -106,37 +105,22 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The instance that was polled ready sends the first attempt; this one stays behind.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        let inner = take_ready(&mut self.inner);
         let config = Arc::clone(&self.config);
+        let call = move |session| Call {
+            inner,
+            session,
+            config,
+        };
         let Some(Key(key)) = request.extensions().get::<Key<K>>() else {
-            let call = Call {
-                inner,
-                session: self.sessions.prototype().clone(),
-                config,
-            };
-            return without_key(call, request);
+            return without_key(call(self.sessions.prototype().clone()), request);
         };
         match self.sessions.cached_ready(key) {
             Err(error) => Box::pin(std::future::ready(Err(AuthError::Auth(error)))),
-            Ok(CachedSession::Ready(session)) => Box::pin(
-                Call {
-                    inner,
-                    session,
-                    config,
-                }
-                .run(request),
-            ),
+            Ok(CachedSession::Ready(session)) => Box::pin(call(session).run(request)),
             Ok(CachedSession::Restore(first)) => Box::pin(async move {
                 let session = first.restore().await.map_err(AuthError::Auth)?;
-                Call {
-                    inner,
-                    session,
-                    config,
-                }
-                .run(request)
-                .await
+                call(session).run(request).await
             }),
         }
     }
@@ -146,7 +130,7 @@ where
 type Reply<ResBody, E> = BoxFuture<'static, Result<Response<ResponseBody<ResBody>>, AuthError<E>>>;
 
 /// A request without a key goes out untouched if it is not ours (another origin, its own
-/// `Authorization` header, [`NoAuth`]); otherwise it fails with [`Error::NoKey`].
+/// `Authorization` header, [`NoAuth`](crate::NoAuth)); otherwise it fails with [`Error::NoKey`].
 fn without_key<S, B, ResBody>(call: Call<S>, request: Request<B>) -> Reply<ResBody, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
@@ -156,18 +140,10 @@ where
     ResBody: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     ResBody::Error: Send,
 {
-    let ours = request.extensions().get::<NoAuth>().is_none()
-        && !request.headers().contains_key(AUTHORIZATION);
-    if ours {
-        match call.decide(request.uri()) {
-            Err(error) => return Box::pin(std::future::ready(Err(AuthError::Auth(error)))),
-            Ok((Decision::Attach, _)) => {
-                return Box::pin(std::future::ready(Err(AuthError::Auth(Error::NoKey))));
-            }
-            // Other origins pass; an insecure one is refused by the call itself.
-            Ok(_) => {}
-        }
+    match call.is_ours(&request) {
+        Err(refusal) => Box::pin(std::future::ready(Err(AuthError::Auth(refusal)))),
+        Ok(true) => Box::pin(std::future::ready(Err(AuthError::Auth(Error::NoKey)))),
+        // The prototype never signed in: whatever is not ours goes out as it is.
+        Ok(false) => Box::pin(call.send_untouched(request)),
     }
-    // The prototype never signed in: whatever is not ours goes out as it is.
-    Box::pin(call.run(request))
 }

@@ -200,37 +200,30 @@ impl<K: LoginKey> KeyedStore<K> for FileStores {
     }
 }
 
+/// A shared store whose keyed stores are its own kind at `<this store's key><name>`, over the
+/// same connection, with the same lock lease: the Redis and PostgreSQL stores.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+macro_rules! keyed_by_key_prefix {
+    ($store:ty) => {
+        impl<K: LoginKey> KeyedStore<K> for $store {
+            /// The store at `<this store's key><name>` over this store's connection, with its
+            /// lock lease.
+            fn store_for(&self, key: &K) -> Result<Arc<dyn TokenStore>, StoreError> {
+                let name = format!("{}{}", self.key(), key.store_name());
+                Ok(Arc::new(self.for_key(name)))
+            }
+
+            fn lock_lease(&self) -> Option<Duration> {
+                TokenStore::lock_lease(self)
+            }
+        }
+    };
+}
+
 #[cfg(feature = "redis")]
-impl<K: LoginKey> KeyedStore<K> for super::RedisStore {
-    /// The store at `<this store's key><name>` over this store's connection, with its lock TTL.
-    fn store_for(&self, key: &K) -> Result<Arc<dyn TokenStore>, StoreError> {
-        Ok(Arc::new(self.for_key(format!(
-            "{}{}",
-            self.key(),
-            key.store_name()
-        ))))
-    }
-
-    fn lock_lease(&self) -> Option<Duration> {
-        TokenStore::lock_lease(self)
-    }
-}
-
+keyed_by_key_prefix!(super::RedisStore);
 #[cfg(feature = "postgres")]
-impl<K: LoginKey> KeyedStore<K> for super::PostgresStore {
-    /// The row `<this store's key><name>` over this store's connection, with its lease TTL.
-    fn store_for(&self, key: &K) -> Result<Arc<dyn TokenStore>, StoreError> {
-        Ok(Arc::new(self.for_key(format!(
-            "{}{}",
-            self.key(),
-            key.store_name()
-        ))))
-    }
-
-    fn lock_lease(&self) -> Option<Duration> {
-        TokenStore::lock_lease(self)
-    }
-}
+keyed_by_key_prefix!(super::PostgresStore);
 
 #[cfg(test)]
 mod tests {

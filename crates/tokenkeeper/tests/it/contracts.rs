@@ -47,6 +47,36 @@ impl Adapter for ClientWithMiddleware {
     }
 }
 
+/// Asserts that none of a burst's requests failed (`failures` holds those that did).
+#[track_caller]
+pub fn assert_no_failures<F: std::fmt::Debug>(failures: &[F]) {
+    assert!(
+        failures.is_empty(),
+        "{} failures, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
+
+/// Asserts that a burst of `requests` requests met an expired token and all succeeded
+/// (`failures` holds those that did not) with one refresh at the server and no reuse detected;
+/// `server_delta` is what the server counted during the burst.
+#[track_caller]
+pub fn assert_one_refresh_served_all<F: std::fmt::Debug>(
+    failures: &[F],
+    server_delta: &Stats,
+    requests: u64,
+    session: &tokenkeeper::SessionStats,
+) {
+    assert_no_failures(failures);
+    assert_eq!(
+        server_delta.refresh_calls, 1,
+        "server: {server_delta:?}; session: {session:?}"
+    );
+    assert_eq!(server_delta.reuse_detections, 0);
+    assert_eq!(server_delta.api_ok, requests);
+}
+
 /// 1,000 concurrent requests meet an expired token: exactly one refresh, 1,000 successes,
 /// no reuse detection.
 pub async fn burst_refreshes_once<A: Adapter>(contract: Contract, mode: RefreshMode) {
@@ -78,19 +108,8 @@ pub async fn burst_refreshes_once<A: Adapter>(contract: Contract, mode: RefreshM
     let server_delta = delta(&before, &server.stats());
 
     let failures: Vec<_> = outcomes.iter().filter(|o| **o != Ok(200)).collect();
-    assert!(
-        failures.is_empty(),
-        "{} failures, e.g. {:?}",
-        failures.len(),
-        failures.first()
-    );
     let stats = session.stats();
-    assert_eq!(
-        server_delta.refresh_calls, 1,
-        "server: {server_delta:?}; session: {stats:?}"
-    );
-    assert_eq!(server_delta.reuse_detections, 0);
-    assert_eq!(server_delta.api_ok, 1000);
+    assert_one_refresh_served_all(&failures, &server_delta, 1000, &stats);
     assert_eq!(stats.refreshes, 1, "{stats:?}");
     assert_eq!(session.credential().await.unwrap().generation(), 2);
 }

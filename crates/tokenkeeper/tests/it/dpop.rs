@@ -3,34 +3,42 @@
 //! a `jti` replay cache, tokens bound to the proof's key, refresh-token rotation with reuse
 //! detection, nonce demands at the token endpoint and at the API).
 
-use crate::dpop_env::DpopServer;
+use crate::common::client;
+use crate::dpop_env::{DpopServer, Stats};
 use futures_util::future::join_all;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_middleware::ClientWithMiddleware;
+use std::fmt::Debug;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 use tokenkeeper::dpop::DpopKey;
 use tokenkeeper::secrecy::ExposeSecret;
 use tokenkeeper::store::FileStore;
-use tokenkeeper::{Event, RefreshMode, Session, TokenSet, refresh};
+use tokenkeeper::{Event, RefreshMode, Session, SessionBuilder, TokenSet, refresh};
 
-fn client(session: &Session) -> ClientWithMiddleware {
-    ClientBuilder::new(
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(2048)
-            .build()
-            .unwrap(),
-    )
-    .with(session.middleware())
-    .build()
+/// The status of a GET of `url`.
+async fn status_of_get(client: &ClientWithMiddleware, url: &str) -> u16 {
+    client.get(url).send().await.unwrap().status().as_u16()
 }
 
-/// A session signed in with a login bound to a fresh key (what an authorization-code grant with
-/// a proof returns).
+/// A session that refreshes at the server's token endpoint and attaches to its API.
+fn builder(server: &DpopServer) -> SessionBuilder {
+    Session::builder()
+        .refresher(refresh::OAuth2::new(&server.token_url()).unwrap())
+        .attach_to([server.base()])
+}
+
+/// The login the server issues bound to `key` (what an authorization-code grant with a proof
+/// returns).
+fn login_bound_to(server: &DpopServer, key: &DpopKey) -> TokenSet {
+    TokenSet::from_response(&server.issue_login(key.thumbprint()))
+        .unwrap()
+        .with_dpop_key(key.clone())
+}
+
+/// A session signed in with a login bound to a fresh key.
 async fn signed_in(server: &DpopServer, mode: RefreshMode) -> (Session, DpopKey) {
     let key = DpopKey::generate();
-    let tokens = TokenSet::from_response(&server.issue_login(key.thumbprint()))
-        .unwrap()
-        .with_dpop_key(key.clone());
+    let tokens = login_bound_to(server, &key);
     assert!(tokens.is_dpop_bound());
     let session = Session::builder()
         .refresher(
@@ -44,6 +52,17 @@ async fn signed_in(server: &DpopServer, mode: RefreshMode) -> (Session, DpopKey)
         .unwrap();
     session.sign_in(tokens).await.unwrap();
     (session, key)
+}
+
+/// Asserts what `pick` reads from the server's counters, all of them shown on failure.
+#[track_caller]
+fn assert_stats<T: PartialEq + Debug>(
+    server: &DpopServer,
+    pick: impl Fn(&Stats) -> T,
+    expected: T,
+) {
+    let stats = server.stats();
+    assert_eq!(pick(&stats), expected, "{stats:?}");
 }
 
 fn assert_only_key(server: &DpopServer, key: &DpopKey) {
@@ -61,7 +80,7 @@ async fn a_burst_at_expiry_refreshes_once_and_every_proof_is_valid() {
     let (session, key) = signed_in(&server, RefreshMode::Reactive).await;
     let client = client(&session);
     let url = server.api_url();
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(status_of_get(&client, &url).await, 200);
     server.expire_access_tokens();
     let responses = join_all((0..1000).map(|i| {
         let request = if i % 2 == 0 {
@@ -96,31 +115,28 @@ async fn a_nonce_demand_at_the_token_endpoint_is_answered_once() {
     let client = client(&session);
     let url = server.api_url();
     server.expire_access_tokens();
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    let stats = server.stats();
-    assert_eq!(
-        (stats.nonce_demands_token, stats.refreshes, stats.bad_proofs),
+    assert_eq!(status_of_get(&client, &url).await, 200);
+    assert_stats(
+        &server,
+        |stats| (stats.nonce_demands_token, stats.refreshes, stats.bad_proofs),
         (1, 1, 0),
-        "{stats:?}"
     );
     // The answer carried the nonce: the next refresh needs no demand.
     server.expire_access_tokens();
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    let stats = server.stats();
-    assert_eq!(
-        (stats.nonce_demands_token, stats.refreshes),
+    assert_eq!(status_of_get(&client, &url).await, 200);
+    assert_stats(
+        &server,
+        |stats| (stats.nonce_demands_token, stats.refreshes),
         (1, 2),
-        "{stats:?}"
     );
     // A new nonce: one demand again, never two in a row for one refresh.
     server.rotate_nonce();
     server.expire_access_tokens();
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    let stats = server.stats();
-    assert_eq!(
-        (stats.nonce_demands_token, stats.refreshes),
+    assert_eq!(status_of_get(&client, &url).await, 200);
+    assert_stats(
+        &server,
+        |stats| (stats.nonce_demands_token, stats.refreshes),
         (2, 3),
-        "{stats:?}"
     );
     assert_eq!(session.stats().logouts, 0);
     assert_only_key(&server, &key);
@@ -139,17 +155,16 @@ async fn a_nonce_demand_at_the_api_is_answered_once_without_a_refresh() {
     let response = client.post(&url).body("replayable").send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "replayable");
-    let stats = server.stats();
-    assert_eq!(
-        (stats.nonce_demands_api, stats.refreshes),
+    assert_stats(
+        &server,
+        |stats| (stats.nonce_demands_api, stats.refreshes),
         (1, 0),
-        "{stats:?}"
     );
     assert_eq!(session.stats().dpop_nonce_retries, 1);
     assert_eq!(session.stats().retries, 0);
     // Remembered: no demand for the next requests.
     for _ in 0..3 {
-        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+        assert_eq!(status_of_get(&client, &url).await, 200);
     }
     assert_eq!(server.stats().nonce_demands_api, 1);
 
@@ -166,12 +181,11 @@ async fn a_nonce_demand_at_the_api_is_answered_once_without_a_refresh() {
             .contains("use_dpop_nonce")
     );
     // The demand's nonce is kept: the next request goes through at once.
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    let stats = server.stats();
-    assert_eq!(
-        (stats.nonce_demands_api, stats.refreshes),
+    assert_eq!(status_of_get(&client, &url).await, 200);
+    assert_stats(
+        &server,
+        |stats| (stats.nonce_demands_api, stats.refreshes),
         (2, 0),
-        "{stats:?}"
     );
     assert_eq!(session.stats().flights, 0);
     assert_eq!(session.stats().logouts, 0);
@@ -180,14 +194,12 @@ async fn a_nonce_demand_at_the_api_is_answered_once_without_a_refresh() {
     // A nonce demand and an expired token together: one nonce retry, one refresh, one retry.
     server.rotate_nonce();
     server.expire_access_tokens();
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    let stats = server.stats();
-    assert_eq!(
-        (stats.nonce_demands_api, stats.refreshes),
-        (3, 1),
-        "{stats:?}"
+    assert_eq!(status_of_get(&client, &url).await, 200);
+    assert_stats(
+        &server,
+        |stats| (stats.nonce_demands_api, stats.refreshes, stats.bad_proofs),
+        (3, 1, 0),
     );
-    assert_eq!(stats.bad_proofs, 0);
     assert_only_key(&server, &key);
 }
 
@@ -231,10 +243,7 @@ async fn a_stolen_access_token_is_useless_without_the_key() {
         .unwrap();
     assert_eq!(foreign_key.status(), 401);
     // The owner's requests still work.
-    assert_eq!(
-        client(&session).get(&url).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(status_of_get(&client(&session), &url).await, 200);
 }
 
 /// The proactive path: a refresh ahead of expiry is signed too, and no request sees a 401.
@@ -242,27 +251,20 @@ async fn a_stolen_access_token_is_useless_without_the_key() {
 async fn the_proactive_refresh_is_signed_and_no_request_is_refused() {
     let server = DpopServer::start().await;
     let key = DpopKey::generate();
-    let tokens = TokenSet::from_response(&server.issue_login(key.thumbprint()))
-        .unwrap()
-        .with_expires_in(Duration::from_millis(800))
-        .with_dpop_key(key.clone());
-    let session = Session::builder()
-        .refresher(refresh::OAuth2::new(&server.token_url()).unwrap())
-        .attach_to([server.base()])
-        .build()
-        .unwrap();
+    let tokens = login_bound_to(&server, &key).with_expires_in(Duration::from_millis(800));
+    let session = builder(&server).build().unwrap();
     session.sign_in(tokens).await.unwrap();
     let mut events = session.events();
     let client = client(&session);
     let url = server.api_url();
     loop {
-        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+        assert_eq!(status_of_get(&client, &url).await, 200);
         if let Ok(Event::Refreshed { .. }) = events.try_recv() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(status_of_get(&client, &url).await, 200);
     let stats = server.stats();
     assert!(stats.refreshes >= 1, "{stats:?}");
     assert_eq!((stats.api_refused, stats.bad_proofs), (0, 0), "{stats:?}");
@@ -294,13 +296,9 @@ async fn client_credentials_share_the_key_through_the_file_store() {
     let first = session(first_key.clone());
     let second = session(DpopKey::generate());
     let url = server.api_url();
-    assert_eq!(client(&first).get(&url).send().await.unwrap().status(), 200);
-    assert_eq!(
-        client(&second).get(&url).send().await.unwrap().status(),
-        200
-    );
-    let stats = server.stats();
-    assert_eq!((stats.grants, stats.bad_proofs), (1, 0), "{stats:?}");
+    assert_eq!(status_of_get(&client(&first), &url).await, 200);
+    assert_eq!(status_of_get(&client(&second), &url).await, 200);
+    assert_stats(&server, |stats| (stats.grants, stats.bad_proofs), (1, 0));
     assert_only_key(&server, &first_key);
     // The file holds the key (0600 like every token file) next to the token.
     let document: serde_json::Value =
@@ -315,13 +313,9 @@ async fn client_credentials_share_the_key_through_the_file_store() {
     }
     // Expiry: one new grant for both, still the same key.
     server.expire_access_tokens();
-    assert_eq!(
-        client(&second).get(&url).send().await.unwrap().status(),
-        200
-    );
-    assert_eq!(client(&first).get(&url).send().await.unwrap().status(), 200);
-    let stats = server.stats();
-    assert_eq!((stats.grants, stats.bad_proofs), (2, 0), "{stats:?}");
+    assert_eq!(status_of_get(&client(&second), &url).await, 200);
+    assert_eq!(status_of_get(&client(&first), &url).await, 200);
+    assert_stats(&server, |stats| (stats.grants, stats.bad_proofs), (2, 0));
     assert_only_key(&server, &first_key);
 }
 
@@ -333,27 +327,20 @@ async fn a_bound_pair_without_its_key_is_never_sent_as_bearer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
     let key = DpopKey::generate();
-    let writer = Session::builder()
-        .refresher(refresh::OAuth2::new(&server.token_url()).unwrap())
-        .store(FileStore::open(&path).unwrap())
-        .attach_to([server.base()])
-        .build()
-        .unwrap();
-    let tokens = TokenSet::from_response(&server.issue_login(key.thumbprint()))
-        .unwrap()
-        .with_dpop_key(key);
-    writer.sign_in(tokens).await.unwrap();
+    let with_the_file = || {
+        builder(&server)
+            .store(FileStore::open(&path).unwrap())
+            .build()
+            .unwrap()
+    };
+    let writer = with_the_file();
+    writer.sign_in(login_bound_to(&server, &key)).await.unwrap();
     let mut document: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     document.as_object_mut().unwrap().remove("dpop_key");
     std::fs::write(&path, document.to_string()).unwrap();
 
-    let reader = Session::builder()
-        .refresher(refresh::OAuth2::new(&server.token_url()).unwrap())
-        .store(FileStore::open(&path).unwrap())
-        .attach_to([server.base()])
-        .build()
-        .unwrap();
+    let reader = with_the_file();
     match reader.restore().await {
         Err(tokenkeeper::Error::Store(error)) => {
             assert!(
@@ -409,27 +396,27 @@ async fn the_tower_layer_proves_possession_and_answers_nonce_demands() {
         }
     };
     assert_eq!(send("one").await, (200, bytes::Bytes::from_static(b"one")));
-    let stats = server.stats();
-    assert_eq!(
-        (stats.nonce_demands_api, stats.refreshes),
+    assert_stats(
+        &server,
+        |stats| (stats.nonce_demands_api, stats.refreshes),
         (1, 0),
-        "{stats:?}"
     );
     assert_eq!(session.stats().dpop_nonce_retries, 1);
 
     server.expire_access_tokens();
     let results = join_all((0..200).map(|_| send("burst"))).await;
     assert!(results.iter().all(|(status, _)| *status == 200));
-    let stats = server.stats();
-    assert_eq!(
-        (
-            stats.nonce_demands_api,
-            stats.refreshes,
-            stats.bad_proofs,
-            stats.jti_reuse
-        ),
+    assert_stats(
+        &server,
+        |stats| {
+            (
+                stats.nonce_demands_api,
+                stats.refreshes,
+                stats.bad_proofs,
+                stats.jti_reuse,
+            )
+        },
         (1, 1, 0, 0),
-        "{stats:?}"
     );
     assert_only_key(&server, &key);
 }

@@ -3,7 +3,9 @@
 use crate::common;
 
 use common::*;
+use reqwest_middleware::ClientWithMiddleware;
 use std::sync::Arc;
+use std::time::Duration;
 use tokenkeeper::classify::Classifier;
 use tokenkeeper::store::{MemoryStore, TokenStore};
 use tokenkeeper::{Error, Event, InvalidTokenPolicy, LogoutReason, RefreshMode, Session};
@@ -19,26 +21,39 @@ fn logouts(events: &[Event]) -> usize {
         .count()
 }
 
+/// A server whose refresh endpoint takes `refresh` to answer.
+fn slow_refresh(refresh: Duration) -> ServerConfig {
+    ServerConfig::default().with_latency(Latency {
+        refresh,
+        ..Latency::default()
+    })
+}
+
+/// A signed-in session that refreshes only when refused, saving to a store the test reads.
+async fn reactive_with_store(
+    server: &ServerHandle,
+    contract: Contract,
+) -> (Session, ClientWithMiddleware, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let (session, client) = session(server, contract, |b| {
+        b.mode(RefreshMode::Reactive).store(Arc::clone(&store))
+    })
+    .await;
+    (session, client, store)
+}
+
 /// The refresh token is dead (its TTL passed): every waiting request gets `SessionExpired`,
 /// `LoggedOut` is emitted once, the store is cleared, and later requests fail with
 /// `LoginRequired` without reaching the network.
 async fn dead_refresh_token_ends_the_session_once(contract: Contract) {
     let server = start(
-        ServerConfig::default()
+        // All 100 requests are waiting by the time the rejection comes back.
+        slow_refresh(ms(300))
             .with_access_ttl(ms(300))
-            .with_refresh_ttl(ms(500))
-            // All 100 requests are waiting by the time the rejection comes back.
-            .with_latency(Latency {
-                refresh: ms(300),
-                ..Latency::default()
-            }),
+            .with_refresh_ttl(ms(500)),
     )
     .await;
-    let store = Arc::new(MemoryStore::new());
-    let (session, client) = session(&server, contract, |b| {
-        b.mode(RefreshMode::Reactive).store(Arc::clone(&store))
-    })
-    .await;
+    let (session, client, store) = reactive_with_store(&server, contract).await;
     let mut events = session.events();
     tokio::time::sleep(ms(700)).await;
 
@@ -59,11 +74,7 @@ async fn dead_refresh_token_ends_the_session_once(contract: Contract) {
     assert_eq!(server.stats().refresh_calls, 1);
 
     let before = server.stats();
-    let error = client
-        .get(server.url("/api/items/1"))
-        .send()
-        .await
-        .unwrap_err();
+    let error = get_err(&client, server.url("/api/items/1")).await;
     assert!(
         matches!(tk_error(&error), Some(Error::LoginRequired)),
         "{error}"
@@ -111,20 +122,8 @@ async fn hanging_refresh_releases_waiters(contract: Contract) {
 /// Half of the requests waiting on a refresh are dropped mid-flight: the refresh still completes
 /// once, its tokens are stored, and the other half succeed.
 async fn cancelled_waiters_do_not_cancel_the_refresh(contract: Contract) {
-    let server = start(
-        ServerConfig::default()
-            .with_access_ttl(ms(800))
-            .with_latency(Latency {
-                refresh: ms(400),
-                ..Latency::default()
-            }),
-    )
-    .await;
-    let store = Arc::new(MemoryStore::new());
-    let (session, client) = session(&server, contract, |b| {
-        b.mode(RefreshMode::Reactive).store(Arc::clone(&store))
-    })
-    .await;
+    let server = start(slow_refresh(ms(400)).with_access_ttl(ms(800))).await;
+    let (session, client, store) = reactive_with_store(&server, contract).await;
     server.set_access_ttl(LONG_TTL);
     tokio::time::sleep(ms(900)).await;
 
@@ -171,11 +170,7 @@ async fn invalid_token_rule_logs_out_without_refreshing(contract: Contract) {
     // Forgetting every family makes the server call our (well-signed) token invalid.
     server.reset();
 
-    let error = client
-        .get(server.url("/api/items/1"))
-        .send()
-        .await
-        .unwrap_err();
+    let error = get_err(&client, server.url("/api/items/1")).await;
     let stats = server.stats();
     match contract {
         Contract::OAuth2 | Contract::Cookie => {
@@ -271,11 +266,7 @@ async fn refused_after_refresh_is_not_retried_again_and_ends_the_session() {
         "two attempts per request, never three"
     );
     assert_eq!(auth.stats().refresh_calls, 3);
-    let error = client
-        .get(api.url("/api/items/1"))
-        .send()
-        .await
-        .unwrap_err();
+    let error = get_err(&client, api.url("/api/items/1")).await;
     assert!(
         matches!(tk_error(&error), Some(Error::LoginRequired)),
         "{error}"

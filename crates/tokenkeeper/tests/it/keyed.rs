@@ -14,6 +14,30 @@ use tokenkeeper::keyed::Key;
 use tokenkeeper::store::{FileStores, MemoryStores};
 use tokenkeeper::{Error, Event, NoAuth, RefreshMode, Sessions, Status, TokenSet};
 
+/// A server configuration whose access tokens expire after `ttl`, with no grace period: a
+/// refresh token presented twice is refused as reuse at once.
+pub(crate) fn expiring_after(ttl: Duration) -> ServerConfig {
+    ServerConfig::default()
+        .with_access_ttl(ttl)
+        .with_grace_period(Duration::ZERO)
+}
+
+/// Signs `u0` .. `u{keys-1}` in to `logins`, each under its own name as key; their tokens.
+pub(crate) async fn sign_in_users(
+    logins: &Sessions<String>,
+    server: &ServerHandle,
+    keys: usize,
+) -> Vec<TokenSet> {
+    let http = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for i in 0..keys {
+        let set = login_as(&http, server, &user(i)).await;
+        logins.sign_in(user(i), set.clone()).await.unwrap();
+        tokens.push(set);
+    }
+    tokens
+}
+
 /// 1,000 concurrent requests over 100 keys whose tokens all expired: each key refreshes once,
 /// every request succeeds with its own key's token, no refresh token is presented twice. In
 /// proactive mode the requests wait for their key's refresh; in reactive mode they go out
@@ -24,24 +48,12 @@ async fn a_burst_over_100_keys_refreshes_each_key_once() {
     let _load = crate::load().await;
     for mode in [RefreshMode::default(), RefreshMode::Reactive] {
         const KEYS: usize = 100;
-        let server = server_with_users(
-            KEYS,
-            ServerConfig::default()
-                .with_access_ttl(ms(1500))
-                .with_grace_period(Duration::ZERO),
-        )
-        .await;
+        let server = server_with_users(KEYS, expiring_after(ms(1500))).await;
         let logins = Sessions::<String>::builder()
             .session(template(&server).mode(mode.clone()))
             .build()
             .unwrap();
-        let http = reqwest::Client::new();
-        let mut tokens = Vec::new();
-        for i in 0..KEYS {
-            let set = login_as(&http, &server, &user(i)).await;
-            logins.sign_in(user(i), set.clone()).await.unwrap();
-            tokens.push(set);
-        }
+        let tokens = sign_in_users(&logins, &server, KEYS).await;
         // Only the first tokens expire during the test.
         server.set_access_ttl(LONG_TTL);
         until_expired(&tokens).await;
@@ -106,11 +118,7 @@ async fn keys_never_cross_under_eviction_and_restore() {
         } else {
             builder.store(MemoryStores::new()).build().unwrap()
         };
-        let http = reqwest::Client::new();
-        for i in 0..KEYS {
-            let set = login_as(&http, &server, &user(i)).await;
-            logins.sign_in(user(i), set).await.unwrap();
-        }
+        sign_in_users(&logins, &server, KEYS).await;
         let client = keyed_client(&logins);
         let before = server.stats();
         let tasks: Vec<_> = (0..8)
@@ -209,13 +217,7 @@ async fn audience_scoped_keys_keep_their_own_tokens() {
     }
 
     // Against the reference server: both audiences' pairs expire, each key refreshes its own.
-    let server = server_with_users(
-        1,
-        ServerConfig::default()
-            .with_access_ttl(ms(800))
-            .with_grace_period(Duration::ZERO),
-    )
-    .await;
+    let server = server_with_users(1, expiring_after(ms(800))).await;
     let logins = Sessions::<(String, String)>::builder()
         .session(template(&server))
         .build()
@@ -270,13 +272,10 @@ async fn audience_scoped_keys_keep_their_own_tokens() {
 async fn eviction_during_a_refresh_neither_loses_nor_repeats_it() {
     let server = server_with_users(
         2,
-        ServerConfig::default()
-            .with_access_ttl(ms(600))
-            .with_grace_period(Duration::ZERO)
-            .with_latency(Latency {
-                refresh: ms(400),
-                ..Latency::default()
-            }),
+        expiring_after(ms(600)).with_latency(Latency {
+            refresh: ms(400),
+            ..Latency::default()
+        }),
     )
     .await;
     let logins = Sessions::<String>::builder()
@@ -346,11 +345,7 @@ async fn requests_without_a_key_are_refused_not_sent() {
         .unwrap();
     let client = keyed_client(&logins);
     let before = server.stats();
-    let refused = client
-        .get(server.url("/api/items/1"))
-        .send()
-        .await
-        .unwrap_err();
+    let refused = get_err(&client, server.url("/api/items/1")).await;
     assert!(
         matches!(tk_error(&refused), Some(Error::NoKey)),
         "{refused}"
@@ -398,11 +393,7 @@ async fn signing_out_one_key_leaves_the_others() {
         .store(Arc::clone(&stores))
         .build()
         .unwrap();
-    let http = reqwest::Client::new();
-    for i in 0..2 {
-        let set = login_as(&http, &server, &user(i)).await;
-        logins.sign_in(user(i), set).await.unwrap();
-    }
+    sign_in_users(&logins, &server, 2).await;
     let client = keyed_client(&logins);
     logins.sign_out(&user(0)).await.unwrap();
     assert_eq!(
@@ -462,9 +453,7 @@ proptest! {
             let _load = crate::load().await;
             let server = server_with_users(
                 KEYS_PROP,
-                ServerConfig::default()
-                    .with_access_ttl(ms(300))
-                    .with_grace_period(Duration::ZERO),
+                expiring_after(ms(300)),
             )
             .await;
             let logins = Sessions::<String>::builder()

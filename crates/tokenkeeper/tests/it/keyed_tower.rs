@@ -3,13 +3,13 @@
 //! request without a key is refused without being sent.
 
 use crate::common::*;
+use crate::keyed::{expiring_after, sign_in_users};
 use crate::keyed_env::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::time::Duration;
 use tokenkeeper::keyed::Key;
 use tokenkeeper::{Error, Sessions};
 use tower::{ServiceBuilder, ServiceExt};
@@ -19,25 +19,13 @@ async fn the_layer_picks_each_requests_session_by_key() {
     // A burst: never beside a test that loads both cores (see `crate::heavy`).
     let _load = crate::load().await;
     const KEYS: usize = 20;
-    let server = server_with_users(
-        KEYS,
-        ServerConfig::default()
-            .with_access_ttl(ms(1000))
-            .with_grace_period(Duration::ZERO),
-    )
-    .await;
+    let server = server_with_users(KEYS, expiring_after(ms(1000))).await;
     let logins = Sessions::<String>::builder()
         .session(template(&server))
         .capacity(8)
         .build()
         .unwrap();
-    let http = reqwest::Client::new();
-    let mut tokens = Vec::new();
-    for i in 0..KEYS {
-        let set = login_as(&http, &server, &user(i)).await;
-        logins.sign_in(user(i), set.clone()).await.unwrap();
-        tokens.push(set);
-    }
+    let tokens = sign_in_users(&logins, &server, KEYS).await;
     server.set_access_ttl(LONG_TTL);
     until_expired(&tokens).await;
     let client = Client::builder(TokioExecutor::new())

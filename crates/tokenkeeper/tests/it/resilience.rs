@@ -238,19 +238,30 @@ async fn hostile_refresh_responses_are_typed_errors() {
     }
 }
 
+/// A session of `refresher` that attaches to any origin, signed in with `tokens`, and its
+/// first credential.
+async fn signed_in_anywhere(
+    refresher: impl Refresher,
+    tokens: TokenSet,
+) -> (Session, Arc<tokenkeeper::Credential>) {
+    let session = Session::builder()
+        .refresher(refresher)
+        .attach_to_any()
+        .build()
+        .unwrap();
+    let credential = session.sign_in(tokens).await.unwrap();
+    (session, credential)
+}
+
 /// A refresh that answers 200 without tokens ends the session with the precise cause.
 #[tokio::test]
 async fn success_without_tokens_ends_the_session_with_the_cause() {
     let bad = misbehaving_server().await;
-    let session = Session::builder()
-        .refresher(refresh::OAuth2::new(&format!("{bad}/no-tokens")).unwrap())
-        .attach_to_any()
-        .build()
-        .unwrap();
-    let credential = session
-        .sign_in(TokenSet::new("a").with_refresh_token("r"))
-        .await
-        .unwrap();
+    let (session, credential) = signed_in_anywhere(
+        refresh::OAuth2::new(&format!("{bad}/no-tokens")).unwrap(),
+        TokenSet::new("a").with_refresh_token("r"),
+    )
+    .await;
     let error = session.token_rejected(&credential).await.unwrap_err();
     match error {
         Error::SessionExpired(reason) => {
@@ -265,15 +276,8 @@ async fn success_without_tokens_ends_the_session_with_the_cause() {
 async fn invalidate_ignores_stale_generations() {
     let refresher =
         refresh::from_fn(|_| async { Ok(TokenSet::new("next").with_refresh_token("r2")) });
-    let session = Session::builder()
-        .refresher(refresher)
-        .attach_to_any()
-        .build()
-        .unwrap();
-    let first = session
-        .sign_in(TokenSet::new("first").with_refresh_token("r1"))
-        .await
-        .unwrap();
+    let (session, first) =
+        signed_in_anywhere(refresher, TokenSet::new("first").with_refresh_token("r1")).await;
     let second = session.token_rejected(&first).await.unwrap();
     assert_eq!(second.generation(), first.generation() + 1);
     assert!(
@@ -299,15 +303,8 @@ async fn a_late_refusal_is_not_retried_with_an_expired_token() {
                 .with_expires_in(ms(200)))
         }
     });
-    let session = Session::builder()
-        .refresher(refresher)
-        .attach_to_any()
-        .build()
-        .unwrap();
-    let first = session
-        .sign_in(TokenSet::new("first").with_refresh_token("r1"))
-        .await
-        .unwrap();
+    let (session, first) =
+        signed_in_anywhere(refresher, TokenSet::new("first").with_refresh_token("r1")).await;
     let second = session.token_rejected(&first).await.unwrap();
     let late = session.token_rejected(&first).await.unwrap();
     assert_eq!(

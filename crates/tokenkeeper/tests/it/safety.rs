@@ -122,6 +122,18 @@ impl Server {
         }
     }
 
+    /// Sends `request` to the `slow…` route `path` on a task of its own and returns once the
+    /// server holds it there, at the gate.
+    async fn held_at_the_gate(
+        &self,
+        path: &str,
+        request: reqwest_middleware::RequestBuilder,
+    ) -> tokio::task::JoinHandle<reqwest_middleware::Result<reqwest::Response>> {
+        let in_flight = tokio::spawn(request.send());
+        self.arrived(path).await;
+        in_flight
+    }
+
     /// Lets the `slow…` routes answer.
     fn open_gate(&self) {
         self.script.gate.send_replace(true);
@@ -268,12 +280,12 @@ async fn late_refusal_of_a_previous_login(sign_out_between: bool, refusal: &str)
     let client = client(&session);
     let a = session.sign_in(server.login("alice")).await.unwrap();
 
-    let in_flight = tokio::spawn({
-        let client = client.clone();
-        let url = server.url("/api/slow-post");
-        async move { client.post(url).body("as alice").send().await }
-    });
-    server.arrived("slow-post").await;
+    let in_flight = server
+        .held_at_the_gate(
+            "slow-post",
+            client.post(server.url("/api/slow-post")).body("as alice"),
+        )
+        .await;
     // While A's request is in flight: A's token dies, B signs in.
     match refusal {
         "expired" => server.expire("alice-access"),
@@ -361,12 +373,12 @@ async fn another_sessions_sign_in_through_a_shared_store_is_a_new_login_here_too
     assert!(here.restore().await.unwrap());
     let alice = here.credential().await.unwrap();
 
-    let in_flight = tokio::spawn({
-        let client = client.clone();
-        let url = server.url("/api/slow-post");
-        async move { client.post(url).body("as alice").send().await }
-    });
-    server.arrived("slow-post").await;
+    let in_flight = server
+        .held_at_the_gate(
+            "slow-post",
+            client.post(server.url("/api/slow-post")).body("as alice"),
+        )
+        .await;
     server.expire("alice-access");
     elsewhere.sign_in(server.login("bob")).await.unwrap();
     server.open_gate();
@@ -392,12 +404,9 @@ async fn another_sessions_sign_in_through_a_shared_store_is_a_new_login_here_too
     // older token is retried with the newer one, as within one session.
     let bob = now;
     server.close_gate();
-    let in_flight = tokio::spawn({
-        let client = client.clone();
-        let url = server.url("/api/slow-get");
-        async move { client.get(url).send().await }
-    });
-    server.arrived("slow-get").await;
+    let in_flight = server
+        .held_at_the_gate("slow-get", client.get(server.url("/api/slow-get")))
+        .await;
     server.expire("bob-access");
     let refreshed = elsewhere
         .token_rejected(&elsewhere.credential().await.unwrap())

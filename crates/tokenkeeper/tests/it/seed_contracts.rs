@@ -40,12 +40,7 @@ async fn burst_all_ok(client: &ClientWithMiddleware, base: &str, count: usize) {
             failures.push(outcome);
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures, e.g. {:?}",
-        failures.len(),
-        failures.first()
-    );
+    crate::contracts::assert_no_failures(&failures);
 }
 
 /// Lifetime of the access tokens whose expiry the tests wait out, and how long they wait: long
@@ -247,11 +242,7 @@ async fn article_header_server_invalid_token_ends_the_session_without_refreshing
     let forged = TokenSet::new("never-issued").with_refresh_token("never-issued");
     let (_session, client) =
         article_session_with(&server, Some(forged), InvalidTokenPolicy::EndSession).await;
-    let error = client
-        .get(server.url("/api/items/1"))
-        .send()
-        .await
-        .unwrap_err();
+    let error = get_err(&client, server.url("/api/items/1")).await;
     assert!(
         matches!(
             tk_error(&error),
@@ -270,11 +261,7 @@ async fn article_header_server_invalid_token_costs_one_refresh_by_default() {
     let server = ArticleHeaderServer::start(LONG_TTL).await;
     let forged = TokenSet::new("never-issued").with_refresh_token("never-issued");
     let (_session, client) = article_session(&server, Some(forged)).await;
-    let error = client
-        .get(server.url("/api/items/1"))
-        .send()
-        .await
-        .unwrap_err();
+    let error = get_err(&client, server.url("/api/items/1")).await;
     assert!(
         matches!(
             tk_error(&error),

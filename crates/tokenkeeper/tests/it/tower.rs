@@ -35,6 +35,20 @@ where
         .build_http()
 }
 
+/// A session signed in with the access token `token`, whose refresher hands out "fresh";
+/// `attach` says where it attaches.
+async fn signed_in_as(
+    token: &str,
+    attach: impl FnOnce(SessionBuilder) -> SessionBuilder,
+) -> Session {
+    let builder = Session::builder().refresher(tokenkeeper::refresh::from_fn(|_| async {
+        Ok(TokenSet::new("fresh"))
+    }));
+    let session = attach(builder).build().unwrap();
+    session.sign_in(TokenSet::new(token)).await.unwrap();
+    session
+}
+
 /// A signed-in session for `contract`, and a hyper client behind its layer.
 async fn tower_session<B>(
     server: &ServerHandle,
@@ -45,12 +59,7 @@ where
     B: http_body::Body + Send,
     B::Data: Send,
 {
-    let (tokens, refresher) = login(server, contract).await;
-    let builder = Session::builder()
-        .refresher_arc(refresher)
-        .attach_to([server.base_url()]);
-    let session = configure(builder).build().unwrap();
-    session.sign_in(tokens).await.unwrap();
+    let session = signed_in_session(server, contract, configure).await;
     let api = ServiceBuilder::new()
         .layer(session.layer())
         .service(hyper_client());
@@ -173,15 +182,11 @@ async fn a_buffered_body_is_replayed_intact() {
 #[tokio::test]
 async fn bodies_over_the_replay_limit_are_not_retried() {
     let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
-    let (tokens, refresher) = login(&server, Contract::Json).await;
-    let session = Session::builder()
-        .refresher_arc(refresher)
-        .attach_to([server.base_url()])
-        .mode(RefreshMode::Reactive)
-        .classifier(Classifier::well_known())
-        .build()
-        .unwrap();
-    session.sign_in(tokens).await.unwrap();
+    let session = signed_in_session(&server, Contract::Json, |b| {
+        b.mode(RefreshMode::Reactive)
+            .classifier(Classifier::well_known())
+    })
+    .await;
     let api = ServiceBuilder::new()
         .layer(session.layer().replay_limit(8))
         .service(hyper_client::<Full<Bytes>>());
@@ -205,14 +210,8 @@ async fn bodies_over_the_replay_limit_are_not_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_reserved_below_the_layer_is_respected() {
     let server = start(ServerConfig::default().with_access_ttl(ms(300))).await;
-    let (tokens, refresher) = login(&server, Contract::OAuth2).await;
-    let session = Session::builder()
-        .refresher_arc(refresher)
-        .attach_to([server.base_url()])
-        .mode(RefreshMode::Reactive)
-        .build()
-        .unwrap();
-    session.sign_in(tokens).await.unwrap();
+    let session =
+        signed_in_session(&server, Contract::OAuth2, |b| b.mode(RefreshMode::Reactive)).await;
     let api = ServiceBuilder::new()
         .layer(session.layer())
         .concurrency_limit(3)
@@ -247,17 +246,7 @@ fn authorization_seen(body: &[u8]) -> Option<String> {
 async fn only_our_requests_get_the_token() {
     let ours = echo_server().await;
     let foreign = echo_server().await;
-    let session = Session::builder()
-        .refresher(tokenkeeper::refresh::from_fn(|_| async {
-            Ok(TokenSet::new("fresh"))
-        }))
-        .attach_to([ours.as_str()])
-        .build()
-        .unwrap();
-    session
-        .sign_in(TokenSet::new("secret-token"))
-        .await
-        .unwrap();
+    let session = signed_in_as("secret-token", |b| b.attach_to([ours.as_str()])).await;
     let api = ServiceBuilder::new()
         .layer(session.layer())
         .service(hyper_client::<Full<Bytes>>());
@@ -280,14 +269,7 @@ async fn only_our_requests_get_the_token() {
         .insert(AUTHORIZATION, "Basic dXNlcjpwdw==".parse().unwrap());
     assert_eq!(echo(own).await.as_deref(), Some("Basic dXNlcjpwdw=="));
     // Plain http to a host that is not loopback: refused before anything is sent.
-    let anywhere = Session::builder()
-        .refresher(tokenkeeper::refresh::from_fn(|_| async {
-            Ok(TokenSet::new("fresh"))
-        }))
-        .attach_to_any()
-        .build()
-        .unwrap();
-    anywhere.sign_in(TokenSet::new("t")).await.unwrap();
+    let anywhere = signed_in_as("t", |b| b.attach_to_any()).await;
     let error = ServiceBuilder::new()
         .layer(anywhere.layer())
         .service(hyper_client::<Full<Bytes>>())
@@ -305,14 +287,7 @@ async fn only_our_requests_get_the_token() {
 #[tokio::test]
 async fn bare_path_uris_need_an_origin() {
     let ours = echo_server().await;
-    let session = Session::builder()
-        .refresher(tokenkeeper::refresh::from_fn(|_| async {
-            Ok(TokenSet::new("fresh"))
-        }))
-        .attach_to([ours.as_str()])
-        .build()
-        .unwrap();
-    session.sign_in(TokenSet::new("t")).await.unwrap();
+    let session = signed_in_as("t", |b| b.attach_to([ours.as_str()])).await;
     let base: Uri = ours.parse().unwrap();
     // Below the layer, like tonic's channel, something adds the origin.
     let add_origin = move |request: Request<Full<Bytes>>| {

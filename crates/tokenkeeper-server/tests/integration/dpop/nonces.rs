@@ -2,7 +2,7 @@
 //! every answer.
 
 use reqwest::StatusCode;
-use tokenkeeper_server::DpopConfig;
+use tokenkeeper_server::{Contract, DpopConfig};
 
 use super::encoder::{Key, Proof};
 use super::*;
@@ -45,13 +45,7 @@ async fn the_token_endpoint_and_the_api_challenge_once_then_accept_the_nonce() {
     assert_eq!(reply.header("dpop-nonce"), Some(nonce.as_str()));
 
     // After a rotation the old nonce is stale: 401 use_dpop_nonce with the new one.
-    let rotated = Reply::read(
-        admin_post(&c, &s, "/__dpop/rotate-nonce")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let rotated = Reply::send(admin_post(&c, &s, "/__dpop/rotate-nonce")).await;
     assert_eq!(rotated.status, StatusCode::NO_CONTENT);
     let reply = api_get(&c, &s, "/api/items/1", Some(&auth), &[&with_nonce(&nonce)]).await;
     assert_dpop_challenge(&reply, "use_dpop_nonce");
@@ -128,13 +122,7 @@ async fn rotation_is_refused_when_nonces_are_off() {
     let s = dpop_server(DpopConfig::default()).await;
     let c = client();
     assert!(!s.rotate_dpop_nonce());
-    let reply = Reply::read(
-        admin_post(&c, &s, "/__dpop/rotate-nonce")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let reply = Reply::send(admin_post(&c, &s, "/__dpop/rotate-nonce")).await;
     reply.assert_error(StatusCode::CONFLICT, "dpop_nonces_off");
     // And no answer carries a nonce.
     let key = Key::random();
@@ -153,33 +141,16 @@ async fn a_browser_app_may_send_proofs_and_read_the_nonce() {
     )
     .await;
     let c = client();
-    let preflight = Reply::read(
-        c.request(reqwest::Method::OPTIONS, s.url("/oauth2/token"))
-            .header("origin", origin)
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "dpop")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let preflight = Reply::send(preflight(&c, &s, "/oauth2/token", origin, "POST", "dpop")).await;
     assert_eq!(preflight.status, StatusCode::NO_CONTENT);
     let allowed = preflight.header("access-control-allow-headers").unwrap();
     assert!(allowed.split(", ").any(|h| h == "dpop"), "{allowed}");
 
     let key = Key::random();
-    let reply = Reply::read(
-        c.post(s.url("/oauth2/token"))
+    let reply = Reply::send(
+        login_request(&c, &s, Contract::OAuth2)
             .header("origin", origin)
-            .header("dpop", key.proof("POST", &s.url("/oauth2/token")))
-            .form(&[
-                ("grant_type", "password"),
-                ("username", "demo"),
-                ("password", "demo"),
-            ])
-            .send()
-            .await
-            .unwrap(),
+            .header("dpop", key.proof("POST", &s.url("/oauth2/token"))),
     )
     .await;
     assert_token_error(&reply, "use_dpop_nonce");

@@ -250,16 +250,20 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The instance that was polled ready sends the first attempt; this one stays behind.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         let call = Call {
-            inner,
+            inner: take_ready(&mut self.inner),
             session: self.session.clone(),
             config: Arc::clone(&self.config),
         };
         Box::pin(call.run(request))
     }
+}
+
+/// The instance of `inner` that was polled ready, to send the first attempt; a clone of it
+/// stays behind (tower's clone-and-swap).
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 /// One request through the service.
@@ -271,7 +275,7 @@ pub(crate) struct Call<S> {
 
 impl<S> Call<S> {
     pub(crate) async fn run<B, ResBody>(
-        mut self,
+        self,
         mut request: Request<B>,
     ) -> Result<Response<ResponseBody<ResBody>>, AuthError<S::Error>>
     where
@@ -279,16 +283,8 @@ impl<S> Call<S> {
         B: ReplayBody,
         ResBody: http_body::Body<Data = Bytes> + Unpin,
     {
-        // The caller's own Authorization header or an opt-out: not ours.
-        if opted_out(request.headers(), request.extensions()) {
-            return send(&mut self.inner, request).await.map(wrap);
-        }
-        match self.decide(request.uri()).map_err(AuthError::Auth)? {
-            (Decision::PassThrough, _) => return send(&mut self.inner, request).await.map(wrap),
-            (Decision::Insecure, origin) => {
-                return Err(AuthError::Auth(Error::InsecureTransport { origin }));
-            }
-            (Decision::Attach, _) => {}
+        if !self.is_ours(&request).map_err(AuthError::Auth)? {
+            return self.send_untouched(request).await;
         }
         let Call {
             mut inner,
@@ -380,9 +376,35 @@ impl<S> Call<S> {
         Ok(response)
     }
 
+    /// Sends a request that is not ours as it is.
+    pub(crate) async fn send_untouched<B, ResBody>(
+        mut self,
+        request: Request<B>,
+    ) -> Result<Response<ResponseBody<ResBody>>, AuthError<S::Error>>
+    where
+        S: Service<Request<B>, Response = Response<ResBody>>,
+        ResBody: http_body::Body<Data = Bytes> + Unpin,
+    {
+        send(&mut self.inner, request).await.map(wrap)
+    }
+
+    /// Whether the session authenticates `request`: not when it carries its caller's own
+    /// `Authorization` header or the [`NoAuth`](crate::NoAuth) opt-out, nor when it goes to an
+    /// origin the session does not attach to; an allowed origin over plain HTTP is refused.
+    pub(crate) fn is_ours<B>(&self, request: &Request<B>) -> Result<bool, Error> {
+        if opted_out(request.headers(), request.extensions()) {
+            return Ok(false);
+        }
+        match self.decide(request.uri())? {
+            (Decision::PassThrough, _) => Ok(false),
+            (Decision::Insecure, origin) => Err(Error::InsecureTransport { origin }),
+            (Decision::Attach, _) => Ok(true),
+        }
+    }
+
     /// Where a request goes, by its URI (or the configured origin for a bare path), and that
     /// origin for messages.
-    pub(crate) fn decide(&self, uri: &Uri) -> Result<(Decision, String), Error> {
+    fn decide(&self, uri: &Uri) -> Result<(Decision, String), Error> {
         let url = match (uri.scheme_str(), uri.authority()) {
             (Some(scheme), Some(authority)) => {
                 let Ok(url) = Url::parse(&format!("{scheme}://{authority}/")) else {

@@ -156,27 +156,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use crate::adapter::test_bodies::{Boxed, chunks, text};
     use futures_util::stream;
     use http_body_util::StreamBody;
     use std::convert::Infallible;
-    use std::fmt;
-
-    type Boxed = BoxBody<Bytes, Infallible>;
-
-    async fn text<B: Body<Data = Bytes> + Unpin>(body: B) -> String
-    where
-        B::Error: fmt::Debug,
-    {
-        let bytes = body.collect().await.unwrap().to_bytes();
-        String::from_utf8(bytes.to_vec()).unwrap()
-    }
-
-    fn chunks(parts: &'static [&'static str]) -> Boxed {
-        StreamBody::new(stream::iter(parts.iter().map(|p| {
-            Ok::<_, Infallible>(Frame::data(Bytes::from_static(p.as_bytes())))
-        })))
-        .boxed()
-    }
 
     /// A body whose first frame is not ready yet: a stream still being produced.
     fn pending_then(part: &'static str) -> Boxed {

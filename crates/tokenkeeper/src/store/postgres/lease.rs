@@ -96,6 +96,33 @@ struct Held {
     lost: AtomicBool,
 }
 
+impl Held {
+    /// Runs `statement` ([`TAKE`] or [`RENEW`]: key, holder, TTL in seconds) for this holder:
+    /// whether the lease is ours for a full TTL from now.
+    async fn claim(
+        &self,
+        statement: &'static str,
+        doing: &'static str,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .connection
+            .run("lock", doing, |client| async move {
+                client
+                    .query_typed(
+                        statement,
+                        &[
+                            (&&*self.key, Type::TEXT),
+                            (&self.holder, Type::TEXT),
+                            (&self.ttl.as_secs_f64(), Type::FLOAT8),
+                        ],
+                    )
+                    .await
+            })
+            .await?;
+        Ok(!rows.is_empty())
+    }
+}
+
 /// Checks (and extends) the lease on the server.
 #[derive(Clone)]
 pub(super) struct LeaseFence(Arc<Held>);
@@ -106,22 +133,7 @@ impl LeaseFence {
             return Ok(false);
         }
         let held = &self.0;
-        let renewed = held
-            .connection
-            .run("lock", "renewing the refresh lease", |client| async move {
-                client
-                    .query_typed(
-                        RENEW,
-                        &[
-                            (&&*held.key, Type::TEXT),
-                            (&held.holder, Type::TEXT),
-                            (&held.ttl.as_secs_f64(), Type::FLOAT8),
-                        ],
-                    )
-                    .await
-            })
-            .await?;
-        if renewed.is_empty() {
+        if !held.claim(RENEW, "renewing the refresh lease").await? {
             held.lost.store(true, Ordering::Release);
             return Ok(false);
         }
@@ -155,25 +167,7 @@ pub(super) async fn take(
     };
     let mut delay = Duration::from_millis(2);
     loop {
-        let taken = held
-            .connection
-            .run("lock", "taking the refresh lease", |client| {
-                let held = Arc::clone(&held);
-                async move {
-                    client
-                        .query_typed(
-                            TAKE,
-                            &[
-                                (&&*held.key, Type::TEXT),
-                                (&held.holder, Type::TEXT),
-                                (&held.ttl.as_secs_f64(), Type::FLOAT8),
-                            ],
-                        )
-                        .await
-                }
-            })
-            .await?;
-        if !taken.is_empty() {
+        if held.claim(TAKE, "taking the refresh lease").await? {
             break;
         }
         let jitter = delay.mul_f64(rand::random::<f64>() * 0.5);

@@ -67,14 +67,24 @@ pub async fn session(
     contract: Contract,
     configure: impl FnOnce(SessionBuilder) -> SessionBuilder,
 ) -> (Session, ClientWithMiddleware) {
+    let session = signed_in_session(server, contract, configure).await;
+    let client = client(&session);
+    (session, client)
+}
+
+/// A session signed in for `contract` at `server`, configured further by `configure`.
+pub async fn signed_in_session(
+    server: &ServerHandle,
+    contract: Contract,
+    configure: impl FnOnce(SessionBuilder) -> SessionBuilder,
+) -> Session {
     let (tokens, refresher) = login(server, contract).await;
     let builder = Session::builder()
         .refresher_arc(refresher)
         .attach_to([server.base_url()]);
     let session = configure(builder).build().unwrap();
     session.sign_in(tokens).await.unwrap();
-    let client = client(&session);
-    (session, client)
+    session
 }
 
 pub fn client(session: &Session) -> ClientWithMiddleware {
@@ -94,6 +104,11 @@ pub fn tk_error(error: &reqwest_middleware::Error) -> Option<&tokenkeeper::Error
         reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<tokenkeeper::Error>(),
         reqwest_middleware::Error::Reqwest(_) => None,
     }
+}
+
+/// The error of a GET that must fail (refused by tokenkeeper, or not sent at all).
+pub async fn get_err(client: &ClientWithMiddleware, url: String) -> reqwest_middleware::Error {
+    client.get(url).send().await.unwrap_err()
 }
 
 /// Sends `count` GETs at once and returns their outcomes (status or tokenkeeper error text).
