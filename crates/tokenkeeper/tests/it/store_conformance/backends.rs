@@ -155,7 +155,8 @@ impl Backend for Redis {
     }
 
     async fn lock_is_held(&self) -> bool {
-        // Gone once its TTL ran out (-2); a lock without a TTL (-1) would be a bug.
+        // Gone once its TTL ran out (-2; 0 in its last millisecond); a lock without a TTL (-1)
+        // would be a bug.
         let ttl: i64 =
             crate::redis_env::raw(&self.url, redis::cmd("PTTL").arg(&self.lock_key)).await;
         assert_ne!(ttl, -1, "a lock without a TTL");
@@ -200,7 +201,13 @@ impl Leased for Redis {
         let _: i64 =
             crate::redis_env::raw(&self.url, redis::cmd("PEXPIRE").arg(&self.lock_key).arg(1))
                 .await;
-        while self.lock_is_held().await {
+        // Gone, not merely below 1 ms to live (PTTL reads 0 then).
+        loop {
+            let exists: i64 =
+                crate::redis_env::raw(&self.url, redis::cmd("EXISTS").arg(&self.lock_key)).await;
+            if exists == 0 {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
