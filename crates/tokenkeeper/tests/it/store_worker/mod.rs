@@ -282,6 +282,19 @@ struct Counts {
     logouts: AtomicU64,
 }
 
+/// Saves the next generation with random secrets (the caller holds the lock).
+async fn save_next(store: &dyn TokenStore) {
+    let generation = store.load().await.unwrap().map_or(0, |s| s.generation) + 1;
+    store
+        .save(&StoredTokens {
+            tokens: random_tokens(),
+            generation,
+            login: None,
+        })
+        .await
+        .unwrap();
+}
+
 /// Rewrites the store under its lock as fast as it can, with tokens of random length so a torn
 /// write would show.
 async fn churn(config: &WorkerConfig) -> Summary {
@@ -291,15 +304,7 @@ async fn churn(config: &WorkerConfig) -> Summary {
     let mut saves = 0;
     while running.load(Relaxed) {
         let _lock = store.lock().await.unwrap();
-        let generation = store.load().await.unwrap().map_or(0, |s| s.generation) + 1;
-        store
-            .save(&StoredTokens {
-                tokens: random_tokens(),
-                generation,
-                login: None,
-            })
-            .await
-            .unwrap();
+        save_next(&*store).await;
         saves += 1;
     }
     stopper.abort();
@@ -314,15 +319,7 @@ async fn churn(config: &WorkerConfig) -> Summary {
 async fn hold(config: &WorkerConfig) -> Summary {
     let store = config.store.open().await;
     let held = store.lock().await.unwrap();
-    let generation = store.load().await.unwrap().map_or(0, |s| s.generation) + 1;
-    store
-        .save(&StoredTokens {
-            tokens: random_tokens(),
-            generation,
-            login: None,
-        })
-        .await
-        .unwrap();
+    save_next(&*store).await;
     tokio::time::sleep(Duration::from_millis(config.duration_ms)).await;
     drop(held);
     Summary {
