@@ -150,6 +150,8 @@ pub async fn a_cancelled_lock_attempt_leaves_nothing_behind<B: Backend>(place: B
 /// it: the other handle waits while the child lives, gets the lock once the OS released it or
 /// the child's lease ran out, and finds the child's pair whole.
 pub async fn kill_9_of_a_lock_holder_frees_the_lock_and_leaves_the_pair_whole<B: Shared>(place: B) {
+    // A child process starting up: alone among the tests that load both cores (see main.rs).
+    let _heavy = crate::heavy().await;
     let lease = Duration::from_secs(1);
     let store = place.handle(Some(lease)).await;
     store.save(&pair("before", 1)).await.unwrap();
