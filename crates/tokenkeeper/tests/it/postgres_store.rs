@@ -14,7 +14,6 @@ use crate::store_conformance::pair;
 
 use common::*;
 use postgres_env::{execute, postgres_url, query, store, unique_key};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokenkeeper::secrecy::ExposeSecret;
 use tokenkeeper::store::{FileStore, MAX_GENERATION, PostgresStore, StoreError, TokenStore};
@@ -71,49 +70,6 @@ async fn saves_loads_and_clears_the_same_document_as_the_file_store() {
         debug.contains(&key) && !debug.contains("postgres-access") && !debug.contains("://"),
         "{debug}"
     );
-}
-
-/// Sixteen connections write the same next generation at once, round after round: exactly one
-/// write per generation wins, and every other writer is told which generation beat it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_writers_of_one_generation_have_exactly_one_winner() {
-    let Some(url) = postgres_url() else { return };
-    let key = unique_key("race");
-    let mut writers = Vec::new();
-    for _ in 0..16 {
-        writers.push(Arc::new(store(&url, &key).await));
-    }
-    for generation in 1..=5u64 {
-        let barrier = Arc::new(tokio::sync::Barrier::new(writers.len()));
-        let attempts = writers.iter().enumerate().map(|(i, writer)| {
-            let writer = Arc::clone(writer);
-            let barrier = Arc::clone(&barrier);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let result = writer.save(&pair(&format!("writer-{i}"), generation)).await;
-                (i, result)
-            })
-        });
-        let results = futures_util::future::join_all(attempts).await;
-        let mut winners = Vec::new();
-        for result in results {
-            match result.unwrap() {
-                (i, Ok(())) => winners.push(i),
-                (_, Err(StoreError::StaleWrite { stored, attempted })) => {
-                    assert_eq!((stored, attempted), (generation, generation));
-                }
-                (_, Err(other)) => panic!("unexpected error: {other:?}"),
-            }
-        }
-        assert_eq!(winners.len(), 1, "generation {generation}: {winners:?}");
-        let stored = writers[0].load().await.unwrap().unwrap();
-        assert_eq!(stored.generation, generation);
-        assert_eq!(
-            stored.tokens.access_token().expose_secret(),
-            format!("writer-{}", winners[0])
-        );
-    }
-    writers[0].clear().await.unwrap();
 }
 
 #[tokio::test]
