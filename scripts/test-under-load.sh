@@ -38,6 +38,7 @@ modules=(
   redis_store_processes:: # real processes sharing one Redis
   postgres_store::        # lease expiry and renewal, fencing, dropped connections
   postgres_store_processes:: # real processes sharing one PostgreSQL row
+  store_conformance::     # every store: lock, leases, kill -9 of a holder, dropped connections
   metrics::               # refresh outcomes at expiry, lost answers, adoption (feature metrics)
   dpop:: dpop_reference:: # DPoP bursts at expiry and nonce demands (feature dpop)
   dpop_processes::        # real processes sharing one DPoP key through each store (feature dpop)

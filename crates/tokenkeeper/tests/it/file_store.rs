@@ -329,39 +329,6 @@ async fn open_refuses_a_directory_and_a_path_without_a_file_name() {
 }
 
 #[tokio::test]
-async fn the_lock_excludes_other_handles_and_is_released_on_drop_and_cancellation() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tokens.json");
-    // Separate handles lock separate file descriptions, exactly as separate processes do.
-    let first = FileStore::open(&path).unwrap();
-    let second = FileStore::open(&path).unwrap();
-
-    let held = first.lock().await.unwrap();
-    // An OS file lock is no lease: held until released, nothing to fence.
-    assert_eq!(first.lock_lease(), None);
-    assert!(held.still_held().await.unwrap());
-    let waiting = tokio::time::timeout(ms(200), second.lock()).await;
-    assert!(waiting.is_err(), "a second holder got the lock");
-    // The cancelled attempt left nothing behind; releasing lets the next one in.
-    drop(held);
-    let again = tokio::time::timeout(Duration::from_secs(10), second.lock())
-        .await
-        .expect("the lock is free after the guard dropped")
-        .unwrap();
-    // Clones of one handle share the in-process queue and still exclude each other.
-    let clone = second.clone();
-    let queued = tokio::spawn(async move { clone.lock().await.map(drop) });
-    tokio::time::sleep(ms(50)).await;
-    assert!(!queued.is_finished());
-    drop(again);
-    tokio::time::timeout(Duration::from_secs(10), queued)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-}
-
-#[tokio::test]
 async fn a_crashed_writers_temp_file_is_cleaned_up_under_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");

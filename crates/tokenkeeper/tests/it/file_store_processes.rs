@@ -10,92 +10,14 @@ use std::time::Duration;
 use store_worker::{Mode, StoreSpec, Summary, Worker, WorkerConfig};
 use tokenkeeper::store::{FileStore, TokenStore};
 
-fn totals(summaries: &[Summary]) -> Summary {
-    let mut total = Summary::default();
-    for s in summaries {
-        total.ok += s.ok;
-        total.failed += s.failed;
-        total.refreshed += s.refreshed;
-        total.adopted += s.adopted;
-        total.store_failures += s.store_failures;
-        total.logouts += s.logouts;
-        total.saves += s.saves;
-        if total.first_error.is_none() {
-            total.first_error.clone_from(&s.first_error);
-        }
-    }
-    total
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_share_one_login_and_refresh_once_per_expiry() {
-    let _heavy = crate::heavy().await;
-    let server = start(
-        ServerConfig::default()
-            .with_access_ttl(ms(1000))
-            .with_grace_period(Duration::ZERO),
-    )
-    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
-    let store: Arc<dyn TokenStore> = Arc::new(FileStore::open(&path).unwrap());
-    let first = store_worker::sign_in(&server.base_url(), Arc::clone(&store)).await;
-    let before = server.stats();
-
-    let config = WorkerConfig {
-        store: StoreSpec::File { path: path.clone() },
-        mode: Mode::Hammer,
-        base_url: server.base_url(),
-        tasks: 50,
-        duration_ms: 6_000,
-        pause_ms: 2,
-        stop_file: None,
-    };
-    let workers: Vec<Worker> = (0..8).map(|_| store_worker::spawn(&config)).collect();
-    let summaries: Vec<Summary> =
-        tokio::task::spawn_blocking(move || workers.into_iter().map(Worker::finish).collect())
-            .await
-            .unwrap();
-
-    let stats = delta(&before, &server.stats());
-    let last = store
-        .load()
-        .await
-        .unwrap()
-        .expect("tokens still stored")
-        .generation;
-    let total = totals(&summaries);
-    eprintln!(
-        "8 processes x 50 tasks: {} ok, {} failed; server: {} refresh calls, {} rotations, {} \
-         reuse detections; store generations {first}..{last}; refreshed {} / adopted {} by the \
-         processes",
-        total.ok,
-        total.failed,
-        stats.refresh_calls,
-        stats.rotations,
-        stats.reuse_detections,
-        total.refreshed,
-        total.adopted
-    );
-    assert_eq!(total.failed, 0, "first error: {:?}", total.first_error);
-    assert!(summaries.iter().all(|s| s.ok > 0), "{summaries:?}");
-    assert_eq!(stats.reuse_detections, 0);
-    assert_eq!(total.logouts, 0);
-    assert_eq!(total.store_failures, 0);
-    // Every refresh call rotated, and each rotation is exactly one new generation in the store:
-    // one refresh per expiry, whichever process made it.
-    assert_eq!(stats.refresh_calls, stats.rotations);
-    assert_eq!(stats.refresh_calls, last - first);
-    assert_eq!(total.refreshed, stats.refresh_calls);
-    assert!(
-        stats.refresh_calls >= 5,
-        "only {} expiries",
-        stats.refresh_calls
-    );
-    // The other processes adopted what one of them refreshed.
-    assert!(total.adopted > 0);
-    assert_eq!(stats.api_401_invalid, 0);
-    server.shutdown().await;
+    store_worker::eight_processes_share_one_login_and_refresh_once_per_expiry(StoreSpec::File {
+        path,
+    })
+    .await;
 }
 
 /// Processes that rewrite the file as fast as they can, killed with SIGKILL at random instants:
@@ -121,9 +43,7 @@ async fn kill_9_mid_write_never_leaves_a_torn_file() {
     while kills < 60 {
         tokio::time::sleep(ms(rand::random_range(2..25))).await;
         let victim = workers.swap_remove(rand::random_range(0..workers.len()));
-        tokio::task::spawn_blocking(move || victim.kill())
-            .await
-            .unwrap();
+        crate::child::kill(victim).await;
         kills += 1;
         match store.load().await {
             Ok(Some(stored)) => {
@@ -136,9 +56,7 @@ async fn kill_9_mid_write_never_leaves_a_torn_file() {
         workers.push(store_worker::spawn(&config));
     }
     for worker in workers {
-        tokio::task::spawn_blocking(move || worker.kill())
-            .await
-            .unwrap();
+        crate::child::kill(worker).await;
     }
     let stored = store.load().await.unwrap().unwrap();
     eprintln!(
@@ -221,9 +139,7 @@ async fn kill_9_of_the_refreshing_process_keeps_the_file_whole_and_the_others_wo
             mid_refresh += 1;
         }
         let victim = workers.swap_remove(index);
-        tokio::task::spawn_blocking(move || victim.kill())
-            .await
-            .unwrap();
+        crate::child::kill(victim).await;
         kills += 1;
         let stored = store
             .load()
@@ -236,11 +152,8 @@ async fn kill_9_of_the_refreshing_process_keeps_the_file_whole_and_the_others_wo
     // The last ones run on a while after the last kill, then stop and report.
     tokio::time::sleep(Duration::from_secs(1)).await;
     std::fs::write(&stop_file, b"").unwrap();
-    let summaries: Vec<Summary> =
-        tokio::task::spawn_blocking(move || workers.into_iter().map(Worker::finish).collect())
-            .await
-            .unwrap();
-    let total = totals(&summaries);
+    let summaries = crate::child::finish_all(workers).await;
+    let total = Summary::total(&summaries);
     let stats = server.stats();
     eprintln!(
         "{kills} kills ({mid_refresh} still holding the lock); survivors: {} ok, {} failed; \

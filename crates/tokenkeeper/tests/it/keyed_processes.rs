@@ -11,10 +11,6 @@
 use crate::common::*;
 use crate::keyed_env::*;
 use crate::keyed_worker::{self, Family, KeyedSummary, KeyedWorker, KeyedWorkerConfig};
-#[cfg(feature = "postgres")]
-use crate::postgres_env;
-#[cfg(feature = "redis")]
-use crate::redis_env;
 use std::time::Duration;
 
 const PROCESSES: usize = 8;
@@ -105,12 +101,9 @@ async fn eight_processes(family: Family, kill_one: bool, scale: Scale) {
     if kill_one {
         // Somewhere in the middle of the run, whatever the victim is doing then.
         tokio::time::sleep(ms(scale.duration_ms * 3 / 7)).await;
-        workers.remove(0).kill();
+        crate::child::kill(workers.remove(0)).await;
     }
-    let summaries: Vec<KeyedSummary> =
-        tokio::task::spawn_blocking(move || workers.into_iter().map(KeyedWorker::finish).collect())
-            .await
-            .unwrap();
+    let summaries: Vec<KeyedSummary> = crate::child::finish_all(workers).await;
 
     let stats = delta(&before, &server.stats());
     let last = generations(&family, keys).await;
@@ -156,86 +149,53 @@ async fn eight_processes(family: Family, kill_one: bool, scale: Scale) {
     server.shutdown().await;
 }
 
-#[cfg(feature = "redis")]
-mod redis {
-    use super::*;
+/// The tests of one store family: `keyed_processes::<backend>::<test>`.
+macro_rules! backend {
+    ($backend:ident, $feature:literal, $env:ident, $url:ident, $family:ident) => {
+        #[cfg(feature = $feature)]
+        mod $backend {
+            use super::*;
 
-    fn family(name: &str) -> Option<Family> {
-        let url = redis_env::redis_url()?;
-        let prefix = format!("{}:", redis_env::unique_key(name));
-        Some(Family::Redis { url, prefix })
-    }
+            fn family(name: &str) -> Option<Family> {
+                let url = crate::$env::$url()?;
+                let prefix = format!("{}:", crate::$env::unique_key(name));
+                Some(Family::$family { url, prefix })
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn eight_processes_share_200_keys_through_redis() {
-        let Some(family) = family("keyed-eight") else {
-            return;
-        };
-        eight_processes(family, false, TEST).await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn eight_processes_share_200_keys() {
+                let Some(family) = family("keyed-eight") else {
+                    return;
+                };
+                eight_processes(family, false, TEST).await;
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn eight_processes_share_200_keys_through_redis_with_one_killed() {
-        let Some(family) = family("keyed-kill") else {
-            return;
-        };
-        eight_processes(family, true, TEST).await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn eight_processes_share_200_keys_with_one_killed() {
+                let Some(family) = family("keyed-kill") else {
+                    return;
+                };
+                eight_processes(family, true, TEST).await;
+            }
 
-    /// BENCHMARKS.md's figure (about 3 minutes): `cargo test -p tokenkeeper --release
-    /// --features redis --test keyed_processes -- --ignored --nocapture figure`.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a figure for BENCHMARKS.md"]
-    async fn figure_redis_8_processes_10000_keys() {
-        let Some(family) = family("keyed-figure") else {
-            return;
-        };
-        eight_processes(family, false, FIGURE).await;
-        let Some(family) = self::family("keyed-figure-kill") else {
-            return;
-        };
-        eight_processes(family, true, FIGURE).await;
-    }
+            /// BENCHMARKS.md's figure (about 3 minutes): `cargo test -p tokenkeeper --release
+            /// --all-features --test it -- --ignored --nocapture keyed_processes::redis::figure
+            /// keyed_processes::postgres::figure`.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "a figure for BENCHMARKS.md"]
+            async fn figure_8_processes_10000_keys() {
+                let Some(family) = family("keyed-figure") else {
+                    return;
+                };
+                eight_processes(family, false, FIGURE).await;
+                let Some(family) = self::family("keyed-figure-kill") else {
+                    return;
+                };
+                eight_processes(family, true, FIGURE).await;
+            }
+        }
+    };
 }
 
-#[cfg(feature = "postgres")]
-mod postgres {
-    use super::*;
-
-    fn family(name: &str) -> Option<Family> {
-        let url = postgres_env::postgres_url()?;
-        let prefix = format!("{}:", postgres_env::unique_key(name));
-        Some(Family::Postgres { url, prefix })
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn eight_processes_share_200_keys_through_postgres() {
-        let Some(family) = family("keyed-eight") else {
-            return;
-        };
-        eight_processes(family, false, TEST).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn eight_processes_share_200_keys_through_postgres_with_one_killed() {
-        let Some(family) = family("keyed-kill") else {
-            return;
-        };
-        eight_processes(family, true, TEST).await;
-    }
-
-    /// BENCHMARKS.md's figure (about 3 minutes): `cargo test -p tokenkeeper --release
-    /// --features postgres --test keyed_processes -- --ignored --nocapture figure`.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a figure for BENCHMARKS.md"]
-    async fn figure_postgres_8_processes_10000_keys() {
-        let Some(family) = family("keyed-figure") else {
-            return;
-        };
-        eight_processes(family, false, FIGURE).await;
-        let Some(family) = self::family("keyed-figure-kill") else {
-            return;
-        };
-        eight_processes(family, true, FIGURE).await;
-    }
-}
+backend!(redis, "redis", redis_env, redis_url, Redis);
+backend!(postgres, "postgres", postgres_env, postgres_url, Postgres);

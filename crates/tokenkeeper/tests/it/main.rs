@@ -8,6 +8,7 @@
 
 // Shared set-up.
 mod article_header;
+mod child;
 mod common;
 #[cfg(feature = "dpop")]
 mod dpop_env;

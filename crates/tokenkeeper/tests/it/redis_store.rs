@@ -1,6 +1,8 @@
 //! `RedisStore` against a real Redis (`TOKENKEEPER_REDIS_URL`, started by `scripts/redis.sh`):
-//! format, compare-and-set, the lock (exclusion, renewal, expiry, token-checked release) and
-//! a session that keeps working when Redis misbehaves.
+//! format, the lock's Redis-specific parts (token-checked release, the fence's answers, a failed
+//! renewal) and a session that keeps working when Redis misbehaves. What every shared store
+//! promises (compare-and-set, exclusion, renewal, expiry, cancellation, kill -9, a dropped
+//! connection) is in `store_conformance`.
 //!
 //! Without `TOKENKEEPER_REDIS_URL` these tests fail when `CI` is set, and otherwise skip with a
 //! loud message.
@@ -73,61 +75,6 @@ async fn corrupt_values_are_typed_errors() {
 }
 
 #[tokio::test]
-async fn the_lock_excludes_other_instances_and_is_released_on_drop() {
-    let Some(url) = redis_url() else { return };
-    let key = unique_key("lock");
-    let first = store(&url, &key).await;
-    let second = store(&url, &key).await;
-    let held = first.lock().await.unwrap();
-    assert!(tokio::time::timeout(ms(200), second.lock()).await.is_err());
-    drop(held);
-    let again = tokio::time::timeout(Duration::from_secs(10), second.lock())
-        .await
-        .expect("released on drop")
-        .unwrap();
-    drop(again);
-    // The release is spawned: wait for the key to go.
-    wait_until_gone(&url, second.lock_key()).await;
-}
-
-#[tokio::test]
-async fn a_held_lock_is_renewed_past_its_ttl() {
-    let Some(url) = redis_url() else { return };
-    let key = unique_key("renew");
-    let holder = store(&url, &key).await.lock_ttl(ms(500));
-    let other = store(&url, &key).await.lock_ttl(ms(500));
-    let held = holder.lock().await.unwrap();
-    // Three TTLs later, the lock is still ours.
-    assert!(tokio::time::timeout(ms(1500), other.lock()).await.is_err());
-    let ttl: i64 = raw(&url, redis::cmd("PTTL").arg(holder.lock_key())).await;
-    assert!(ttl > 0, "the lock is alive with a TTL ({ttl})");
-    drop(held);
-    tokio::time::timeout(Duration::from_secs(10), other.lock())
-        .await
-        .unwrap()
-        .unwrap();
-}
-
-#[tokio::test]
-async fn a_dead_holders_lock_expires_and_is_taken_over() {
-    let Some(url) = redis_url() else { return };
-    let key = unique_key("dead");
-    let store = store(&url, &key).await;
-    // A holder that will never renew nor release.
-    let () = raw(
-        &url,
-        redis::cmd("SET")
-            .arg(store.lock_key())
-            .arg("a-dead-process")
-            .arg("PX")
-            .arg(400),
-    )
-    .await;
-    let taken = tokio::time::timeout(Duration::from_secs(10), store.lock()).await;
-    assert!(taken.is_ok(), "taken over after the TTL");
-}
-
-#[tokio::test]
 async fn the_release_only_deletes_our_own_lock() {
     let Some(url) = redis_url() else { return };
     let key = unique_key("token");
@@ -148,26 +95,6 @@ async fn the_release_only_deletes_our_own_lock() {
     let owner: Option<String> = raw(&url, redis::cmd("GET").arg(store.lock_key())).await;
     assert_eq!(owner.as_deref(), Some("someone-else"));
     let () = raw(&url, redis::cmd("DEL").arg(store.lock_key())).await;
-}
-
-#[tokio::test]
-async fn a_cancelled_lock_attempt_leaves_nothing_behind() {
-    let Some(url) = redis_url() else { return };
-    let key = unique_key("cancel");
-    let store = store(&url, &key).await;
-    for _ in 0..20 {
-        // Cancelled at every stage, including after the SET went out: whatever we took is given
-        // back, so the next attempt succeeds at once rather than after the TTL.
-        let _ = tokio::time::timeout(
-            Duration::from_micros(rand::random_range(0..400)),
-            store.lock(),
-        )
-        .await;
-        tokio::time::timeout(Duration::from_secs(5), store.lock())
-            .await
-            .expect("not left locked for the TTL")
-            .unwrap();
-    }
 }
 
 #[tokio::test]
@@ -214,17 +141,6 @@ async fn a_failing_redis_keeps_the_session_working_and_emits_store_failed() {
     assert!(!events.iter().any(|e| matches!(e, Event::LoggedOut { .. })));
     let () = raw(&url, redis::cmd("DEL").arg(&key)).await;
     server.shutdown().await;
-}
-
-async fn wait_until_gone(url: &str, key: &str) {
-    for _ in 0..200 {
-        let exists: i64 = raw(url, redis::cmd("EXISTS").arg(key)).await;
-        if exists == 0 {
-            return;
-        }
-        tokio::time::sleep(ms(10)).await;
-    }
-    panic!("{key} was never released");
 }
 
 /// A document as another writer (or an older build) may have left it, with any generation.

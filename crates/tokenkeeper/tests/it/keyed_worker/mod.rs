@@ -1,6 +1,6 @@
-//! Child processes for the keyed multi-process tests (the pattern of `store_worker`): the test
-//! binary re-runs itself as `keyed_worker::keyed_worker --exact --ignored` with the configuration as JSON in
-//! `TK_KEYED_WORKER`.
+//! Child processes for the keyed multi-process tests (started through [`crate::child`], like
+//! `store_worker`): the test binary re-runs itself as `keyed_worker::keyed_worker`, configured by
+//! a [`KeyedWorkerConfig`].
 //!
 //! A worker holds a `Sessions<String>` over a shared store family (Redis or PostgreSQL, the
 //! store's key as the prefix), and runs `tasks` request loops that each pick a random key per
@@ -10,7 +10,6 @@
 
 use crate::keyed_env::user;
 use serde::{Deserialize, Serialize};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -18,8 +17,7 @@ use tokenkeeper::keyed::Key;
 use tokenkeeper::store::KeyedStore;
 use tokenkeeper::{Session, Sessions, refresh};
 
-const ENV: &str = "TK_KEYED_WORKER";
-const SUMMARY_PREFIX: &str = "TK-KEYED-SUMMARY ";
+use crate::child::{self, Job};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Family {
@@ -67,6 +65,13 @@ pub struct KeyedWorkerConfig {
     pub pause_ms: u64,
 }
 
+impl Job for KeyedWorkerConfig {
+    const TEST: &'static str = "keyed_worker::keyed_worker";
+    const ENV: &'static str = "TK_KEYED_WORKER";
+    const REPORT: &'static str = "TK-KEYED-SUMMARY ";
+    type Report = KeyedSummary;
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct KeyedSummary {
     pub ok: u64,
@@ -109,24 +114,7 @@ fn keyed_worker() {
 
 /// The body of the ignored `keyed_worker` test: does nothing unless started by [`spawn`].
 pub fn child_main() {
-    let Ok(config) = std::env::var(ENV) else {
-        return;
-    };
-    let config: KeyedWorkerConfig = serde_json::from_str(&config).expect("worker config");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let summary = runtime.block_on(run(&config));
-    use std::io::Write as _;
-    let line = format!(
-        "\n{SUMMARY_PREFIX}{}\n",
-        serde_json::to_string(&summary).unwrap()
-    );
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(line.as_bytes()).unwrap();
-    stdout.flush().unwrap();
+    child::main(|config: KeyedWorkerConfig| async move { run(&config).await });
 }
 
 async fn run(config: &KeyedWorkerConfig) -> KeyedSummary {
@@ -219,51 +207,9 @@ async fn run(config: &KeyedWorkerConfig) -> KeyedSummary {
 }
 
 /// A running child.
-pub struct KeyedWorker {
-    pub child: Child,
-}
-
-impl KeyedWorker {
-    /// `kill -9`, and reaps it.
-    pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Waits for the child and parses its summary; panics with its output if it failed.
-    pub fn finish(self) -> KeyedSummary {
-        let output = self.child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let summary = stdout
-            .lines()
-            .find_map(|line| line.split_once(SUMMARY_PREFIX).map(|(_, json)| json))
-            .unwrap_or_else(|| {
-                panic!(
-                    "worker printed no summary ({}):\n{stdout}\n{stderr}",
-                    output.status
-                )
-            });
-        serde_json::from_str(summary).unwrap()
-    }
-}
+pub type KeyedWorker = child::Child<KeyedWorkerConfig>;
 
 /// Starts this test binary again as a keyed worker.
 pub fn spawn(config: &KeyedWorkerConfig) -> KeyedWorker {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "keyed_worker::keyed_worker",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV, serde_json::to_string(config).unwrap())
-        .env("RUST_LOG", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    KeyedWorker { child }
+    child::spawn(config)
 }

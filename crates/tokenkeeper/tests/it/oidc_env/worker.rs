@@ -1,22 +1,20 @@
 //! Child processes for the shared-FileStore test against the provider.
 //!
-//! The test binary re-runs itself as the child
-//! (`current_exe() oidc_interop::oidc_worker --exact --ignored`),
-//! configured by JSON in `TK_OIDC_WORKER`, like `store_worker` does for the reference server.
+//! The test binary re-runs itself as the child `oidc_interop::oidc_worker` (through
+//! [`crate::child`], like `store_worker` does for the reference server), configured by a
+//! [`WorkerConfig`].
 //! A worker restores the login the parent stored, refreshes at the provider with the discovered
 //! `OAuth2` refresher, sends request loops to the parent's resource server, and prints a
 //! [`Summary`].
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokenkeeper::{Event, Session};
 
-const ENV: &str = "TK_OIDC_WORKER";
-const SUMMARY_PREFIX: &str = "TK-OIDC-WORKER-SUMMARY ";
+use crate::child::{self, Job};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerConfig {
@@ -28,6 +26,13 @@ pub struct WorkerConfig {
     pub tasks: usize,
     pub duration_ms: u64,
     pub pause_ms: u64,
+}
+
+impl Job for WorkerConfig {
+    const TEST: &'static str = "oidc_interop::oidc_worker";
+    const ENV: &'static str = "TK_OIDC_WORKER";
+    const REPORT: &'static str = "TK-OIDC-WORKER-SUMMARY ";
+    type Report = Summary;
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -44,20 +49,7 @@ pub struct Summary {
 
 /// The body of the ignored `oidc_worker` test: does nothing unless started by [`spawn`].
 pub fn child_main() {
-    let Ok(config) = std::env::var(ENV) else {
-        return;
-    };
-    let config: WorkerConfig = serde_json::from_str(&config).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let summary = runtime.block_on(run(config));
-    println!(
-        "\n{SUMMARY_PREFIX}{}",
-        serde_json::to_string(&summary).unwrap()
-    );
+    child::main(run);
 }
 
 async fn run(config: WorkerConfig) -> Summary {
@@ -158,45 +150,9 @@ async fn run(config: WorkerConfig) -> Summary {
 }
 
 /// A running child.
-pub struct Worker {
-    child: Child,
-}
-
-impl Worker {
-    /// Waits for the child and parses its summary; panics with its output if it failed.
-    pub fn finish(self) -> Summary {
-        let output = self.child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let summary = stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(SUMMARY_PREFIX))
-            .unwrap_or_else(|| {
-                panic!(
-                    "worker printed no summary ({}):\n{stdout}\n{stderr}",
-                    output.status
-                )
-            });
-        serde_json::from_str(summary).unwrap()
-    }
-}
+pub type Worker = child::Child<WorkerConfig>;
 
 /// Starts this test binary again as a worker.
 pub fn spawn(config: &WorkerConfig) -> Worker {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "oidc_interop::oidc_worker",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV, serde_json::to_string(config).unwrap())
-        .env("RUST_LOG", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    Worker { child }
+    child::spawn(config)
 }

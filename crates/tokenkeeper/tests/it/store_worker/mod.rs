@@ -1,23 +1,20 @@
-//! Child processes for the shared-store tests.
+//! Child processes for the shared-store tests (started through [`crate::child`]: the test binary
+//! re-runs itself as `store_worker::store_worker`, configured by a [`WorkerConfig`]).
 //!
-//! The test binary re-runs *itself* as the child:
-//! `current_exe() store_worker::store_worker --exact --ignored`, with the worker's configuration
-//! as JSON in `TK_STORE_WORKER`; that ignored test, declared below, calls [`child_main`]. This
-//! works in any `cargo test` invocation on a fresh clone: no extra binary or example needs to be
-//! built first.
-//!
-//! Two kinds of worker:
+//! Three kinds of worker:
 //! - [`Mode::Hammer`]: restores a session from the shared store (the parent signed in), runs
 //!   `tasks` concurrent request loops against the reference server for `duration_ms`, and prints a
 //!   [`Summary`].
 //! - [`Mode::Churn`]: no server; rewrites the store as fast as it can under its lock (load,
 //!   generation + 1, save), so a `kill -9` lands mid-write often.
+//! - [`Mode::Hold`]: no server; takes the lock, saves the next generation under it, and keeps
+//!   the lock until killed (or `duration_ms` passed): the lock holder the conformance suite's
+//!   `kill -9` test kills.
 
 #![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -25,8 +22,7 @@ use tokenkeeper::store::{StoredTokens, TokenStore};
 use tokenkeeper::{Event, Session, TokenSet, refresh};
 use tokenkeeper_server::Contract;
 
-const ENV: &str = "TK_STORE_WORKER";
-const SUMMARY_PREFIX: &str = "TK-WORKER-SUMMARY ";
+use crate::child::{self, Job};
 
 /// Which shared store a worker opens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,12 +66,15 @@ impl StoreSpec {
                 url,
                 key,
                 lock_ttl_ms,
-            } => Arc::new(
-                tokenkeeper::store::PostgresStore::connect(url, key.clone())
+            } => {
+                let store = tokenkeeper::store::PostgresStore::connect(url, key.clone())
                     .await
                     .expect("connect to PostgreSQL")
-                    .lock_ttl(Duration::from_millis(*lock_ttl_ms)),
-            ),
+                    .lock_ttl(Duration::from_millis(*lock_ttl_ms));
+                // Idempotent, and safe from every process at once.
+                store.migrate().await.expect("migrate");
+                Arc::new(store)
+            }
             #[cfg(not(feature = "postgres"))]
             StoreSpec::Postgres { .. } => panic!("built without the `postgres` feature"),
         }
@@ -86,6 +85,7 @@ impl StoreSpec {
 pub enum Mode {
     Hammer,
     Churn,
+    Hold,
 }
 
 /// What a child is told to do.
@@ -101,6 +101,13 @@ pub struct WorkerConfig {
     pub pause_ms: u64,
     /// Stop early once this file exists (the parent decides when the run ends).
     pub stop_file: Option<PathBuf>,
+}
+
+impl Job for WorkerConfig {
+    const TEST: &'static str = "store_worker::store_worker";
+    const ENV: &'static str = "TK_STORE_WORKER";
+    const REPORT: &'static str = "TK-WORKER-SUMMARY ";
+    type Report = Summary;
 }
 
 /// What a child reports on stdout when it finishes.
@@ -119,6 +126,26 @@ pub struct Summary {
     pub saves: u64,
 }
 
+impl Summary {
+    /// The sum of several workers' summaries (the first error seen kept).
+    pub fn total(summaries: &[Summary]) -> Summary {
+        let mut total = Summary::default();
+        for s in summaries {
+            total.ok += s.ok;
+            total.failed += s.failed;
+            total.refreshed += s.refreshed;
+            total.adopted += s.adopted;
+            total.store_failures += s.store_failures;
+            total.logouts += s.logouts;
+            total.saves += s.saves;
+            if total.first_error.is_none() {
+                total.first_error.clone_from(&s.first_error);
+            }
+        }
+        total
+    }
+}
+
 /// Entry point of the child processes the shared-store tests start ([`spawn`]).
 #[test]
 #[ignore = "runs only as a child process of the shared-store tests"]
@@ -128,29 +155,13 @@ fn store_worker() {
 
 /// The body of the ignored `store_worker` test: does nothing unless started by [`spawn`].
 pub fn child_main() {
-    let Ok(config) = std::env::var(ENV) else {
-        return;
-    };
-    let config: WorkerConfig = serde_json::from_str(&config).expect("worker config");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let summary = runtime.block_on(async move {
+    child::main(|config: WorkerConfig| async move {
         match config.mode {
             Mode::Hammer => hammer(&config).await,
             Mode::Churn => churn(&config).await,
+            Mode::Hold => hold(&config).await,
         }
     });
-    use std::io::Write as _;
-    let line = format!(
-        "\n{SUMMARY_PREFIX}{}\n",
-        serde_json::to_string(&summary).unwrap()
-    );
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(line.as_bytes()).unwrap();
-    stdout.flush().unwrap();
 }
 
 async fn hammer(config: &WorkerConfig) -> Summary {
@@ -271,6 +282,19 @@ struct Counts {
     logouts: AtomicU64,
 }
 
+/// Saves the next generation with random secrets (the caller holds the lock).
+async fn save_next(store: &dyn TokenStore) {
+    let generation = store.load().await.unwrap().map_or(0, |s| s.generation) + 1;
+    store
+        .save(&StoredTokens {
+            tokens: random_tokens(),
+            generation,
+            login: None,
+        })
+        .await
+        .unwrap();
+}
+
 /// Rewrites the store under its lock as fast as it can, with tokens of random length so a torn
 /// write would show.
 async fn churn(config: &WorkerConfig) -> Summary {
@@ -280,20 +304,26 @@ async fn churn(config: &WorkerConfig) -> Summary {
     let mut saves = 0;
     while running.load(Relaxed) {
         let _lock = store.lock().await.unwrap();
-        let generation = store.load().await.unwrap().map_or(0, |s| s.generation) + 1;
-        store
-            .save(&StoredTokens {
-                tokens: random_tokens(),
-                generation,
-                login: None,
-            })
-            .await
-            .unwrap();
+        save_next(&*store).await;
         saves += 1;
     }
     stopper.abort();
     Summary {
         saves,
+        ..Summary::default()
+    }
+}
+
+/// Takes the lock, saves the next generation (random secrets) under it and holds the lock until
+/// killed; a run that is not killed lets go after `duration_ms`.
+async fn hold(config: &WorkerConfig) -> Summary {
+    let store = config.store.open().await;
+    let held = store.lock().await.unwrap();
+    save_next(&*store).await;
+    tokio::time::sleep(Duration::from_millis(config.duration_ms)).await;
+    drop(held);
+    Summary {
+        saves: 1,
         ..Summary::default()
     }
 }
@@ -314,57 +344,88 @@ pub fn random_tokens() -> TokenSet {
 }
 
 /// A running child.
-pub struct Worker {
-    pub child: Child,
-}
-
-impl Worker {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// `kill -9`, and reaps it.
-    pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Waits for the child and parses its summary; panics with its output if it failed.
-    pub fn finish(self) -> Summary {
-        let output = self.child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let summary = stdout
-            .lines()
-            .find_map(|line| line.split_once(SUMMARY_PREFIX).map(|(_, json)| json))
-            .unwrap_or_else(|| {
-                panic!(
-                    "worker printed no summary ({}):\n{stdout}\n{stderr}",
-                    output.status
-                )
-            });
-        serde_json::from_str(summary).unwrap()
-    }
-}
+pub type Worker = child::Child<WorkerConfig>;
 
 /// Starts this test binary again as a worker.
 pub fn spawn(config: &WorkerConfig) -> Worker {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "store_worker::store_worker",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV, serde_json::to_string(config).unwrap())
-        .env("RUST_LOG", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    Worker { child }
+    child::spawn(config)
+}
+
+/// Eight processes of 50 request loops each share one login through the store `spec` names
+/// (1 s tokens, 6 s, no grace period at the server): each expiry is refreshed exactly once,
+/// whichever process does it, and the others adopt the pair; no request fails, no refresh token
+/// is presented twice. The one test every shared store's `*_processes` module runs.
+pub async fn eight_processes_share_one_login_and_refresh_once_per_expiry(spec: StoreSpec) {
+    use crate::common::{ServerConfig, delta, ms, start};
+    // Eight processes load both cores: no other heavy test or burst meanwhile.
+    let _heavy = crate::heavy().await;
+    let server = start(
+        ServerConfig::default()
+            .with_access_ttl(ms(1000))
+            .with_grace_period(Duration::ZERO),
+    )
+    .await;
+    let store = spec.open().await;
+    let first = sign_in(&server.base_url(), Arc::clone(&store)).await;
+    let before = server.stats();
+
+    let config = WorkerConfig {
+        store: spec.clone(),
+        mode: Mode::Hammer,
+        base_url: server.base_url(),
+        tasks: 50,
+        duration_ms: 6_000,
+        pause_ms: 2,
+        stop_file: None,
+    };
+    let workers: Vec<Worker> = (0..8).map(|_| spawn(&config)).collect();
+    let summaries = child::finish_all(workers).await;
+
+    let stats = delta(&before, &server.stats());
+    let last = store
+        .load()
+        .await
+        .unwrap()
+        .expect("tokens still stored")
+        .generation;
+    let total = Summary::total(&summaries);
+    let through = match &spec {
+        StoreSpec::File { .. } => "a file",
+        StoreSpec::Redis { .. } => "Redis",
+        StoreSpec::Postgres { .. } => "PostgreSQL",
+    };
+    eprintln!(
+        "8 processes x 50 tasks through {through}: {} ok, {} failed; server: {} refresh calls, {} \
+         rotations, {} reuse detections; store generations {first}..{last}; refreshed {} / \
+         adopted {} by the processes",
+        total.ok,
+        total.failed,
+        stats.refresh_calls,
+        stats.rotations,
+        stats.reuse_detections,
+        total.refreshed,
+        total.adopted
+    );
+    assert_eq!(total.failed, 0, "first error: {:?}", total.first_error);
+    assert!(summaries.iter().all(|s| s.ok > 0), "{summaries:?}");
+    assert_eq!(stats.reuse_detections, 0);
+    assert_eq!(total.logouts, 0, "{summaries:?}");
+    assert_eq!(total.store_failures, 0, "{summaries:?}");
+    // Every refresh call rotated, and each rotation is exactly one new generation in the store:
+    // one refresh per expiry, whichever process made it.
+    assert_eq!(stats.refresh_calls, stats.rotations);
+    assert_eq!(stats.refresh_calls, last - first);
+    assert_eq!(total.refreshed, stats.refresh_calls);
+    assert!(
+        stats.refresh_calls >= 5,
+        "only {} expiries",
+        stats.refresh_calls
+    );
+    // The other processes adopted what one of them refreshed.
+    assert!(total.adopted > 0);
+    assert_eq!(stats.api_401_invalid, 0);
+    store.clear().await.unwrap();
+    server.shutdown().await;
 }
 
 /// Logs in at the reference server in the json contract's style and signs in through a session

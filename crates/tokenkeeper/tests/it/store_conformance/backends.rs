@@ -1,0 +1,375 @@
+//! Each store as the suite sees it: a fresh *place* (a file, a Redis key, a PostgreSQL row),
+//! handles on it as separate processes would have them, and the few things only the backend
+//! itself can show or do (whether the lock is held, a dead holder's lease, a dropped connection).
+
+use super::proxy::{self, Proxy};
+use crate::store_worker::StoreSpec;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokenkeeper::store::{StoreError, StoreLock, TokenStore};
+
+/// A store under test, on one place of its backend.
+pub trait Backend: Sized {
+    type Store: TokenStore + Clone + 'static;
+    /// The lease a handle has unless asked for another (`None`: a lock held until released).
+    const DEFAULT_LEASE: Option<Duration>;
+
+    /// A fresh place named after `test`; `None` when the backend is not there (the test skips,
+    /// or fails under CI: see `redis_env`, `postgres_env`).
+    async fn place(test: &str) -> Option<Self>;
+
+    /// Another handle on the place, with its own file description or connection, as another
+    /// process has; with `lease` as its lock's lease where the store has leases.
+    async fn handle(&self, lease: Option<Duration>) -> Self::Store;
+
+    /// Whether anyone holds the place's lock (an unexpired lease), seen from outside.
+    async fn lock_is_held(&self) -> bool;
+}
+
+/// A store another process can share: what a child opens to reach the same place.
+pub trait Shared: Backend {
+    fn spec(&self, lease: Duration) -> StoreSpec;
+}
+
+/// A store whose lock is a lease in the backend.
+pub trait Leased: Backend {
+    /// The lock, with its fence: [`StoreLock::still_held`] asks the backend.
+    async fn fenced_lock(store: &Self::Store) -> StoreLock;
+    /// Who holds the lease, as the backend records it.
+    async fn holder(&self) -> Option<String>;
+    /// Records a holder named `a-dead-process` whose lease runs out after `after` and that will
+    /// never renew nor release it.
+    async fn plant_dead_holder(&self, after: Duration);
+    /// Makes the current lease run out now (the holder paused past its TTL).
+    async fn expire_lease(&self);
+    /// A handle that connects through `proxy` (so the test can drop its connections).
+    async fn handle_through(&self, proxy: &Proxy, lease: Duration) -> Self::Store;
+    /// The server's address, for the proxy.
+    fn server(&self) -> String;
+    /// Ends, on the server, the connections coming from these local ports of the proxy.
+    async fn kill_connections(&self, ports: &[u16]);
+}
+
+/// The typed errors of a handle that lost its connection: the store could not reach its backend.
+pub fn is_unreachable(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Backend(_) | StoreError::Timeout { .. } | StoreError::Io(_)
+    )
+}
+
+// --- MemoryStore: handles are clones of one store (one process), so only the lock applies.
+
+pub struct Memory(std::sync::Arc<tokenkeeper::store::MemoryStore>);
+
+impl Backend for Memory {
+    type Store = std::sync::Arc<tokenkeeper::store::MemoryStore>;
+    const DEFAULT_LEASE: Option<Duration> = None;
+
+    async fn place(_: &str) -> Option<Self> {
+        Some(Memory(std::sync::Arc::new(
+            tokenkeeper::store::MemoryStore::new(),
+        )))
+    }
+
+    async fn handle(&self, _: Option<Duration>) -> Self::Store {
+        std::sync::Arc::clone(&self.0)
+    }
+
+    async fn lock_is_held(&self) -> bool {
+        use futures_util::FutureExt as _;
+        self.0.lock().now_or_never().is_none()
+    }
+}
+
+// --- FileStore: a file in a temporary directory; each handle opens it anew.
+
+pub struct File {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Backend for File {
+    type Store = tokenkeeper::store::FileStore;
+    const DEFAULT_LEASE: Option<Duration> = None;
+
+    async fn place(_: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        Some(File {
+            path: dir.path().join("tokens.json"),
+            _dir: dir,
+        })
+    }
+
+    async fn handle(&self, _: Option<Duration>) -> Self::Store {
+        tokenkeeper::store::FileStore::open(&self.path).unwrap()
+    }
+
+    async fn lock_is_held(&self) -> bool {
+        let store = tokenkeeper::store::FileStore::open(&self.path).unwrap();
+        crate::store_worker::flock_holder(store.lock_path()).is_some()
+    }
+}
+
+impl Shared for File {
+    fn spec(&self, _: Duration) -> StoreSpec {
+        StoreSpec::File {
+            path: self.path.clone(),
+        }
+    }
+}
+
+// --- RedisStore: a unique key; each handle has its own connection.
+
+#[cfg(feature = "redis")]
+pub struct Redis {
+    url: String,
+    key: String,
+    lock_key: String,
+}
+
+#[cfg(feature = "redis")]
+impl Backend for Redis {
+    type Store = tokenkeeper::store::RedisStore;
+    const DEFAULT_LEASE: Option<Duration> = Some(Duration::from_secs(10));
+
+    async fn place(test: &str) -> Option<Self> {
+        let url = crate::redis_env::redis_url()?;
+        let key = crate::redis_env::unique_key(test);
+        let lock_key = tokenkeeper::store::RedisStore::connect(&url, key.clone())
+            .await
+            .unwrap()
+            .lock_key()
+            .to_owned();
+        Some(Redis { url, key, lock_key })
+    }
+
+    async fn handle(&self, lease: Option<Duration>) -> Self::Store {
+        let store = tokenkeeper::store::RedisStore::connect(&self.url, self.key.clone())
+            .await
+            .unwrap();
+        match lease {
+            Some(lease) => store.lock_ttl(lease),
+            None => store,
+        }
+    }
+
+    async fn lock_is_held(&self) -> bool {
+        // Gone once its TTL ran out (-2; 0 in its last millisecond); a lock without a TTL (-1)
+        // would be a bug.
+        let ttl: i64 =
+            crate::redis_env::raw(&self.url, redis::cmd("PTTL").arg(&self.lock_key)).await;
+        assert_ne!(ttl, -1, "a lock without a TTL");
+        ttl > 0
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Shared for Redis {
+    fn spec(&self, lease: Duration) -> StoreSpec {
+        StoreSpec::Redis {
+            url: self.url.clone(),
+            key: self.key.clone(),
+            lock_ttl_ms: lease.as_millis() as u64,
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Leased for Redis {
+    async fn fenced_lock(store: &Self::Store) -> StoreLock {
+        store.lock().await.unwrap()
+    }
+
+    async fn holder(&self) -> Option<String> {
+        crate::redis_env::raw(&self.url, redis::cmd("GET").arg(&self.lock_key)).await
+    }
+
+    async fn plant_dead_holder(&self, after: Duration) {
+        let () = crate::redis_env::raw(
+            &self.url,
+            redis::cmd("SET")
+                .arg(&self.lock_key)
+                .arg("a-dead-process")
+                .arg("PX")
+                .arg(after.as_millis() as u64),
+        )
+        .await;
+    }
+
+    async fn expire_lease(&self) {
+        let _: i64 =
+            crate::redis_env::raw(&self.url, redis::cmd("PEXPIRE").arg(&self.lock_key).arg(1))
+                .await;
+        // Gone, not merely below 1 ms to live (PTTL reads 0 then).
+        loop {
+            let exists: i64 =
+                crate::redis_env::raw(&self.url, redis::cmd("EXISTS").arg(&self.lock_key)).await;
+            if exists == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn handle_through(&self, proxy: &Proxy, lease: Duration) -> Self::Store {
+        tokenkeeper::store::RedisStore::connect(
+            &proxy::through(&self.url, &proxy.addr),
+            self.key.clone(),
+        )
+        .await
+        .unwrap()
+        .lock_ttl(lease)
+    }
+
+    fn server(&self) -> String {
+        proxy::host_port(&self.url)
+    }
+
+    async fn kill_connections(&self, ports: &[u16]) {
+        for port in ports {
+            let killed: i64 = crate::redis_env::raw(
+                &self.url,
+                redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ADDR")
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("SKIPME")
+                    .arg("yes"),
+            )
+            .await;
+            assert!(killed <= 1, "{killed} connections from one port");
+        }
+    }
+}
+
+// --- PostgresStore: a unique row; each handle has its own connection.
+
+#[cfg(feature = "postgres")]
+pub struct Postgres {
+    url: String,
+    key: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Backend for Postgres {
+    type Store = tokenkeeper::store::PostgresStore;
+    const DEFAULT_LEASE: Option<Duration> = Some(Duration::from_secs(10));
+
+    async fn place(test: &str) -> Option<Self> {
+        let url = crate::postgres_env::postgres_url()?;
+        let key = crate::postgres_env::unique_key(test);
+        Some(Postgres { url, key })
+    }
+
+    async fn handle(&self, lease: Option<Duration>) -> Self::Store {
+        let store = crate::postgres_env::store(&self.url, &self.key).await;
+        match lease {
+            Some(lease) => store.lock_ttl(lease),
+            None => store,
+        }
+    }
+
+    async fn lock_is_held(&self) -> bool {
+        let rows = crate::postgres_env::query(
+            &self.url,
+            "SELECT expires_at > clock_timestamp() FROM tokenkeeper_locks WHERE key = $1",
+            &[&self.key],
+        )
+        .await;
+        rows.first().is_some_and(|row| row.get::<_, bool>(0))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Shared for Postgres {
+    fn spec(&self, lease: Duration) -> StoreSpec {
+        StoreSpec::Postgres {
+            url: self.url.clone(),
+            key: self.key.clone(),
+            lock_ttl_ms: lease.as_millis() as u64,
+        }
+    }
+}
+
+/// `PostgresStore::lock` returns its lease in a `StoreLock` without the lease's fence (its
+/// `still_held` is always true, see src/store/postgres/mod.rs); the suite fences it here with
+/// the lease's own check, as `StoreLock::with_fence` allows.
+#[cfg(feature = "postgres")]
+struct LeaseFence(tokenkeeper::store::PostgresLease);
+
+#[cfg(feature = "postgres")]
+#[async_trait::async_trait]
+impl tokenkeeper::store::LockFence for LeaseFence {
+    async fn still_held(&self) -> Result<bool, StoreError> {
+        self.0.still_held().await
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Leased for Postgres {
+    async fn fenced_lock(store: &Self::Store) -> StoreLock {
+        StoreLock::with_fence((), LeaseFence(store.lease().await.unwrap()))
+    }
+
+    async fn holder(&self) -> Option<String> {
+        crate::postgres_env::query(
+            &self.url,
+            "SELECT holder FROM tokenkeeper_locks WHERE key = $1",
+            &[&self.key],
+        )
+        .await
+        .first()
+        .map(|row| row.get(0))
+    }
+
+    async fn plant_dead_holder(&self, after: Duration) {
+        crate::postgres_env::execute(
+            &self.url,
+            "INSERT INTO tokenkeeper_locks (key, holder, expires_at) \
+             VALUES ($1, 'a-dead-process', clock_timestamp() + make_interval(secs => $2))",
+            &[&self.key, &after.as_secs_f64()],
+        )
+        .await;
+    }
+
+    async fn expire_lease(&self) {
+        crate::postgres_env::execute(
+            &self.url,
+            "UPDATE tokenkeeper_locks SET expires_at = clock_timestamp() - interval '1 second' \
+             WHERE key = $1",
+            &[&self.key],
+        )
+        .await;
+    }
+
+    async fn handle_through(&self, proxy: &Proxy, lease: Duration) -> Self::Store {
+        let url = proxy::through(&self.url, &proxy.addr);
+        let store = tokenkeeper::store::PostgresStore::connect(&url, self.key.clone())
+            .await
+            .unwrap()
+            .lock_ttl(lease);
+        store.migrate().await.unwrap();
+        store
+    }
+
+    fn server(&self) -> String {
+        proxy::host_port(&self.url)
+    }
+
+    async fn kill_connections(&self, ports: &[u16]) {
+        let ports: Vec<i32> = ports.iter().map(|&p| i32::from(p)).collect();
+        let killed = crate::postgres_env::query(
+            &self.url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE client_addr = '127.0.0.1' AND client_port = ANY($1)",
+            &[&ports],
+        )
+        .await;
+        assert_eq!(
+            killed.len(),
+            ports.len(),
+            "one backend per proxied connection"
+        );
+    }
+}
