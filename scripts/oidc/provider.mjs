@@ -135,7 +135,8 @@ const provider = new Provider(issuer, {
   clients,
   jwks: { keys: [{ ...signing, kid: `tk-${Date.now()}`, use: 'sig', alg: 'RS256' }] },
   cookies: { keys: ['tokenkeeper interop, development only'] },
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt',
+    ...(dpopInstance ? ['none'] : [])],
   pkce: { required: () => true },
   scopes: ['openid', 'offline_access', 'api:read', 'api:write'],
   async findAccount(_ctx, sub) {
