@@ -306,6 +306,7 @@ async fn a_nonce_demand_at_the_api_is_one_retry_and_no_refresh() {
     assert_eq!(response.status(), 200);
     let seen = api.seen();
     assert_eq!((seen.nonce_demands, seen.ok), (1, 1), "{seen:?}");
+    assert_eq!(session.stats().dpop_nonce_retries, 1);
     // Remembered: no demand for the next one.
     let response = client.get(api.url("/items/2")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -326,6 +327,12 @@ async fn a_nonce_demand_at_the_api_is_one_retry_and_no_refresh() {
     let demands = seen.nonce_demands - 2;
     assert!((1..=100).contains(&demands), "{seen:?}");
     assert_eq!(seen.ok, 103, "{seen:?}");
+    // One retry per demand: a request never meets a second one.
+    assert_eq!(
+        session.stats().dpop_nonce_retries,
+        seen.nonce_demands,
+        "{seen:?}"
+    );
     assert_eq!(
         (seen.bad_proofs, seen.jti_reuse, seen.expired),
         (0, 0, 0),
