@@ -115,6 +115,15 @@ const dpopClients = [
   redirect_uris: [REDIRECT_URI],
   scope: 'openid offline_access api:read api:write',
 }));
+// A confidential client whose client-credentials tokens are DPoP-bound.
+dpopClients.push({
+  ...secretClient('tk-dpop-m2m', 'client_secret_basic'),
+  dpop_bound_access_tokens: true,
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  scope: 'api:read api:write',
+});
 if (dpopInstance) clients.push(...dpopClients);
 
 const ttls = new Map();

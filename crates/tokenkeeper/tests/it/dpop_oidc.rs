@@ -19,7 +19,7 @@ use reqwest_middleware::ClientWithMiddleware;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::{Duration, Instant};
 use tokenkeeper::dpop::DpopKey;
-use tokenkeeper::refresh::{OAuth2, RefreshError, Refresher};
+use tokenkeeper::refresh::{ClientCredentials, OAuth2, RefreshError, Refresher};
 use tokenkeeper::{RefreshMode, Session, TokenSet};
 
 /// How long after receiving a token the resource server refuses it (as in oidc_interop.rs:
@@ -206,6 +206,54 @@ async fn burst_of_1000_at_expiry_reactive_refreshes_once_with_valid_proofs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_1000_at_expiry_proactive_refreshes_once_with_valid_proofs() {
     burst_at_expiry_refreshes_once("tk-dpop-burst-proactive", RefreshMode::default()).await;
+}
+
+/// Client credentials with a DPoP key (a confidential client whose tokens the provider binds):
+/// 1,000 concurrent callers of a session nobody signed in to make one token request, signed
+/// with the key; the token is bound to it, and every one of the 1,000 requests carries a valid
+/// proof by that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_with_a_key_1000_callers_one_bound_token() {
+    let Some(issuer) = dpop_issuer() else { return };
+    let client_id = "tk-dpop-m2m";
+    let _heavy = crate::heavy().await;
+    set_ttl(&issuer, client_id, 120).await;
+    let api = ResourceServer::start(&issuer, Duration::ZERO).await;
+    let key = DpopKey::generate();
+    let m2m = ClientCredentials::new(oauth2(&issuer, client_id).await)
+        .scope("api:read")
+        .dpop(key.clone());
+    let session = Session::builder()
+        .refresher(m2m)
+        .attach_to([api.origin()])
+        .build()
+        .unwrap();
+    let client = api_client(&session);
+    let before = provider_stats(&issuer, client_id).await;
+
+    let outcomes = burst(&client, &api, 1000).await;
+    let delta = provider_stats(&issuer, client_id).await.since(&before);
+    assert_all_ok(&outcomes);
+    assert_eq!(delta.total("client_credentials"), 1, "{delta:?}");
+    assert_eq!(delta.count("client_credentials", 200), 1, "{delta:?}");
+    let seen = api.seen();
+    assert_eq!(
+        (seen.ok, seen.proofs, seen.distinct_tokens),
+        (1000, 1000, 1),
+        "{seen:?}"
+    );
+    assert_eq!(
+        (seen.bad_proofs, seen.jti_reuse, seen.invalid, seen.missing),
+        (0, 0, 0, 0),
+        "{seen:?}"
+    );
+    assert_eq!(api.dpop_keys(), [key.thumbprint().to_owned()].into());
+    let current = session.credential().await.unwrap();
+    assert!(current.tokens().is_dpop_bound());
+    assert_eq!(
+        bound_to(current.tokens().access_token()).as_deref(),
+        Some(key.thumbprint())
+    );
 }
 
 /// `tk-dpop-nonce` must send a nonce at the token endpoint. The code exchange meets the demand
