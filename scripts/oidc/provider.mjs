@@ -106,6 +106,7 @@ const dpopClients = [
   'tk-dpop-api-nonce',
   'tk-dpop-stolen',
   'tk-dpop-refresh-bound',
+  'tk-dpop-tower',
 ].map((id) => ({
   client_id: id,
   token_endpoint_auth_method: 'none',

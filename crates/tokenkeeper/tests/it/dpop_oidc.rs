@@ -541,3 +541,66 @@ async fn a_stolen_refresh_token_is_refused_by_the_provider_without_the_key() {
     assert_eq!(delta.count("refresh_token", 200), 1, "{delta:?}");
     assert_eq!(delta.reuse_detections, 0, "{delta:?}");
 }
+
+/// The tower layer (hyper client) against the provider's tokens: the API's nonce demand is one
+/// retry and no refresh; after expiry, 200 requests at once make one refresh grant at the
+/// provider, every proof valid and by the one key.
+#[cfg(feature = "tower")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tower_layer_proves_possession_and_answers_nonce_demands() {
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{ServiceBuilder, ServiceExt as _};
+
+    let Some(issuer) = dpop_issuer() else { return };
+    let client_id = "tk-dpop-tower";
+    let _load = crate::load().await;
+    let api = ResourceServer::start(&issuer, Duration::ZERO).await;
+    set_ttl(&issuer, client_id, DEFAULT_TTL_SECS).await;
+    let (provider, key, tokens) = dpop_login(&issuer, client_id).await;
+    let received = Instant::now();
+    set_ttl(&issuer, client_id, 120).await;
+    let session = session(provider, &api, RefreshMode::Reactive);
+    session.sign_in(tokens).await.unwrap();
+    let service = ServiceBuilder::new().layer(session.layer()).service(
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(2048)
+            .build_http::<Full<bytes::Bytes>>(),
+    );
+    let send = |i: usize| {
+        let request = http::Request::get(api.url(&format!("/items/{i}")))
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let service = service.clone();
+        async move { service.oneshot(request).await.unwrap().status().as_u16() }
+    };
+    let before = provider_stats(&issuer, client_id).await;
+
+    api.demand_nonce("tower-nonce");
+    assert_eq!(send(0).await, 200);
+    let seen = api.seen();
+    assert_eq!((seen.nonce_demands, seen.ok), (1, 1), "{seen:?}");
+    assert_eq!(session.stats().dpop_nonce_retries, 1);
+    assert_eq!(session.stats().refreshes, 0);
+
+    tokio::time::sleep(until_expired().saturating_sub(received.elapsed())).await;
+    let statuses = futures_util::future::join_all((1..=200).map(send)).await;
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    let delta = provider_stats(&issuer, client_id).await.since(&before);
+    assert_eq!(
+        (
+            delta.total("refresh_token"),
+            delta.count("refresh_token", 200)
+        ),
+        (1, 1),
+        "{delta:?}"
+    );
+    let seen = api.seen();
+    assert_eq!(seen.ok, 201, "{seen:?}");
+    assert_eq!(seen.nonce_demands, 1, "the nonce was remembered: {seen:?}");
+    assert_eq!((seen.bad_proofs, seen.jti_reuse), (0, 0), "{seen:?}");
+    assert_eq!(seen.proofs, seen.ok + seen.expired, "{seen:?}");
+    assert_eq!(api.dpop_keys(), [key.thumbprint().to_owned()].into());
+    assert_eq!(session.stats().refreshes, 1);
+}
