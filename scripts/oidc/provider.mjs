@@ -102,6 +102,7 @@ const NONCE_CLIENTS = new Set(['tk-dpop-nonce']);
 const dpopClients = [
   'tk-dpop-burst',
   'tk-dpop-burst-proactive',
+  'tk-dpop-burst-api-nonce',
   'tk-dpop-nonce',
   'tk-dpop-api-nonce',
   'tk-dpop-stolen',

@@ -137,7 +137,13 @@ async fn the_provider_advertises_dpop() {
 /// 1,000 concurrent requests meet an expired DPoP-bound token: exactly one refresh grant at
 /// the provider, which accepts its proof; 1,000 successes; every proof that reached the
 /// resource server passed its checks against `cnf.jkt`, no `jti` twice, one key throughout.
-async fn burst_at_expiry_refreshes_once(client_id: &str, mode: RefreshMode) {
+/// With `api_nonce`, the API also demands a nonce the client does not know yet: each request
+/// meets at most one demand, retried once, on top of the refresh.
+async fn burst_at_expiry_refreshes_once(
+    client_id: &str,
+    mode: RefreshMode,
+    api_nonce: Option<&str>,
+) {
     let Some(issuer) = dpop_issuer() else { return };
     let _heavy = crate::heavy().await;
     let api = ResourceServer::start(&issuer, Duration::ZERO).await;
@@ -151,6 +157,9 @@ async fn burst_at_expiry_refreshes_once(client_id: &str, mode: RefreshMode) {
     let client = api_client(&session);
     tokio::time::sleep(until_expired().saturating_sub(received.elapsed())).await;
 
+    if let Some(nonce) = api_nonce {
+        api.demand_nonce(nonce);
+    }
     let before = provider_stats(&issuer, client_id).await;
     let outcomes = burst(&client, &api, 1000).await;
     let delta = provider_stats(&issuer, client_id).await.since(&before);
@@ -184,6 +193,16 @@ async fn burst_at_expiry_refreshes_once(client_id: &str, mode: RefreshMode) {
         [key.thumbprint().to_owned()].into(),
         "proofs by another key"
     );
+    assert_eq!(
+        session.stats().dpop_nonce_retries,
+        seen.nonce_demands,
+        "one retry per demand"
+    );
+    if api_nonce.is_some() {
+        assert!((1..=1000).contains(&seen.nonce_demands), "{seen:?}");
+    } else {
+        assert_eq!(seen.nonce_demands, 0, "{seen:?}");
+    }
     // The refreshed token is bound to the same key, and the session kept the key with it.
     let current = session.credential().await.unwrap();
     assert_eq!(
@@ -200,12 +219,22 @@ async fn burst_at_expiry_refreshes_once(client_id: &str, mode: RefreshMode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_1000_at_expiry_reactive_refreshes_once_with_valid_proofs() {
-    burst_at_expiry_refreshes_once("tk-dpop-burst", RefreshMode::Reactive).await;
+    burst_at_expiry_refreshes_once("tk-dpop-burst", RefreshMode::Reactive, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_1000_at_expiry_proactive_refreshes_once_with_valid_proofs() {
-    burst_at_expiry_refreshes_once("tk-dpop-burst-proactive", RefreshMode::default()).await;
+    burst_at_expiry_refreshes_once("tk-dpop-burst-proactive", RefreshMode::default(), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_1000_at_expiry_meeting_an_api_nonce_demand_refreshes_once() {
+    burst_at_expiry_refreshes_once(
+        "tk-dpop-burst-api-nonce",
+        RefreshMode::Reactive,
+        Some("burst-nonce"),
+    )
+    .await;
 }
 
 /// Client credentials with a DPoP key (a confidential client whose tokens the provider binds):
