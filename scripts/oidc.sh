@@ -10,7 +10,7 @@
 # Two instances of the same provider.mjs: the Bearer one (TOKENKEEPER_OIDC_ISSUER, or
 # http://127.0.0.1:$TOKENKEEPER_OIDC_PORT, default port 6392) for the interop suite, and the DPoP
 # one (TOKENKEEPER_OIDC_DPOP_ISSUER, or http://127.0.0.1:$TOKENKEEPER_OIDC_DPOP_PORT, default
-# 6393; TOKENKEEPER_OIDC_DPOP=1: public DPoP-bound clients, nonces) for dpop_oidc.rs. A second
+# 6394; TOKENKEEPER_OIDC_DPOP=1: public DPoP-bound clients, nonces) for dpop_oidc.rs. A second
 # instance rather than more clients on the first, so a Bearer provider started from an older
 # configuration stays usable as it is.
 #
@@ -28,7 +28,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 dir="$here/oidc"
 port="${TOKENKEEPER_OIDC_PORT:-6392}"
 issuer="${TOKENKEEPER_OIDC_ISSUER:-http://127.0.0.1:${port}}"
-dpop_port="${TOKENKEEPER_OIDC_DPOP_PORT:-6393}"
+dpop_port="${TOKENKEEPER_OIDC_DPOP_PORT:-6394}"
 dpop_issuer="${TOKENKEEPER_OIDC_DPOP_ISSUER:-http://127.0.0.1:${dpop_port}}"
 
 say() { printf 'oidc.sh: %s\n' "$*" >&2; }

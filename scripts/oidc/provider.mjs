@@ -4,7 +4,7 @@
 //
 //   node provider.mjs            listens on 127.0.0.1:$TOKENKEEPER_OIDC_PORT (default 6392)
 //   TOKENKEEPER_OIDC_DPOP=1 node provider.mjs
-//                                the DPoP instance (scripts/oidc.sh runs it on port 6393): the
+//                                the DPoP instance (scripts/oidc.sh runs it on port 6394): the
 //                                same clients, plus the public DPoP clients of dpop_oidc.rs
 //
 // What the suite relies on:

@@ -58,7 +58,7 @@ pub fn dpop_issuer() -> Option<String> {
     eprintln!(
         "\n*** SKIPPED: TOKENKEEPER_OIDC_DPOP_ISSUER is not set, so this DPoP interop test did \
          not run. Run `eval \"$(bash scripts/oidc.sh)\"` first (starts oidc-provider's DPoP \
-         instance on 127.0.0.1:6393). ***\n"
+         instance on 127.0.0.1:6394). ***\n"
     );
     None
 }
