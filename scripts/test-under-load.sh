@@ -20,6 +20,10 @@ fi
 if [ -f scripts/postgres.sh ]; then
   eval "$(bash scripts/postgres.sh)"
 fi
+# oidc-provider's two instances for the DPoP interop tests (npm ci when missing).
+if [ -f scripts/oidc.sh ]; then
+  eval "$(bash scripts/oidc.sh)"
+fi
 
 # The library's integration tests are one binary (`--test it`), filtered to the modules with
 # several processes, short token lifetimes, lock TTLs, latencies or timeouts (a filter matches
@@ -42,6 +46,7 @@ modules=(
   metrics::               # refresh outcomes at expiry, lost answers, adoption (feature metrics)
   dpop:: dpop_reference:: # DPoP bursts at expiry and nonce demands (feature dpop)
   dpop_processes::        # real processes sharing one DPoP key through each store (feature dpop)
+  dpop_oidc::             # DPoP against oidc-provider: bursts at expiry, nonce demands (feature dpop)
   keyed:: keyed_tower::   # many logins: bursts over expired keys, eviction during a refresh
   keyed_processes::       # real processes sharing 200 keys on Redis and PostgreSQL, kill -9
 )

@@ -3,6 +3,9 @@
 // never for production: development interactions accept any login and password.
 //
 //   node provider.mjs            listens on 127.0.0.1:$TOKENKEEPER_OIDC_PORT (default 6392)
+//   TOKENKEEPER_OIDC_DPOP=1 node provider.mjs
+//                                the DPoP instance (scripts/oidc.sh runs it on port 6394): the
+//                                same clients, plus the public DPoP clients of dpop_oidc.rs
 //
 // What the suite relies on:
 // - authorization code + PKCE through the development login and consent forms;
@@ -13,15 +16,24 @@
 // - revocation; client authentication by client_secret_basic, client_secret_post and
 //   private_key_jwt (RS256 and ES256 keys in ./keys, whose private halves the tests sign with).
 //
+// The DPoP instance (TOKENKEEPER_OIDC_DPOP=1; crates/tokenkeeper/tests/it/dpop_oidc.rs) adds
+// public clients (`token_endpoint_auth_method: none`) with `dpop_bound_access_tokens`: their
+// access tokens carry `cnf.jkt`, and so do their refresh tokens (oidc-provider binds a refresh
+// token to the DPoP key for public clients only). It hands out DPoP nonces (`nonceSecret`) and
+// requires one at the token endpoint from the clients in `NONCE_CLIENTS`. The Bearer instance
+// keeps oidc-provider's DPoP defaults (enabled, no nonces) and has none of these clients.
+//
 // Two test-only routes, handled before the provider sees the request:
 // - `GET /__stats?client_id=X`: what the token endpoint answered that client, counted here, at
 //   the provider, for every request that reached it: `{"token_requests": {grant_type: {status:
-//   count}}, "reuse_detections": n, "revocations": n}`.
+//   count}}, "token_errors": {grant_type: {error: count}}, "reuse_detections": n,
+//   "revocations": n}` (`token_errors` tells a DPoP nonce demand, `use_dpop_nonce`, from a
+//   refusal of the grant, `invalid_grant`).
 // - `POST /__ttl?client_id=X&seconds=N`: the lifetime of the access tokens issued to that client
 //   from now on (the reference server's `set_access_ttl`, for tests that must let only the first
 //   token expire however slow the machine is).
 
-import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +44,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const port = Number(process.env.TOKENKEEPER_OIDC_PORT || 6392);
 const host = '127.0.0.1';
 const issuer = `http://${host}:${port}`;
+const dpopInstance = process.env.TOKENKEEPER_OIDC_DPOP === '1';
 
 /** The API the access tokens are for (the suite's resource server checks `aud`). */
 export const RESOURCE = 'urn:tokenkeeper:interop-api';
@@ -83,11 +96,45 @@ const clients = [
   ...client,
 }));
 
+/** DPoP clients whose token requests must carry a nonce (`use_dpop_nonce` otherwise). */
+const NONCE_CLIENTS = new Set(['tk-dpop-nonce']);
+// Public clients (no secret: the DPoP key is their only proof), one per test that counts.
+const dpopClients = [
+  'tk-dpop-burst',
+  'tk-dpop-burst-proactive',
+  'tk-dpop-burst-api-nonce',
+  'tk-dpop-nonce',
+  'tk-dpop-api-nonce',
+  'tk-dpop-stolen',
+  'tk-dpop-refresh-bound',
+  'tk-dpop-tower',
+].map((id) => ({
+  client_id: id,
+  token_endpoint_auth_method: 'none',
+  dpop_bound_access_tokens: true,
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  redirect_uris: [REDIRECT_URI],
+  scope: 'openid offline_access api:read api:write',
+}));
+// A confidential client whose client-credentials tokens are DPoP-bound.
+dpopClients.push({
+  ...secretClient('tk-dpop-m2m', 'client_secret_basic'),
+  dpop_bound_access_tokens: true,
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  scope: 'api:read api:write',
+});
+if (dpopInstance) clients.push(...dpopClients);
+
 const ttls = new Map();
 const stats = new Map();
 function statsFor(clientId) {
   if (!stats.has(clientId)) {
-    stats.set(clientId, { token_requests: {}, reuse_detections: 0, revocations: 0 });
+    stats.set(clientId, {
+      token_requests: {}, token_errors: {}, reuse_detections: 0, revocations: 0,
+    });
   }
   return stats.get(clientId);
 }
@@ -99,7 +146,8 @@ const provider = new Provider(issuer, {
   clients,
   jwks: { keys: [{ ...signing, kid: `tk-${Date.now()}`, use: 'sig', alg: 'RS256' }] },
   cookies: { keys: ['tokenkeeper interop, development only'] },
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt',
+    ...(dpopInstance ? ['none'] : [])],
   pkce: { required: () => true },
   scopes: ['openid', 'offline_access', 'api:read', 'api:write'],
   async findAccount(_ctx, sub) {
@@ -108,8 +156,21 @@ const provider = new Provider(issuer, {
   // A refresh token for every code grant of a client allowed to refresh, `offline_access` or not.
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   rotateRefreshToken: true,
+  // scripts/oidc.sh tells the DPoP instance by this member: a provider of an older
+  // configuration answering on its port is not taken for it.
+  ...(dpopInstance
+    ? { discovery: { claim_types_supported: ['normal'], tokenkeeper_instance: 'dpop' } }
+    : {}),
   features: {
     devInteractions: { enabled: true },
+    dPoP: dpopInstance
+      ? {
+        enabled: true,
+        // Fresh at every start, like the signing key: nonces are HKDF(secret, minute).
+        nonceSecret: randomBytes(32),
+        requireNonce: (ctx) => NONCE_CLIENTS.has(ctx.oidc?.client?.clientId),
+      }
+      : { enabled: true },
     clientCredentials: { enabled: true },
     revocation: { enabled: true },
     resourceIndicators: {
@@ -160,6 +221,11 @@ provider.use(async (ctx, next) => {
     const grant = ctx.oidc?.params?.grant_type ?? 'unknown';
     const byStatus = (statsFor(id).token_requests[grant] ??= {});
     byStatus[ctx.status] = (byStatus[ctx.status] ?? 0) + 1;
+    const error = ctx.status >= 400 ? ctx.body?.error : undefined;
+    if (typeof error === 'string') {
+      const byError = (statsFor(id).token_errors[grant] ??= {});
+      byError[error] = (byError[error] ?? 0) + 1;
+    }
   }
   if (ctx.path === '/token/revocation' && ctx.method === 'POST' && ctx.status === 200) {
     const id = ctx.oidc?.client?.clientId;
@@ -168,5 +234,5 @@ provider.use(async (ctx, next) => {
 });
 
 provider.listen(port, host, () => {
-  console.error(`oidc-provider listening, issuer ${issuer}`);
+  console.error(`oidc-provider listening, issuer ${issuer}${dpopInstance ? ' (DPoP instance)' : ''}`);
 });

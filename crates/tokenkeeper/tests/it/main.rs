@@ -28,6 +28,8 @@ mod discovery;
 #[cfg(feature = "dpop")]
 mod dpop;
 #[cfg(feature = "dpop")]
+mod dpop_oidc;
+#[cfg(feature = "dpop")]
 mod dpop_processes;
 #[cfg(feature = "dpop")]
 mod dpop_reference;

@@ -43,6 +43,38 @@ pub fn issuer() -> Option<String> {
     None
 }
 
+/// The DPoP instance of the provider (`TOKENKEEPER_OIDC_DPOP_ISSUER`, started by the same
+/// `scripts/oidc.sh`): public DPoP-bound clients, nonces. Skips or fails like [`issuer`].
+pub fn dpop_issuer() -> Option<String> {
+    if let Ok(issuer) = std::env::var("TOKENKEEPER_OIDC_DPOP_ISSUER") {
+        return Some(issuer);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "TOKENKEEPER_OIDC_DPOP_ISSUER is not set and CI is: the DPoP interop tests must run \
+             in CI. Start the providers with `eval \"$(bash scripts/oidc.sh)\"`."
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPED: TOKENKEEPER_OIDC_DPOP_ISSUER is not set, so this DPoP interop test did \
+         not run. Run `eval \"$(bash scripts/oidc.sh)\"` first (starts oidc-provider's DPoP \
+         instance on 127.0.0.1:6394). ***\n"
+    );
+    None
+}
+
+/// The refresher of a public DPoP client of the DPoP instance (no client secret: the key is
+/// the client's only proof), from discovery; the code exchange is signed with `key`.
+#[cfg(feature = "dpop")]
+pub async fn dpop_oauth2(issuer: &str, client_id: &str, key: tokenkeeper::dpop::DpopKey) -> OAuth2 {
+    OAuth2::discover(issuer)
+        .await
+        .expect("discovery")
+        .client_id(client_id)
+        .resource(RESOURCE)
+        .dpop(key)
+}
+
 /// A client private key of the interop provider (test-only keys in scripts/oidc/keys).
 pub fn key_pem(file: &str) -> Vec<u8> {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "../../scripts/oidc/keys", file]
@@ -177,6 +209,10 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 pub struct ProviderStats {
     /// grant_type → HTTP status → count, for every request that reached the token endpoint.
     pub token_requests: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// grant_type → OAuth error code → count (`use_dpop_nonce`, `invalid_grant`, ...). Absent
+    /// from a provider started from an older provider.mjs.
+    #[serde(default)]
+    pub token_errors: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
     pub reuse_detections: u64,
     pub revocations: u64,
 }
@@ -198,6 +234,15 @@ impl ProviderStats {
             .map_or(0, |by_status| by_status.values().sum())
     }
 
+    /// Requests of `grant` refused with the OAuth error code `error`.
+    pub fn errors(&self, grant: &str, error: &str) -> u64 {
+        self.token_errors
+            .get(grant)
+            .and_then(|by_error| by_error.get(error))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// What happened between `before` and `self`.
     pub fn since(&self, before: &ProviderStats) -> ProviderStats {
         let mut delta = self.clone();
@@ -207,6 +252,16 @@ impl ProviderStats {
                     .token_requests
                     .get(grant)
                     .and_then(|b| b.get(status))
+                    .copied()
+                    .unwrap_or(0);
+            }
+        }
+        for (grant, by_error) in &mut delta.token_errors {
+            for (error, count) in by_error.iter_mut() {
+                *count -= before
+                    .token_errors
+                    .get(grant)
+                    .and_then(|b| b.get(error))
                     .copied()
                     .unwrap_or(0);
             }
