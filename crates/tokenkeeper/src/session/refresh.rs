@@ -29,6 +29,16 @@ use tokio::sync::oneshot;
 /// How often a failed save after a rotation is retried before the lock is let go.
 const SAVE_RETRIES: u32 = 4;
 
+/// How often a flight waiting for a shared store's lock re-reads the store.
+const LOCK_WAIT_REREAD: Duration = Duration::from_millis(100);
+
+/// What waiting for the store's lock ended with.
+enum Locked {
+    Held(StoreLock),
+    /// The holder saved a newer pair meanwhile; adopted without the lock.
+    Adopted(Arc<Credential>),
+}
+
 enum Obtained {
     Refreshed(Arc<Credential>),
     Adopted(Arc<Credential>),
@@ -99,22 +109,10 @@ impl Inner {
         &self,
         from: Option<&Credential>,
     ) -> (Result<Obtained, Failure>, Option<PendingSave>) {
-        let lock = match tokio::time::timeout(self.limits.refresh_timeout, self.store.lock()).await
-        {
-            Ok(Ok(lock)) => lock,
-            Ok(Err(error)) => {
-                self.meter.store_failure("lock");
-                return (Err(Failure::Store(error)), None);
-            }
-            Err(_) => {
-                self.meter.store_failure("lock");
-                return (
-                    Err(Failure::Transient(RefreshError::transient(
-                        "timed out waiting for the token store's lock",
-                    ))),
-                    None,
-                );
-            }
+        let lock = match self.lock_or_adopt(from).await {
+            Ok(Locked::Held(lock)) => lock,
+            Ok(Locked::Adopted(credential)) => return (Ok(Obtained::Adopted(credential)), None),
+            Err(failure) => return (Err(failure), None),
         };
 
         // Under the lock, nobody can replace the tokens any more; check they are still ours.
@@ -274,6 +272,68 @@ impl Inner {
     }
 
     /// A pair another process wrote (or, for a first token, any stored pair) as this session's.
+    /// Takes the store's lock, within the refresh timeout. While another holder has it, the
+    /// store is re-read now and then: that holder is usually refreshing the very pair this
+    /// flight is for, and once it has saved the new one, adopting it needs no lock. Without
+    /// this, every other process sharing the login queues for the lock only to adopt, one
+    /// after another, and on a saturated machine the last of them times out.
+    async fn lock_or_adopt(&self, from: Option<&Credential>) -> Result<Locked, Failure> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.limits.refresh_timeout;
+        let mut next_read = started + LOCK_WAIT_REREAD;
+        let lock = self.store.lock();
+        tokio::pin!(lock);
+        loop {
+            tokio::select! {
+                biased;
+                locked = &mut lock => {
+                    return locked.map(Locked::Held).map_err(|error| {
+                        self.meter.store_failure("lock");
+                        Failure::Store(error)
+                    });
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    self.meter.store_failure("lock");
+                    return Err(Failure::Transient(RefreshError::transient(
+                        "timed out waiting for the token store's lock",
+                    )));
+                }
+                () = tokio::time::sleep_until(next_read), if from.is_some() => {
+                    next_read = tokio::time::Instant::now() + LOCK_WAIT_REREAD;
+                    let newer = match from {
+                        Some(from) => self.newer_stored_pair(from, deadline).await,
+                        None => None,
+                    };
+                    if let Some(credential) = newer {
+                        return Ok(Locked::Adopted(credential));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A usable pair newer than `from` in the store, adopted; `None` when there is none or
+    /// the store cannot say now (the flight goes on waiting for the lock, and reads again
+    /// under it).
+    async fn newer_stored_pair(
+        &self,
+        from: &Credential,
+        deadline: tokio::time::Instant,
+    ) -> Option<Arc<Credential>> {
+        if !self.is_current(from.generation()) {
+            return None;
+        }
+        let read = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + self.limits.store_timeout),
+            self.store.load(),
+        );
+        let stored = read.await.ok()?.ok()??;
+        if !is_newer(&stored, from) || self.schedule(&stored.tokens).is_past_hard(Instant::now()) {
+            return None;
+        }
+        self.adopt(stored, Some(from)).ok()?
+    }
+
     fn adopt(
         &self,
         stored: StoredTokens,

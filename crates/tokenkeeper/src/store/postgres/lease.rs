@@ -75,9 +75,15 @@ impl PostgresLease {
     }
 
     /// The check alone, detached from the guard (for `StoreLock`'s fence).
-    #[allow(dead_code)] // wired once `StoreLock` can carry a fence
     pub(super) fn fence(&self) -> LeaseFence {
         self.fence.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::LockFence for LeaseFence {
+    async fn still_held(&self) -> Result<bool, StoreError> {
+        LeaseFence::still_held(self).await
     }
 }
 

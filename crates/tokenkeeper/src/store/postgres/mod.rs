@@ -58,7 +58,8 @@ const CLEAR: &str = "DELETE FROM tokenkeeper_tokens WHERE key = $1";
 ///   renewed every third of its TTL while held, deleted (if still ours) on drop. Expiry is
 ///   judged on the server's clock. A holder that dies stops renewing, and the next instance
 ///   takes over after the TTL. [`PostgresLease::still_held`] is the fence a holder checks right
-///   before presenting the refresh token.
+///   before presenting the refresh token; [`TokenStore::lock`]'s [`StoreLock`] carries it, so
+///   a session asks it before every refresh.
 /// - **Many keys, one connection**: [`for_key`](Self::for_key) gives a store for another key
 ///   over the same connection (tokio-postgres pipelines concurrent queries), so a process can
 ///   hold many logins without a connection each.
@@ -326,9 +327,11 @@ impl TokenStore for PostgresStore {
     }
 
     async fn lock(&self) -> Result<StoreLock, StoreError> {
-        // The session asks `StoreLock::still_held` before each refresh; until `StoreLock` can
-        // carry a fence, the lease's own check is `PostgresLease::still_held`.
-        Ok(StoreLock::new(self.lease().await?))
+        // The session asks `StoreLock::still_held` right before each refresh: the lease's own
+        // check (renewing it, or learning it was lost to another holder).
+        let lease = self.lease().await?;
+        let fence = lease.fence();
+        Ok(StoreLock::with_fence(lease, fence))
     }
 
     fn lock_lease(&self) -> Option<Duration> {

@@ -6,7 +6,7 @@ use super::proxy::{self, Proxy};
 use crate::store_worker::StoreSpec;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokenkeeper::store::{StoreError, StoreLock, TokenStore};
+use tokenkeeper::store::{StoreError, TokenStore};
 
 /// A store under test, on one place of its backend.
 pub trait Backend: Sized {
@@ -33,8 +33,6 @@ pub trait Shared: Backend {
 
 /// A store whose lock is a lease in the backend.
 pub trait Leased: Backend {
-    /// The lock, with its fence: [`StoreLock::still_held`] asks the backend.
-    async fn fenced_lock(store: &Self::Store) -> StoreLock;
     /// Who holds the lease, as the backend records it.
     async fn holder(&self) -> Option<String>;
     /// Records a holder named `a-dead-process` whose lease runs out after `after` and that will
@@ -177,10 +175,6 @@ impl Shared for Redis {
 
 #[cfg(feature = "redis")]
 impl Leased for Redis {
-    async fn fenced_lock(store: &Self::Store) -> StoreLock {
-        store.lock().await.unwrap()
-    }
-
     async fn holder(&self) -> Option<String> {
         crate::redis_env::raw(&self.url, redis::cmd("GET").arg(&self.lock_key)).await
     }
@@ -292,26 +286,8 @@ impl Shared for Postgres {
     }
 }
 
-/// `PostgresStore::lock` returns its lease in a `StoreLock` without the lease's fence (its
-/// `still_held` is always true, see src/store/postgres/mod.rs); the suite fences it here with
-/// the lease's own check, as `StoreLock::with_fence` allows.
-#[cfg(feature = "postgres")]
-struct LeaseFence(tokenkeeper::store::PostgresLease);
-
-#[cfg(feature = "postgres")]
-#[async_trait::async_trait]
-impl tokenkeeper::store::LockFence for LeaseFence {
-    async fn still_held(&self) -> Result<bool, StoreError> {
-        self.0.still_held().await
-    }
-}
-
 #[cfg(feature = "postgres")]
 impl Leased for Postgres {
-    async fn fenced_lock(store: &Self::Store) -> StoreLock {
-        StoreLock::with_fence((), LeaseFence(store.lease().await.unwrap()))
-    }
-
     async fn holder(&self) -> Option<String> {
         crate::postgres_env::query(
             &self.url,

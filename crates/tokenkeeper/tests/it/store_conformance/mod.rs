@@ -242,7 +242,7 @@ pub async fn kill_9_of_a_lock_holder_frees_the_lock_and_leaves_the_pair_whole<B:
 pub async fn a_held_lease_is_renewed_past_its_ttl<B: Leased>(place: B) {
     let holder = place.handle(Some(ms(500))).await;
     let other = place.handle(Some(ms(500))).await;
-    let held = B::fenced_lock(&holder).await;
+    let held = holder.lock().await.unwrap();
     // Three TTLs later, the lease is still ours.
     assert!(tokio::time::timeout(ms(1500), other.lock()).await.is_err());
     assert!(place.lock_is_held().await, "the lease is unexpired");
@@ -273,7 +273,7 @@ pub async fn a_dead_holders_lease_expires_and_is_taken_over<B: Leased>(place: B)
 /// holder's lease alone.
 pub async fn a_lost_lease_is_reported_by_the_fence_and_never_taken_back<B: Leased>(place: B) {
     let store = place.handle(Some(ms(300))).await;
-    let held = B::fenced_lock(&store).await;
+    let held = store.lock().await.unwrap();
     assert!(held.still_held().await.unwrap());
     // Expired, nobody has taken it yet: lost all the same (someone may be about to).
     place.expire_lease().await;
@@ -307,7 +307,7 @@ pub async fn a_dropped_connection_mid_refresh_loses_the_lease_not_the_pair<B: Le
     let other = place.handle(None).await;
     other.save(&pair("one", 1)).await.unwrap();
     let holder = place.handle_through(&proxy, lease).await;
-    let held = B::fenced_lock(&holder).await;
+    let held = holder.lock().await.unwrap();
     let read = holder.load().await.unwrap().unwrap();
     assert_eq!(read.generation, 1);
 
