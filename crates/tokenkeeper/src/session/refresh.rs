@@ -646,3 +646,68 @@ impl Drop for ClearOnCancel<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{MemoryStore, StoredTokens, TokenStore};
+    use crate::{RefreshMode, Session, TokenSet, refresh};
+    use secrecy::ExposeSecret;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// Another holder of the store's lock saved the refreshed pair and still holds the lock
+    /// (another process, slow to release it): the waiting flight adopts the pair without the
+    /// lock, within its re-read interval, and never calls the refresher. Before, it waited
+    /// for the lock until its refresh timeout and failed.
+    #[tokio::test]
+    async fn a_flight_waiting_for_the_lock_adopts_the_pair_its_holder_saved() {
+        let store = Arc::new(MemoryStore::new());
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&calls);
+        let session = Session::builder()
+            .mode(RefreshMode::default())
+            .attach_to(["https://api.example.com"])
+            .store_arc(Arc::clone(&store) as Arc<dyn TokenStore>)
+            .refresh_timeout(Duration::from_secs(5))
+            .refresher(refresh::from_fn(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Ok(TokenSet::new("refreshed-here")) }
+            }))
+            .build()
+            .unwrap();
+        session
+            .sign_in(
+                TokenSet::new("first")
+                    .with_refresh_token("r1")
+                    .with_expires_in(Duration::from_millis(60)),
+            )
+            .await
+            .unwrap();
+        let signed_in = store.load().await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(70)).await;
+
+        let held = store.lock().await.unwrap();
+        store
+            .save(&StoredTokens {
+                tokens: TokenSet::new("saved-by-the-holder")
+                    .with_refresh_token("r2")
+                    .with_expires_in(Duration::from_secs(3600)),
+                generation: signed_in.generation + 1,
+                login: signed_in.login,
+            })
+            .await
+            .unwrap();
+        let credential = tokio::time::timeout(Duration::from_secs(2), session.credential())
+            .await
+            .expect("adopted while the lock is still held")
+            .unwrap();
+        assert_eq!(
+            credential.access_token().expose_secret(),
+            "saved-by-the-holder"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert_eq!(session.stats().adopted, 1);
+        drop(held);
+    }
+}
