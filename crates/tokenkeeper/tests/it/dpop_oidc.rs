@@ -15,65 +15,11 @@ use crate::oidc_env;
 use base64::Engine as _;
 use oidc_env::resource_server::ResourceServer;
 use oidc_env::*;
-use reqwest_middleware::ClientWithMiddleware;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::{Duration, Instant};
 use tokenkeeper::dpop::DpopKey;
 use tokenkeeper::refresh::{ClientCredentials, OAuth2, RefreshError, Refresher};
 use tokenkeeper::{RefreshMode, Session, TokenSet};
-
-/// How long after receiving a token the resource server refuses it (as in oidc_interop.rs:
-/// whole-second `iat`, `DEFAULT_TTL_SECS` of life, no leeway).
-fn until_expired() -> Duration {
-    Duration::from_secs(DEFAULT_TTL_SECS + 1) + Duration::from_millis(100)
-}
-
-fn api_client(session: &Session) -> ClientWithMiddleware {
-    reqwest_middleware::ClientBuilder::new(
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(2048)
-            .build()
-            .unwrap(),
-    )
-    .with(session.middleware())
-    .build()
-}
-
-/// `count` GETs at once through `client`; their statuses, or the error text.
-async fn burst(
-    client: &ClientWithMiddleware,
-    api: &ResourceServer,
-    count: usize,
-) -> Vec<Result<u16, String>> {
-    let handles: Vec<_> = (0..count)
-        .map(|i| {
-            let client = client.clone();
-            let url = api.url(&format!("/items/{i}"));
-            tokio::spawn(async move {
-                match client.get(url).send().await {
-                    Ok(response) => Ok(response.status().as_u16()),
-                    Err(error) => Err(error.to_string()),
-                }
-            })
-        })
-        .collect();
-    let mut outcomes = Vec::with_capacity(count);
-    for handle in handles {
-        outcomes.push(handle.await.unwrap());
-    }
-    outcomes
-}
-
-fn assert_all_ok(outcomes: &[Result<u16, String>]) {
-    let failures: Vec<_> = outcomes.iter().filter(|o| **o != Ok(200)).collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} failed, e.g. {:?}",
-        failures.len(),
-        outcomes.len(),
-        failures.first()
-    );
-}
 
 /// The `cnf.jkt` of a JWT access token, read without verification (the resource server
 /// verifies; this only says which key the provider bound the token to).
@@ -154,7 +100,7 @@ async fn burst_at_expiry_refreshes_once(
     set_ttl(&issuer, client_id, 120).await;
     let session = session(provider, &api, mode);
     session.sign_in(tokens).await.unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     tokio::time::sleep(until_expired().saturating_sub(received.elapsed())).await;
 
     if let Some(nonce) = api_nonce {
@@ -257,7 +203,7 @@ async fn client_credentials_with_a_key_1000_callers_one_bound_token() {
         .attach_to([api.origin()])
         .build()
         .unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     let before = provider_stats(&issuer, client_id).await;
 
     let outcomes = burst(&client, &api, 1000).await;
@@ -312,7 +258,7 @@ async fn a_nonce_demand_at_the_token_endpoint_is_one_retry_and_no_extra_refresh(
     );
     let session = session(provider, &api, RefreshMode::Reactive);
     session.sign_in(tokens).await.unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     let mut events = session.events();
 
     // The first refresh: the nonce from the code exchange's answer is still good.
@@ -375,7 +321,7 @@ async fn a_nonce_demand_at_the_api_is_one_retry_and_no_refresh() {
     let (provider, _key, tokens) = dpop_login(&issuer, client_id).await;
     let session = session(provider, &api, RefreshMode::Reactive);
     session.sign_in(tokens).await.unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     let before = provider_stats(&issuer, client_id).await;
 
     api.demand_nonce("nonce-1");
@@ -515,7 +461,11 @@ async fn a_stolen_access_token_is_refused_without_the_key() {
     // The session, holding the key, is served.
     let session = session(provider, &api, RefreshMode::Reactive);
     session.sign_in(tokens).await.unwrap();
-    let response = api_client(&session).get(&url).send().await.unwrap();
+    let response = crate::common::client(&session)
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(api.seen().ok, 2);
 }

@@ -13,7 +13,6 @@ use crate::oidc_env;
 
 use oidc_env::resource_server::ResourceServer;
 use oidc_env::*;
-use reqwest_middleware::ClientWithMiddleware;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -30,60 +29,6 @@ fn oidc_worker() {
 
 fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
-}
-
-/// How long to wait after receiving a token until the resource server refuses it: the JWT's
-/// `iat` is whole seconds (at most 1 s before receipt), it lives `DEFAULT_TTL_SECS`, and the
-/// server refuses it once a whole second past `exp` has begun.
-fn until_expired() -> Duration {
-    Duration::from_secs(DEFAULT_TTL_SECS + 1) + ms(100)
-}
-
-fn api_client(session: &Session) -> ClientWithMiddleware {
-    reqwest_middleware::ClientBuilder::new(
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(2048)
-            .build()
-            .unwrap(),
-    )
-    .with(session.middleware())
-    .build()
-}
-
-/// `count` GETs at once; their statuses, or the error text.
-async fn burst(
-    client: &ClientWithMiddleware,
-    api: &ResourceServer,
-    count: usize,
-) -> Vec<Result<u16, String>> {
-    let handles: Vec<_> = (0..count)
-        .map(|i| {
-            let client = client.clone();
-            let url = api.url(&format!("/items/{i}"));
-            tokio::spawn(async move {
-                match client.get(url).send().await {
-                    Ok(response) => Ok(response.status().as_u16()),
-                    Err(error) => Err(error.to_string()),
-                }
-            })
-        })
-        .collect();
-    let mut outcomes = Vec::with_capacity(count);
-    for handle in handles {
-        outcomes.push(handle.await.unwrap());
-    }
-    outcomes
-}
-
-fn assert_all_ok(outcomes: &[Result<u16, String>]) {
-    let failures: Vec<_> = outcomes.iter().filter(|o| **o != Ok(200)).collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} failed, e.g. {:?}",
-        failures.len(),
-        outcomes.len(),
-        failures.first()
-    );
 }
 
 fn tk_error(error: &reqwest_middleware::Error) -> Option<&Error> {
@@ -120,7 +65,7 @@ async fn login_with_pkce_then_discovered_refresh_rotates_and_reuse_is_refused() 
         .build()
         .unwrap();
     session.sign_in(first.clone()).await.unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     let item = client.get(api.url("/items/1")).send().await.unwrap();
     assert_eq!(item.status(), 200);
     let body: serde_json::Value = item.json().await.unwrap();
@@ -297,7 +242,7 @@ async fn burst_at_expiry_refreshes_once(client_id: &str, mode: RefreshMode) {
         .build()
         .unwrap();
     session.sign_in(tokens).await.unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     tokio::time::sleep(until_expired().saturating_sub(received.elapsed())).await;
 
     let before = provider_stats(&issuer, client_id).await;
@@ -344,7 +289,7 @@ async fn late_401s_across_expiries_stay_within_one_refresh_per_lifetime() {
         .build()
         .unwrap();
     session.sign_in(tokens).await.unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     let before = provider_stats(&issuer, client_id).await;
 
     let run_for = Duration::from_secs(8);
@@ -408,7 +353,7 @@ async fn a_revoked_refresh_token_logs_out_once_without_hanging() {
         .unwrap();
     let mut events = session.events();
     session.sign_in(tokens.clone()).await.unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     let before = provider_stats(&issuer, client_id).await;
     revoke(&provider, client_id, tokens.refresh_token().unwrap()).await;
 
@@ -508,7 +453,7 @@ async fn client_credentials_1000_concurrent_callers_make_one_token_request() {
         .attach_to([api.origin()])
         .build()
         .unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     let before = provider_stats(&issuer, client_id).await;
 
     let outcomes = burst(&client, &api, 1000).await;
@@ -553,7 +498,7 @@ async fn client_credentials_1000_callers_make_one_token_request_per_lifetime() {
         .attach_to([api.origin()])
         .build()
         .unwrap();
-    let client = api_client(&session);
+    let client = crate::common::client(&session);
     let before = provider_stats(&issuer, client_id).await;
 
     let run_for = Duration::from_secs(16);

@@ -315,3 +315,47 @@ pub async fn revoke(client: &OAuth2, client_id: &str, refresh_token: &secrecy::S
         .unwrap();
     assert_eq!(response.status(), 200, "{:?}", response.text().await);
 }
+
+/// How long to wait after receiving a token until the resource server refuses it: the JWT's
+/// `iat` is whole seconds (at most 1 s before receipt), it lives `DEFAULT_TTL_SECS`, and the
+/// server refuses it once a whole second past `exp` has begun.
+pub fn until_expired() -> std::time::Duration {
+    std::time::Duration::from_secs(DEFAULT_TTL_SECS + 1) + std::time::Duration::from_millis(100)
+}
+
+/// `count` GETs at once; their statuses, or the error text.
+pub async fn burst(
+    client: &reqwest_middleware::ClientWithMiddleware,
+    api: &resource_server::ResourceServer,
+    count: usize,
+) -> Vec<Result<u16, String>> {
+    let handles: Vec<_> = (0..count)
+        .map(|i| {
+            let client = client.clone();
+            let url = api.url(&format!("/items/{i}"));
+            tokio::spawn(async move {
+                match client.get(url).send().await {
+                    Ok(response) => Ok(response.status().as_u16()),
+                    Err(error) => Err(error.to_string()),
+                }
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(count);
+    for handle in handles {
+        outcomes.push(handle.await.unwrap());
+    }
+    outcomes
+}
+
+/// Asserts that every request of a burst got a 200 (`outcomes` from [`burst`]).
+pub fn assert_all_ok(outcomes: &[Result<u16, String>]) {
+    let failures: Vec<_> = outcomes.iter().filter(|o| **o != Ok(200)).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed, e.g. {:?}",
+        failures.len(),
+        outcomes.len(),
+        failures.first()
+    );
+}
