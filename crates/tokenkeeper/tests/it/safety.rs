@@ -1003,7 +1003,22 @@ async fn sign_out_does_not_wait_for_a_refresh_in_progress() {
             tokio::spawn(async move { status_of(&client, url).await })
         })
         .collect();
-    tokio::time::sleep(ms(300)).await;
+    // Every request got its 401 and waits for the one refresh (the first started it, the
+    // other 19 joined): only then is the sign-out "during a refresh" for all of them. A fixed
+    // sleep was not enough on a saturated machine, where a 401 that arrived after the
+    // sign-out is handed back as it came.
+    let all_waiting = async {
+        loop {
+            let stats = session.stats();
+            if stats.flights == 1 && stats.waiters_joined == 19 {
+                break;
+            }
+            tokio::time::sleep(ms(10)).await;
+        }
+    };
+    tokio::time::timeout(ms(30_000), all_waiting)
+        .await
+        .expect("all 20 requests wait for the refresh");
 
     tokio::time::timeout(ms(2_000), session.sign_out())
         .await
