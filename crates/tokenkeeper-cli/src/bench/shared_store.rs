@@ -374,8 +374,9 @@ pub async fn run_worker() -> anyhow::Result<()> {
     for task in tasks {
         task.await?;
     }
-    // A refresh may still be in flight: it holds the session, so the event channel closes only
-    // once it finished and was counted.
+    // A refresh ahead of expiry may still be out: its pair must reach the store before the
+    // process exits. Then the event channel closes and the watcher has counted everything.
+    session.refreshes_landed().await;
     drop(session);
     drop(client);
     let logout_reasons = tokio::time::timeout(Duration::from_secs(30), watcher)

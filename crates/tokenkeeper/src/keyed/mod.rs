@@ -404,6 +404,13 @@ impl<K: LoginKey> Sessions<K> {
         Ok(self.ready(key).await?.session.status_now())
     }
 
+    /// Waits until no refresh of any key is running any more, those of evicted keys included
+    /// (see [`Session::refreshes_landed`]). Call it before the process exits, so no rotated
+    /// pair is lost on its way to the store.
+    pub async fn refreshes_landed(&self) {
+        self.shared.template.refreshes_landed().await;
+    }
+
     /// Every key's events, each with its key. A subscriber that falls behind by more than
     /// 1024 events loses the oldest. [`events_for`](Self::events_for) keeps one key's.
     pub fn events(&self) -> broadcast::Receiver<KeyedEvent<K>> {

@@ -1,5 +1,6 @@
 //! [`SessionBuilder`]: how a [`Session`] is configured.
 
+use super::landing::Landing;
 use super::meter::MeterConfig;
 use super::{EventSink, Inner, Limits, Session};
 use crate::classify::Classifier;
@@ -244,6 +245,7 @@ impl SessionBuilder {
             mode: Arc::new(self.mode),
             limits: Arc::new(self.limits),
             meter: self.meter,
+            landing: Arc::default(),
         })
     }
 }
@@ -260,9 +262,16 @@ pub(crate) struct Template {
     pub(super) limits: Arc<Limits>,
     /// The metrics name, so every session of a keyed collection reports under the one name.
     pub(super) meter: MeterConfig,
+    /// The refresh tasks of every session made from this template.
+    pub(super) landing: Arc<Landing>,
 }
 
 impl Template {
+    /// Returns once no refresh of any session made from this template is running.
+    pub(crate) async fn refreshes_landed(&self) {
+        self.landing.all_landed().await;
+    }
+
     /// A new session over `store`, signed out; `forward` hears its events.
     pub(crate) fn session(
         &self,

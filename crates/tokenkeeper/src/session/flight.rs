@@ -195,7 +195,12 @@ impl Inner {
             Counters::bump(&self.counters.proactive_refreshes);
         }
         let (done, outcome) = oneshot::channel();
-        tokio::spawn(Arc::clone(self).fly(from.map(|c| Arc::new(c.clone())), done));
+        let ticket = self.landing.take_off();
+        let flight = Arc::clone(self).fly(from.map(|c| Arc::new(c.clone())), done);
+        tokio::spawn(async move {
+            flight.await;
+            drop(ticket);
+        });
         let outcome = async move { outcome.await.unwrap_or(Err(Error::RefreshCancelled)) }
             .boxed()
             .shared();

@@ -9,6 +9,7 @@
 mod builder;
 mod credential;
 mod flight;
+mod landing;
 mod meter;
 mod refresh;
 mod response_policy;
@@ -46,6 +47,7 @@ use crate::store::{StoreError, StoredTokens, TokenStore};
 use crate::token::TokenSet;
 use arc_swap::ArcSwap;
 use flight::FlightSlot;
+use landing::Landing;
 use meter::Meter;
 use routes::Routes;
 use schedule::Schedule;
@@ -194,6 +196,8 @@ pub(crate) struct Inner {
     /// channel costs a few hundred bytes, which an idle session of a large collection should
     /// not carry for nobody.
     status: OnceLock<watch::Sender<Status>>,
+    /// The refresh tasks still running, shared by every session of one configuration.
+    landing: Arc<Landing>,
     counters: Counters,
     /// Metrics (feature `metrics`); zero-sized and inert without it.
     meter: Meter,
@@ -227,6 +231,7 @@ impl Inner {
             events: OnceLock::new(),
             forward,
             status: OnceLock::new(),
+            landing: Arc::clone(&template.landing),
             counters: Counters::default(),
             meter: Meter::new(template.meter.clone()),
         }
@@ -299,14 +304,24 @@ impl Inner {
 
     /// Replaces the state and tells `status` watchers. Called with the flight lock held.
     fn install(&self, state: State) {
-        let status = self.install_quietly(state);
-        self.send_status(status);
+        self.install_quietly(state);
+        self.send_status();
     }
 
-    /// Tells `status` watchers, if anyone ever subscribed.
-    fn send_status(&self, status: Status) {
+    /// Tells `status` watchers, if anyone ever subscribed, where the session stands now.
+    ///
+    /// The state is read under the channel's own lock, not taken from the caller: a sign-out
+    /// sends after releasing the flight lock, and a sign-in right after it may send first.
+    /// Whichever send runs last reads the state last installed, so the channel never ends up
+    /// behind the state.
+    fn send_status(&self) {
         if let Some(sender) = self.status.get() {
-            sender.send_replace(status);
+            sender.send_if_modified(|status| {
+                let now = status_of(&self.state.load());
+                let changed = *status != now;
+                *status = now;
+                changed
+            });
         }
     }
 
@@ -315,31 +330,25 @@ impl Inner {
         if let Some(sender) = self.status.get() {
             return sender;
         }
-        let sender = self
-            .status
-            .get_or_init(|| watch::Sender::new(Status::SignedOut { reason: None }));
-        // Under the flight lock, where states are installed: an install before this read is
-        // seen here, one after it finds the channel and sends itself.
+        // Made under the flight lock, where states are installed, and with the state as its
+        // first value: no other caller can find the channel before it holds the state (made
+        // with a placeholder and corrected afterwards, a burst of first subscribers could see
+        // "signed out" and release every waiter of a refresh), and an install after this finds
+        // the channel and sends itself.
         let _slot = self.slot();
-        let now = status_of(&self.state.load());
-        sender.send_if_modified(|status| {
-            let changed = *status != now;
-            *status = now;
-            changed
-        });
-        sender
+        self.status
+            .get_or_init(|| watch::Sender::new(status_of(&self.state.load())))
     }
 
-    /// Replaces the state; returns the status for the caller to send once its event is out, so
-    /// that whoever wakes up on the status finds the event already sent.
-    fn install_quietly(&self, state: State) -> Status {
+    /// Replaces the state without telling `status` watchers: the caller sends the status
+    /// ([`send_status`](Self::send_status)) once its event is out, so that whoever wakes up on
+    /// the status finds the event already sent.
+    fn install_quietly(&self, state: State) {
         self.meter.installed(match &state {
             State::Active(c) => Some(c),
             State::SignedOut { .. } => None,
         });
-        let status = status_of(&state);
         self.state.store(Arc::new(state));
-        status
     }
 
     /// Installs `credential` and emits `event`, under the flight lock so flights see it atomically.
@@ -380,7 +389,7 @@ impl Inner {
         if handed_over {
             self.clear_after_flight.store(true, SeqCst);
         }
-        let status = ended.map(|login| {
+        if let Some(login) = ended {
             // Flights in progress run to their end but no longer install their result.
             slot.abandon_all();
             self.install_quietly(State::SignedOut {
@@ -388,11 +397,11 @@ impl Inner {
                     login,
                     reason: reason.clone(),
                 }),
-            })
-        });
+            });
+        }
         drop(slot);
-        let ends = status.is_some();
-        if let Some(status) = status {
+        let ends = ended.is_some();
+        if ends {
             if reason != LogoutReason::SignedOut {
                 Counters::bump(&self.counters.logouts);
             }
@@ -400,7 +409,7 @@ impl Inner {
             tracing::info!(%reason, "session ended");
             self.emit(Event::LoggedOut { reason });
             // Requests waiting on this login wake up now, with the event already sent.
-            self.send_status(status);
+            self.send_status();
         }
         (ends, handed_over)
     }
@@ -680,6 +689,27 @@ impl Session {
             // Either a local sign-in or the next poll, whichever comes first.
             let _ = tokio::time::timeout(poll, status.changed()).await;
         }
+    }
+
+    /// Waits until no refresh of this session is running any more, the ones nobody waits for
+    /// included (a refresh ahead of expiry, one a sign-in or sign-out superseded, a save being
+    /// retried). Call it before the process exits: a refresh cut off after the server answered
+    /// loses the rotated pair, and the next process would present a refresh token the server
+    /// already replaced (with reuse detection, the end of the login).
+    ///
+    /// Each refresh is bounded (the refresh timeout, then the store's retries), so this
+    /// returns; new refreshes may start again afterwards if requests go on. Every session made
+    /// from one [`Sessions`](crate::Sessions) collection counts together.
+    ///
+    /// ```no_run
+    /// # async fn example(session: tokenkeeper::Session) {
+    /// // ... the application's last request has been answered ...
+    /// session.refreshes_landed().await;
+    /// // Now the store holds the newest pair; exiting loses nothing.
+    /// # }
+    /// ```
+    pub async fn refreshes_landed(&self) {
+        self.inner.landing.all_landed().await;
     }
 
     /// The session's counters.

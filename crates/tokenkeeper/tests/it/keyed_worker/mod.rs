@@ -196,6 +196,9 @@ async fn run(config: &KeyedWorkerConfig) -> KeyedSummary {
         task.await.unwrap();
     }
     running.store(false, Relaxed);
+    // A refresh ahead of expiry may still be out: exiting before its pair is stored would lose
+    // a rotation the server made (the next user of the key would present a used token).
+    logins.refreshes_landed().await;
     let first_error = first_error.lock().unwrap().clone();
     KeyedSummary {
         ok: ok.load(Relaxed),

@@ -130,8 +130,9 @@ async fn run(config: WorkerConfig) -> Summary {
     for task in tasks {
         task.await.unwrap();
     }
-    // A refresh may still be in flight; it holds the session, so the event channel closes only
-    // once it finished and its event was counted.
+    // A refresh ahead of expiry may still be out: the process must not exit before its pair is
+    // stored (the server has rotated). Then the event channel closes and the watcher ends.
+    session.refreshes_landed().await;
     drop(session);
     drop(client);
     tokio::time::timeout(Duration::from_secs(30), watcher)

@@ -239,8 +239,9 @@ async fn hammer(config: &WorkerConfig) -> Summary {
         task.await.unwrap();
     }
     stopper.abort();
-    // A refresh may still be in flight; it holds the session, so the event channel closes (and
-    // the watcher ends) only once it finished and its event was counted.
+    // A refresh ahead of expiry may still be out: the process must not exit before its pair is
+    // stored (the server has rotated). Then the event channel closes and the watcher ends.
+    session.refreshes_landed().await;
     drop(session);
     drop(client);
     tokio::time::timeout(Duration::from_secs(30), watcher)
