@@ -87,6 +87,16 @@ impl DpopKey {
         let d = jwk
             .d
             .ok_or(DpopError::Key("the JWK has no private part (`d`)"))?;
+        Self::from_private_part(&d, jwk.x.as_deref(), jwk.y.as_deref())
+    }
+
+    /// The key of the base64url private scalar `d`; `x` and `y`, when given, must be its public
+    /// point's coordinates.
+    fn from_private_part(
+        d: &SecretString,
+        x: Option<&str>,
+        y: Option<&str>,
+    ) -> Result<Self, DpopError> {
         let d = Zeroizing::new(
             B64.decode(d.expose_secret())
                 .map_err(|_| DpopError::Key("`d` is not base64url"))?,
@@ -94,8 +104,8 @@ impl DpopKey {
         let signing = SigningKey::from_slice(&d)
             .map_err(|_| DpopError::Key("`d` is not a P-256 private key"))?;
         let key = Self::from_signing_key(signing);
-        let (x, y) = key.coordinates();
-        if jwk.x.is_some_and(|given| given != x) || jwk.y.is_some_and(|given| given != y) {
+        let (kx, ky) = key.coordinates();
+        if x.is_some_and(|given| given != kx) || y.is_some_and(|given| given != ky) {
             return Err(DpopError::Key("`x`/`y` do not belong to `d`"));
         }
         Ok(key)
@@ -160,18 +170,7 @@ impl DpopKey {
 
     /// The key back from the stores' document (`x`/`y` checked against `d`).
     pub(crate) fn from_stored_parts(x: &str, y: &str, d: &SecretString) -> Result<Self, DpopError> {
-        let d = Zeroizing::new(
-            B64.decode(d.expose_secret())
-                .map_err(|_| DpopError::Key("`d` is not base64url"))?,
-        );
-        let signing = SigningKey::from_slice(&d)
-            .map_err(|_| DpopError::Key("`d` is not a P-256 private key"))?;
-        let key = Self::from_signing_key(signing);
-        let (kx, ky) = key.coordinates();
-        if kx != x || ky != y {
-            return Err(DpopError::Key("`x`/`y` do not belong to `d`"));
-        }
-        Ok(key)
+        Self::from_private_part(d, Some(x), Some(y))
     }
 
     pub(super) fn header_b64(&self) -> &str {
