@@ -263,8 +263,10 @@ pub async fn misbehaving_server() -> String {
 /// the token was already replaced. The TTL is long enough that a delayed retry's fresh token
 /// never expires on the way, even on a loaded machine; short enough for several expiries.
 pub const LATE_TTL: Duration = Duration::from_millis(2000);
-/// How long the late-401 scenario's workers send.
+/// How long the late-401 scenario's workers send at least (and until the third refresh).
 pub const LATE_RUN: Duration = Duration::from_millis(8000);
+/// When the late-401 scenario's workers stop even if fewer than three refreshes happened.
+pub const LATE_GIVE_UP: Duration = Duration::from_secs(60);
 
 /// The reference server for the late-401 scenario.
 pub async fn late_401_server() -> ServerHandle {
