@@ -11,19 +11,23 @@
 //!   collection of [`KEYS`] signed-in keys, each request for the next key in turn (its `Key`
 //!   extension set on the request, as an application does): what picking the session per
 //!   request adds to the single-session middleware. Counted in instructions only.
+//! - [`Contender::Dpop`]: tokenkeeper's `AuthMiddleware` with a DPoP-bound token (RFC 9449):
+//!   every request carries a fresh ES256 proof. Counted in instructions only, against a
+//!   server that offers DPoP ([`Login::with_dpop`]).
 
 use super::bearer::BearerMiddleware;
 use super::client;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest_middleware::ClientWithMiddleware;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokenkeeper::classify::Classifier;
+use tokenkeeper::dpop::DpopKey;
 use tokenkeeper::keyed::Key;
 use tokenkeeper::secrecy::ExposeSecret;
-use tokenkeeper::{RefreshMode, Session, Sessions, refresh};
+use tokenkeeper::{RefreshMode, Session, Sessions, TokenSet, refresh};
 
 /// Which client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -39,6 +43,8 @@ pub enum Contender {
     Tokenkeeper,
     /// reqwest-middleware with tokenkeeper's keyed middleware ([`KEYS`] keys).
     Keyed,
+    /// reqwest-middleware with tokenkeeper, a DPoP-bound token: a signed proof per request.
+    Dpop,
 }
 
 /// Keys of the [`Contender::Keyed`] collection.
@@ -55,13 +61,24 @@ impl Contender {
 
     /// The contenders whose instructions are counted: [`ALL`](Self::ALL) and the keyed
     /// middleware.
-    pub const COUNTED: [Contender; 5] = [
+    pub const COUNTED: [Contender; 6] = [
         Contender::Bare,
         Contender::Stack,
         Contender::Bearer,
         Contender::Tokenkeeper,
         Contender::Keyed,
+        Contender::Dpop,
     ];
+
+    /// What share of the planned requests this contender sends under callgrind: a tenth for
+    /// DPoP, whose proof (one P-256 signature, about 2 million instructions) makes each request
+    /// some 25 times as long to simulate. The counts per request do not depend on how many.
+    pub fn request_divisor(self) -> usize {
+        match self {
+            Contender::Dpop => 10,
+            _ => 1,
+        }
+    }
 
     /// The column heading.
     pub fn label(self) -> &'static str {
@@ -71,6 +88,7 @@ impl Contender {
             Contender::Bearer => "hand-written bearer middleware",
             Contender::Tokenkeeper => "tokenkeeper",
             Contender::Keyed => "tokenkeeper, keyed (100 keys)",
+            Contender::Dpop => "tokenkeeper, DPoP",
         }
     }
 
@@ -82,6 +100,7 @@ impl Contender {
             Contender::Bearer => "bearer",
             Contender::Tokenkeeper => "tokenkeeper",
             Contender::Keyed => "keyed",
+            Contender::Dpop => "dpop",
         }
     }
 }
@@ -94,6 +113,8 @@ pub struct Login {
     header: HeaderValue,
     /// [`KEYS`] keys signed in with the same tokens, for [`Contender::Keyed`].
     keyed: Sessions<u64>,
+    /// A DPoP-bound login, for [`Contender::Dpop`] ([`with_dpop`](Self::with_dpop)).
+    dpop: Option<Session>,
 }
 
 impl Login {
@@ -119,7 +140,45 @@ impl Login {
             session,
             header,
             keyed,
+            dpop: None,
         })
+    }
+
+    /// Adds a DPoP-bound login at `base_url` (oauth2 contract, a fresh ES256 key): the password
+    /// grant with a proof, as an application's login sends it. The server must offer DPoP
+    /// (`__bench-server --dpop`).
+    pub async fn with_dpop(mut self, base_url: &str) -> anyhow::Result<Self> {
+        let key = DpopKey::generate();
+        let token_url = format!("{base_url}/oauth2/token");
+        let proof = key.proof("POST", &token_url.parse()?, None)?;
+        let response = client::http(1)?
+            .post(&token_url)
+            .header("dpop", proof)
+            .form(&[
+                ("grant_type", "password"),
+                ("username", tokenkeeper_server::client::USERNAME),
+                ("password", tokenkeeper_server::client::PASSWORD),
+            ])
+            .send()
+            .await
+            .context("the DPoP login")?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            bail!("the DPoP login was refused: {status} (does the server offer DPoP?)");
+        }
+        let tokens = TokenSet::from_response(&body)?.with_dpop_key(key);
+        if !tokens.is_dpop_bound() {
+            bail!("the DPoP login returned bearer tokens");
+        }
+        let session = Session::builder()
+            .refresher(refresh::OAuth2::new(&token_url)?.client_id("bench"))
+            .attach_to([base_url])
+            .classifier(Classifier::well_known())
+            .build()?;
+        session.sign_in(tokens).await?;
+        self.dpop = Some(session);
+        Ok(self)
     }
 
     /// The session, for figures read from it.
@@ -145,7 +204,8 @@ pub enum Client {
         /// `Bearer …`.
         header: HeaderValue,
     },
-    /// [`Contender::Bearer`] or [`Contender::Tokenkeeper`]: the middleware attaches the header.
+    /// [`Contender::Bearer`], [`Contender::Tokenkeeper`] or [`Contender::Dpop`]: the middleware
+    /// attaches the header (and the proof).
     Middleware(ClientWithMiddleware),
     /// [`Contender::Keyed`]: the keyed middleware; requests go to the keys in turn.
     Keyed {
@@ -181,6 +241,13 @@ impl Client {
                     .build(),
                 next: Arc::default(),
             },
+            Contender::Dpop => {
+                let session = login
+                    .dpop
+                    .as_ref()
+                    .context("no DPoP login (Login::with_dpop)")?;
+                Client::Middleware(client::through(session, http, None))
+            }
         })
     }
 

@@ -42,6 +42,18 @@ pub struct Plan {
     pub runs: usize,
 }
 
+impl Plan {
+    /// Requests counted per run of `contender` (see [`Contender::request_divisor`]).
+    pub fn requests_of(&self, contender: Contender) -> usize {
+        self.requests / contender.request_divisor()
+    }
+
+    /// Requests `contender` sends before counting starts.
+    pub fn warm_up_of(&self, contender: Contender) -> usize {
+        self.warm_up / contender.request_divisor()
+    }
+}
+
 /// One contender's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContenderFigures {
@@ -130,16 +142,17 @@ packages)"
 }
 
 fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result<Instructions> {
-    let server = ServerProcess::start(exe, Duration::from_secs(3600))?;
+    // DPoP offered (not required) for the DPoP contender; the others sign in without a proof
+    // and get bearer tokens as before.
+    let server = ServerProcess::start(exe, Duration::from_secs(3600), true)?;
     let scratch = Scratch::new()?;
     // The same process with fewer requests: the allocations of start-up, sign-in and warm-up
     // that the call counts include cancel out in the difference.
-    let base_requests = plan.requests / 3;
     let mut baselines: Vec<(Contender, Profile)> = Vec::new();
     for contender in Contender::COUNTED {
         let profile = measure_client(
             contender,
-            base_requests,
+            plan.requests_of(contender) / 3,
             plan,
             exe,
             server.base_url(),
@@ -153,7 +166,7 @@ fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result
     for run in 0..plan.runs {
         order.shuffle(&mut rand::rng());
         for contender in order {
-            let requests = plan.requests;
+            let requests = plan.requests_of(contender);
             let profile = measure_client(
                 contender,
                 requests,
@@ -167,12 +180,13 @@ fn measure_blocking(plan: &Plan, exe: &Path, valgrind: String) -> anyhow::Result
         }
     }
     server.stop();
-    let per_request = |count: u64| count as f64 / plan.requests.max(1) as f64;
-    let per_extra_request =
-        |count: u64| count as f64 / plan.requests.saturating_sub(base_requests).max(1) as f64;
     let contenders = Contender::COUNTED
         .iter()
         .map(|&contender| {
+            let requests = plan.requests_of(contender);
+            let per_request = |count: u64| count as f64 / requests.max(1) as f64;
+            let per_extra_request =
+                |count: u64| count as f64 / requests.saturating_sub(requests / 3).max(1) as f64;
             let base = baselines
                 .iter()
                 .find(|(c, _)| *c == contender)
@@ -231,7 +245,7 @@ fn measure_client(
         "--requests".to_owned(),
         requests.to_string(),
         "--warm-up".to_owned(),
-        plan.warm_up.to_string(),
+        plan.warm_up_of(contender).to_string(),
     ];
     let (profile, output) = callgrind::run(
         exe,
@@ -314,7 +328,10 @@ pub fn run_client(args: ClientArgs) -> anyhow::Result<()> {
         .build()
         .context("the client's runtime")?;
     let client = runtime.block_on(async {
-        let login = Login::new(&args.base_url).await?;
+        let mut login = Login::new(&args.base_url).await?;
+        if args.client == Contender::Dpop {
+            login = login.with_dpop(&args.base_url).await?;
+        }
         Client::new(args.client, &login, 1)
     })?;
     let url = format!("{}/api/items/1", args.base_url);

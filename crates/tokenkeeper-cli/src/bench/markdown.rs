@@ -188,6 +188,22 @@ and the cache lookup. Target ≤ 1.03×: {}.\n",
             if ratio <= 1.03 { "met" } else { "**not met**" }
         );
     }
+    if let (Some(dpop), Some(single)) = (
+        figures.of(Contender::Dpop),
+        figures.of(Contender::Tokenkeeper),
+    ) {
+        let _ = writeln!(
+            out,
+            "DPoP (issue 14): with a DPoP-bound token (RFC 9449, ES256) tokenkeeper signs a fresh proof for every request: **{:.0}** instructions per request against {:.0} with a bearer token ({:+.0} instructions, {:.1}×; {:+.2} allocations), nearly all of it the P-256 signature. The server offers DPoP to this client only (the others sign in without a proof and get bearer tokens); the DPoP client sends a tenth of the requests and of the warm-up ({} and {}), since each takes some 25 times as long under callgrind.\n",
+            dpop.instructions_per_request,
+            single.instructions_per_request,
+            dpop.instructions_per_request - single.instructions_per_request,
+            dpop.instructions_per_request / single.instructions_per_request,
+            dpop.allocations_per_request - single.allocations_per_request,
+            figures.requests / Contender::Dpop.request_divisor(),
+            figures.warm_up / Contender::Dpop.request_divisor(),
+        );
+    }
     if let Some((label, before)) = before {
         before_and_after(out, label, before, figures);
     }

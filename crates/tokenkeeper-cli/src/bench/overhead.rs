@@ -188,7 +188,7 @@ fn side(contender: Contender, rounds: &[Round]) -> Side {
 /// contenders on the same client settings and token, each warmed up; then `plan.rounds` rounds
 /// in which every contender runs once, in a shuffled order.
 pub async fn measure(plan: &Plan, exe: &Path) -> anyhow::Result<Overhead> {
-    let server = ServerProcess::start(exe, Duration::from_secs(3600))?;
+    let server = ServerProcess::start(exe, Duration::from_secs(3600), false)?;
     let base = server.base_url().to_owned();
     let login = Login::new(&base).await?;
     let clients = Contender::ALL

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
-use tokenkeeper_server::ServerConfig;
+use tokenkeeper_server::{DpopConfig, ServerConfig};
 
 /// The hidden subcommand that runs [`run`].
 pub const SUBCOMMAND: &str = "__bench-server";
@@ -26,6 +26,10 @@ pub struct ServerArgs {
     /// Worker threads of the server's runtime.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// DPoP offered, not required: a grant with a proof gets DPoP-bound tokens whose requests
+    /// the API verifies; grants without one get bearer tokens as usual.
+    #[arg(long)]
+    pub dpop: bool,
 }
 
 /// A reference server running in a child process; killed when dropped.
@@ -38,13 +42,18 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `exe` (this binary) as [`SUBCOMMAND`] with tokens valid for `access_ttl`, and
-    /// waits for its address.
-    pub fn start(exe: &Path, access_ttl: Duration) -> anyhow::Result<Self> {
-        let mut child = Command::new(exe)
+    /// Starts `exe` (this binary) as [`SUBCOMMAND`] with tokens valid for `access_ttl` (and
+    /// DPoP offered when `dpop`), and waits for its address.
+    pub fn start(exe: &Path, access_ttl: Duration, dpop: bool) -> anyhow::Result<Self> {
+        let mut command = Command::new(exe);
+        command
             .arg(SUBCOMMAND)
             .arg("--access-ttl-ms")
-            .arg(access_ttl.as_millis().to_string())
+            .arg(access_ttl.as_millis().to_string());
+        if dpop {
+            command.arg("--dpop");
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -107,8 +116,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .build()
         .context("the server's runtime")?;
     runtime.block_on(async {
-        let config =
+        let mut config =
             ServerConfig::default().with_access_ttl(Duration::from_millis(args.access_ttl_ms));
+        if args.dpop {
+            config = config.with_dpop(DpopConfig::default().with_required(false));
+        }
         let server = tokenkeeper_server::start(config)
             .await
             .context("starting the reference server")?;
