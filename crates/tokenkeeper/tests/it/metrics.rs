@@ -373,12 +373,20 @@ async fn transient_failures_and_lost_answers_keep_the_tokens() {
         matches!(outage, Err(Error::RefreshUnavailable(_))),
         "{outage:?}"
     );
-    let attempts = recorded.attempts(name);
+    let during_outage = recorded.attempts(name);
     assert!(
-        attempts.get("transient").copied().unwrap_or(0) >= 1,
-        "{attempts:?}"
+        during_outage.get("transient").copied().unwrap_or(0) >= 1,
+        "{during_outage:?}"
     );
-    assert_eq!(attempts.len(), 1, "only transient attempts: {attempts:?}");
+    // Nothing but transient attempts, and lost answers: a 503 that reaches a saturated client
+    // after its 150 ms attempt timeout is a lost answer by design (the client cannot know what
+    // the server did), which CI's busy machines produce.
+    assert!(
+        during_outage
+            .keys()
+            .all(|kind| *kind == "transient" || *kind == "lost_answer"),
+        "only transient attempts and lost answers: {during_outage:?}"
+    );
     tokenkeeper::metrics::update_gauges();
     let until = recorded.gauge(SOONEST_HARD_EXPIRY, name).unwrap();
     assert!(until < 0.0, "the token is past its deadline: {until}");
@@ -391,9 +399,10 @@ async fn transient_failures_and_lost_answers_keep_the_tokens() {
         "{hung:?}"
     );
     let attempts = recorded.attempts(name);
+    let lost = |attempts: &HashMap<String, u64>| attempts.get("lost_answer").copied().unwrap_or(0);
     assert!(
-        attempts.get("lost_answer").copied().unwrap_or(0) >= 1,
-        "{attempts:?}"
+        lost(&attempts) > lost(&during_outage),
+        "the hang's attempts are lost answers: {during_outage:?}, then {attempts:?}"
     );
 
     server.set_refresh_hang(false);
