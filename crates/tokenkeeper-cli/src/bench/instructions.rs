@@ -98,6 +98,34 @@ impl Instructions {
         (bearer > 0.0).then(|| keeper / bearer)
     }
 
+    /// The keyed middleware's instructions per request over the single-session middleware's.
+    pub fn keyed_ratio(&self) -> Option<f64> {
+        let keyed = self.of(Contender::Keyed)?.instructions_per_request;
+        let single = self.of(Contender::Tokenkeeper)?.instructions_per_request;
+        (single > 0.0).then(|| keyed / single)
+    }
+
+    /// The lowest and highest ratio of `numerator`'s instructions per request to
+    /// `denominator`'s within one round (every contender runs once per round), as a measure of
+    /// how far a ratio of medians could move.
+    pub fn round_ratio_range(
+        &self,
+        numerator: Contender,
+        denominator: Contender,
+    ) -> Option<(f64, f64)> {
+        let top = &self.of(numerator)?.instruction_runs;
+        let bottom = &self.of(denominator)?.instruction_runs;
+        let ratios: Vec<f64> = top
+            .iter()
+            .zip(bottom)
+            .filter(|&(_, &b)| b > 0.0)
+            .map(|(t, b)| t / b)
+            .collect();
+        let low = ratios.iter().copied().reduce(f64::min)?;
+        let high = ratios.iter().copied().reduce(f64::max)?;
+        Some((low, high))
+    }
+
     /// Whether issue 12's target holds: ≤ 1.01 × the hand-written middleware's instructions and
     /// no more allocations per request.
     ///
@@ -370,4 +398,47 @@ async fn send(client: &Client, url: &str, count: usize) -> usize {
         }
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(contender: Contender, runs: &[f64]) -> ContenderFigures {
+        ContenderFigures {
+            contender,
+            instructions_per_request: metrics::median(runs).unwrap_or(0.0),
+            allocations_per_request: 47.0,
+            reallocations_per_request: 8.0,
+            instruction_runs: runs.to_vec(),
+        }
+    }
+
+    #[test]
+    fn ratios_pair_the_runs_of_one_round() {
+        let instructions = Instructions {
+            valgrind: "valgrind-3.19.0".to_owned(),
+            requests: 3000,
+            warm_up: 300,
+            runs: 3,
+            contenders: vec![
+                figures(Contender::Bearer, &[100.0, 200.0, 100.0]),
+                figures(Contender::Tokenkeeper, &[101.0, 202.0, 103.0]),
+                figures(Contender::Keyed, &[102.01, 206.0, 103.0]),
+            ],
+        };
+        let (low, high) = instructions
+            .round_ratio_range(Contender::Tokenkeeper, Contender::Bearer)
+            .unwrap();
+        assert!((low - 1.01).abs() < 1e-9 && (high - 1.03).abs() < 1e-9);
+        let (low, high) = instructions
+            .round_ratio_range(Contender::Keyed, Contender::Tokenkeeper)
+            .unwrap();
+        assert!((low - 1.0).abs() < 1e-9 && (high - 206.0 / 202.0).abs() < 1e-9);
+        assert!((instructions.keyed_ratio().unwrap() - 1.0).abs() < 1e-9);
+        assert_eq!(
+            instructions.round_ratio_range(Contender::Bare, Contender::Bearer),
+            None
+        );
+    }
 }

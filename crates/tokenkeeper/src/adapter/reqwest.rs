@@ -39,6 +39,7 @@ use http::Extensions;
 use replay::{KeptUrl, Replay};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
+use std::borrow::Borrow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -166,14 +167,18 @@ impl Middleware for AuthMiddleware {
         match self.plan(&request, extensions) {
             Err(error) => Box::pin(std::future::ready(Err(fail(error)))),
             Ok(Plan::PassThrough) => next.run(request, extensions),
-            Ok(Plan::Send(credential)) => {
-                Box::pin(self.send(request, credential, already_retried, extensions, next))
-            }
+            Ok(Plan::Send(credential)) => Box::pin(send(
+                self,
+                request,
+                credential,
+                already_retried,
+                extensions,
+                next,
+            )),
             Ok(Plan::WaitForToken) => Box::pin(async move {
                 // Past the hard deadline: wait for the refresh first (rare; a larger future).
                 let credential = self.session.credential().await.map_err(fail)?;
-                self.send(request, credential, already_retried, extensions, next)
-                    .await
+                send(self, request, credential, already_retried, extensions, next).await
             }),
         }
     }
@@ -192,14 +197,20 @@ impl AuthMiddleware {
         match self.plan(&request, extensions) {
             Err(error) => Box::pin(std::future::ready(Err(fail(error)))),
             Ok(Plan::PassThrough) => next.run(request, extensions),
-            Ok(Plan::Send(credential)) => Box::pin(async move {
-                self.send(request, credential, already_retried, extensions, next)
-                    .await
-            }),
+            // The future owns the middleware itself rather than wrapping `send`'s future in
+            // another that owns it: a wrapper would keep its captured arguments beside the
+            // inner future, above glibc's fast path (a test checks).
+            Ok(Plan::Send(credential)) => Box::pin(send(
+                self,
+                request,
+                credential,
+                already_retried,
+                extensions,
+                next,
+            )),
             Ok(Plan::WaitForToken) => Box::pin(async move {
                 let credential = self.session.credential().await.map_err(fail)?;
-                self.send(request, credential, already_retried, extensions, next)
-                    .await
+                send(self, request, credential, already_retried, extensions, next).await
             }),
         }
     }
@@ -214,58 +225,6 @@ impl AuthMiddleware {
             Some(credential) => Plan::Send(credential),
             None => Plan::WaitForToken,
         })
-    }
-
-    /// Keeps what a retry needs, attaches `credential`'s token and sends the request.
-    ///
-    /// An `async move` block rather than an `async fn`: an `async fn` copies its arguments into
-    /// locals (the future would hold them twice). The response is only moved, never borrowed: a
-    /// borrowed local stays in the future until its scope ends, awaits included.
-    #[allow(clippy::manual_async_fn)] // on purpose: see above
-    fn send<'a>(
-        &'a self,
-        mut request: Request,
-        credential: Arc<Credential>,
-        already_retried: bool,
-        extensions: &'a mut Extensions,
-        next: Next<'a>,
-    ) -> impl Future<Output = reqwest_middleware::Result<Response>> + Send + 'a {
-        async move {
-            #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
-            let mut sent = Sent {
-                url: KeptUrl::of(request.url()),
-                // A standard method clones without allocating.
-                method: request.method().clone(),
-                replay: if already_retried {
-                    None
-                } else {
-                    Replay::of(&request)
-                },
-                credential,
-                already_retried,
-            };
-            put_credential(&mut request, &sent.credential)?;
-            let response = next.clone().run(request, extensions).await?;
-            #[cfg(feature = "dpop")]
-            let response = if sent.credential.is_dpop_bound() {
-                match self
-                    .after_dpop(response, &mut sent, extensions, next.clone())
-                    .await?
-                {
-                    Nonced::Deliver(response) => return Ok(response),
-                    Nonced::Go(response) => response,
-                }
-            } else {
-                response
-            };
-            let checked = self.check(response, &sent);
-            match checked {
-                Checked::Accepted(response) => Ok(response),
-                Checked::Candidate(response) => {
-                    self.after_candidate(response, sent, extensions, next).await
-                }
-            }
-        }
     }
 
     /// Whether a rule may read this response as a refusal. Every other response was accepted:
@@ -360,6 +319,67 @@ impl AuthMiddleware {
             Err(partly_read) => reqwest::Body::wrap(partly_read),
         });
         (verdict, Response::from(response))
+    }
+}
+
+/// Keeps what a retry needs, attaches `credential`'s token and sends the request, for a
+/// middleware the future borrows (`&AuthMiddleware`, the single-session middleware) or owns
+/// (`AuthMiddleware`, made per request by the keyed one).
+///
+/// An `async move` block rather than an `async fn`: an `async fn` copies its arguments into
+/// locals (the future would hold them twice). The response is only moved, never borrowed: a
+/// borrowed local stays in the future until its scope ends, awaits included.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn send<'a, M>(
+    middleware: M,
+    mut request: Request,
+    credential: Arc<Credential>,
+    already_retried: bool,
+    extensions: &'a mut Extensions,
+    next: Next<'a>,
+) -> impl Future<Output = reqwest_middleware::Result<Response>> + Send + 'a
+where
+    M: Borrow<AuthMiddleware> + Send + 'a,
+{
+    async move {
+        #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
+        let mut sent = Sent {
+            url: KeptUrl::of(request.url()),
+            // A standard method clones without allocating.
+            method: request.method().clone(),
+            replay: if already_retried {
+                None
+            } else {
+                Replay::of(&request)
+            },
+            credential,
+            already_retried,
+        };
+        put_credential(&mut request, &sent.credential)?;
+        let response = next.clone().run(request, extensions).await?;
+        #[cfg(feature = "dpop")]
+        let response = if sent.credential.is_dpop_bound() {
+            match middleware
+                .borrow()
+                .after_dpop(response, &mut sent, extensions, next.clone())
+                .await?
+            {
+                Nonced::Deliver(response) => return Ok(response),
+                Nonced::Go(response) => response,
+            }
+        } else {
+            response
+        };
+        let checked = middleware.borrow().check(response, &sent);
+        match checked {
+            Checked::Accepted(response) => Ok(response),
+            Checked::Candidate(response) => {
+                middleware
+                    .borrow()
+                    .after_candidate(response, sent, extensions, next)
+                    .await
+            }
+        }
     }
 }
 

@@ -93,3 +93,61 @@ impl<K: LoginKey> KeyedMiddleware<K> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Session, TokenSet};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A middleware in front of ours that records the size of the future ours returns for a
+    /// request, without polling it (nothing is sent).
+    struct FutureSize(Arc<AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl Middleware for FutureSize {
+        async fn handle(
+            &self,
+            request: Request,
+            extensions: &mut Extensions,
+            next: Next<'_>,
+        ) -> reqwest_middleware::Result<Response> {
+            let future = next.run(request, extensions);
+            self.0
+                .store(std::mem::size_of_val(&*future), Ordering::Relaxed);
+            Err(reqwest_middleware::Error::middleware(Error::LoginRequired))
+        }
+    }
+
+    /// As for the single-session middleware: glibc serves blocks up to 1032 bytes from its
+    /// per-thread cache, and above that every request would pay for the general allocator.
+    #[tokio::test]
+    async fn the_per_request_future_fits_glibcs_fast_path() {
+        let logins = Sessions::<u64>::builder()
+            .session(
+                Session::builder()
+                    .refresher(crate::refresh::from_fn(|_| async {
+                        Ok(TokenSet::new("a"))
+                    }))
+                    .attach_to(["https://api.example.com"]),
+            )
+            .build()
+            .unwrap();
+        logins.sign_in(7, TokenSet::new("token")).await.unwrap();
+        let size = Arc::new(AtomicUsize::new(0));
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with_arc(Arc::new(FutureSize(Arc::clone(&size))))
+            .with(logins.middleware())
+            .build();
+        let _ = client
+            .get("https://api.example.com/items/1")
+            .with_extension(Key(7u64))
+            .send()
+            .await;
+        let size = size.load(Ordering::Relaxed);
+        eprintln!("the keyed per-request future: {size} bytes");
+        assert!(size > 0);
+        assert!(size <= 1024, "the keyed per-request future is {size} bytes");
+    }
+}

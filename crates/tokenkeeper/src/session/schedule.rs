@@ -109,13 +109,15 @@ impl Schedule {
         let Some(hard) = self.hard else {
             return (false, false);
         };
-        if Instant::now() >= hard {
+        // One reading of each clock serves every deadline (this runs on every request).
+        let now = Instant::now();
+        if now >= hard {
             return (true, true);
         }
         let wall_now = SystemTime::now();
         let past_hard = self.hard_wall.is_some_and(|d| wall_now >= d);
         let past_soft = past_hard
-            || self.soft.is_some_and(|soft| Instant::now() >= soft)
+            || self.soft.is_some_and(|soft| now >= soft)
             || self.soft_wall.is_some_and(|d| wall_now >= d);
         (past_soft, past_hard)
     }
