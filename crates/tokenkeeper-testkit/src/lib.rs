@@ -13,7 +13,7 @@
 //!   a user's own included, runs the same tests by implementing it.
 //!
 //! ```
-//! use tokenkeeper::store::MemoryStore;
+//! use tokenkeeper::store::{MemoryStore, TokenStore as _};
 //! use tokenkeeper_testkit::conformance::{self, Backend};
 //! use std::sync::Arc;
 //! use std::time::Duration;
