@@ -15,7 +15,7 @@ pub(super) async fn churn(
     store: &dyn TokenStore,
 ) -> Result<Summary, WorkerError> {
     let running = Arc::new(AtomicBool::new(true));
-    let stopper = stop_when(config, Arc::clone(&running));
+    let stopper = stop_when(&config.load(), Arc::clone(&running));
     let mut saves = 0;
     while running.load(Relaxed) {
         let _lock = store.lock().await?;

@@ -34,6 +34,7 @@ mod requests;
 mod store_spec;
 
 pub use lock_holder::random_tokens;
+pub use requests::{Load, requests_through};
 pub use store_spec::StoreSpec;
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,16 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// How its request loops run.
+    pub fn load(&self) -> Load {
+        Load {
+            tasks: self.tasks,
+            duration: Duration::from_millis(self.duration_ms),
+            pause: Duration::from_millis(self.pause_ms),
+            stop_file: self.stop_file.clone(),
+        }
+    }
+
     /// A [`Mode::Requests`] worker at `base_url`: 50 tasks for 6 s, 2 ms between two requests
     /// of a task, no stop file.
     pub fn requests(store: StoreSpec, base_url: &str) -> Self {
@@ -228,10 +239,10 @@ fn session(base_url: &str, store: Arc<dyn TokenStore>) -> Result<Session, Worker
         .build()?)
 }
 
-/// Clears `running` after the configured duration, or once the stop file exists.
-fn stop_when(config: &WorkerConfig, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-    let deadline = Instant::now() + Duration::from_millis(config.duration_ms);
-    let stop_file = config.stop_file.clone();
+/// Clears `running` after the load's duration, or once its stop file exists.
+fn stop_when(load: &Load, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    let deadline = Instant::now() + load.duration;
+    let stop_file = load.stop_file.clone();
     tokio::spawn(async move {
         while Instant::now() < deadline && !stop_file.as_ref().is_some_and(|f| f.exists()) {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -2,20 +2,52 @@
 //! request loops through it, and a count of what the session reported meanwhile.
 
 use super::{Summary, WorkerConfig, WorkerError, session, stop_when};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokenkeeper::Event;
 use tokenkeeper::store::TokenStore;
+use tokenkeeper::{Event, Session};
 use tokio::sync::broadcast;
 
-/// Restores the session, runs the request loops until told to stop, waits until the session's
-/// last refresh landed, and sums it up.
+/// How a worker's request loops run.
+#[derive(Debug, Clone, Default)]
+pub struct Load {
+    /// Concurrent request loops.
+    pub tasks: usize,
+    /// How long they run at the most.
+    pub duration: Duration,
+    /// Pause between two requests of one loop.
+    pub pause: Duration,
+    /// Stop early once this file exists.
+    pub stop_file: Option<PathBuf>,
+}
+
+/// A [`Mode::Requests`](super::Mode::Requests) worker: the reference server's session over
+/// `store`, its requests to `/api/items/<task>-<n>`.
 pub(super) async fn run(
     config: &WorkerConfig,
     store: Arc<dyn TokenStore>,
 ) -> Result<Summary, WorkerError> {
     let session = session(&config.base_url, store)?;
+    let base = config.base_url.clone();
+    requests_through(session, &config.load(), move |task, i| {
+        format!("{base}/api/items/{task}-{i}")
+    })
+    .await
+}
+
+/// Restores `session` from its store (someone signed in before), sends GET requests to
+/// `url(task, n)` from `load.tasks` loops until `load` says stop, waits until the session's last
+/// refresh landed, and sums up what happened: requests that succeeded (2xx) or failed, and the
+/// session's events. For a worker whose session is not the reference server's (another
+/// refresher, another API).
+pub async fn requests_through(
+    session: Session,
+    load: &Load,
+    url: impl Fn(usize, u64) -> String + Send + Sync + 'static,
+) -> Result<Summary, WorkerError> {
+    let url = Arc::new(url);
     let events = session.events();
     if !session.restore().await? {
         return Err(WorkerError::NotSignedIn);
@@ -27,22 +59,21 @@ pub(super) async fn run(
     let counts = Arc::new(Counts::default());
     let watcher = tokio::spawn(count_events(events, Arc::clone(&counts)));
     let running = Arc::new(AtomicBool::new(true));
-    let stopper = stop_when(config, Arc::clone(&running));
+    let stopper = stop_when(load, Arc::clone(&running));
     let first_error = Arc::new(Mutex::new(None::<String>));
-    let mut tasks = Vec::with_capacity(config.tasks);
-    for task in 0..config.tasks {
+    let mut tasks = Vec::with_capacity(load.tasks);
+    for task in 0..load.tasks {
         let client = client.clone();
-        let base = config.base_url.clone();
+        let url = Arc::clone(&url);
         let counts = Arc::clone(&counts);
         let first_error = Arc::clone(&first_error);
-        let pause = Duration::from_millis(config.pause_ms);
+        let pause = load.pause;
         let running = Arc::clone(&running);
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
             while running.load(Relaxed) {
                 i += 1;
-                let url = format!("{base}/api/items/{task}-{i}");
-                let error = match client.get(url).send().await {
+                let error = match client.get(url(task, i)).send().await {
                     Ok(response) if response.status().is_success() => None,
                     Ok(response) => Some(format!("status {}", response.status())),
                     Err(error) => Some(error.to_string()),
