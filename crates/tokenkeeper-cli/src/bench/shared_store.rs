@@ -1,5 +1,5 @@
 //! Shared-store figures for `tokenkeeper bench`: P real processes sharing one login through a
-//! [`FileStore`] or a [`RedisStore`], against the reference server with rotation and no reuse
+//! [`FileStore`](tokenkeeper::store::FileStore) or a [`RedisStore`](tokenkeeper::store::RedisStore), against the reference server with rotation and no reuse
 //! grace, each sending requests from many concurrent tasks across several token expiries.
 //!
 //! The processes are this binary again, run as the hidden subcommand
@@ -40,9 +40,9 @@ const WORKER_ENV: &str = "TOKENKEEPER_STORE_WORKER";
 /// Which shared store the processes use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
-    /// A [`FileStore`] in a fresh temp directory.
+    /// A [`FileStore`](tokenkeeper::store::FileStore) in a fresh temp directory.
     File,
-    /// A [`RedisStore`] at this URL, under a fresh key.
+    /// A [`RedisStore`](tokenkeeper::store::RedisStore) at this URL, under a fresh key.
     Redis {
         /// `redis://host:port`
         url: String,

@@ -5,7 +5,8 @@
 //! - [`Mode::Requests`]: restores a session from the shared store (someone signed in before,
 //!   see [`sign_in`]), runs `tasks` concurrent request loops against the reference server until
 //!   `duration_ms` passed (or the stop file exists), and counts what the session reported
-//!   (refreshed, adopted, store failures, logouts).
+//!   (refreshed, adopted, store failures, logouts). The same loops run through any other
+//!   session with [`requests_through`].
 //! - [`Mode::Churn`]: no server; rewrites the store as fast as it can under its lock (load,
 //!   generation + 1, save), so a `kill -9` lands mid-write often.
 //! - [`Mode::Hold`]: no server; takes the lock, saves the next generation under it, and keeps
@@ -17,7 +18,7 @@
 //! `tokenkeeper` binary runs a hidden subcommand. Both derive serde's traits for that.
 //!
 //! ```no_run
-//! use tokenkeeper_testkit::worker::{self, Mode, StoreSpec, WorkerConfig};
+//! use tokenkeeper_testkit::worker::{self, StoreSpec, WorkerConfig};
 //!
 //! # async fn example() -> Result<(), worker::WorkerError> {
 //! let config = WorkerConfig::requests(
