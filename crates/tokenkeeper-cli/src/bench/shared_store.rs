@@ -1,6 +1,8 @@
 //! Shared-store figures for `tokenkeeper bench`: P real processes sharing one login through a
-//! [`FileStore`](tokenkeeper::store::FileStore) or a [`RedisStore`](tokenkeeper::store::RedisStore), against the reference server with rotation and no reuse
-//! grace, each sending requests from many concurrent tasks across several token expiries.
+//! [`FileStore`](tokenkeeper::store::FileStore) or a
+//! [`RedisStore`](tokenkeeper::store::RedisStore), against the reference server with rotation
+//! and no reuse grace, each sending requests from many concurrent tasks across several token
+//! expiries.
 //!
 //! The processes are this binary again, run as the hidden subcommand
 //! [`WORKER_SUBCOMMAND`] (dispatched to [`run_worker`]), so the figures come from separate
