@@ -104,7 +104,7 @@ async fn kill_9_of_the_refreshing_process_keeps_the_file_whole_and_the_others_wo
     let stop_file = dir.path().join("stop");
     let config = WorkerConfig {
         store: StoreSpec::File { path: path.clone() },
-        mode: Mode::Hammer,
+        mode: Mode::Requests,
         base_url: server.base_url(),
         tasks: 10,
         duration_ms: 60_000,

@@ -16,7 +16,7 @@ async fn eight_processes_share_one_login_through_postgres_and_refresh_once_per_e
         StoreSpec::Postgres {
             url,
             key: unique_key("eight"),
-            lock_ttl_ms: 10_000,
+            lock_ttl_ms: Some(10_000),
         },
     )
     .await;

@@ -22,7 +22,7 @@ async fn eight_processes_share_one_login_through_redis_and_refresh_once_per_expi
     store_worker::eight_processes_share_one_login_and_refresh_once_per_expiry(StoreSpec::Redis {
         url,
         key: unique_key("eight"),
-        lock_ttl_ms: 2_000,
+        lock_ttl_ms: Some(2_000),
     })
     .await;
 }
@@ -71,9 +71,9 @@ async fn kill_the_lock_holder_mid_refresh(
         store: StoreSpec::Redis {
             url: url.clone(),
             key: key.clone(),
-            lock_ttl_ms: u64::try_from(lock_ttl.as_millis()).unwrap(),
+            lock_ttl_ms: Some(u64::try_from(lock_ttl.as_millis()).unwrap()),
         },
-        mode: Mode::Hammer,
+        mode: Mode::Requests,
         base_url: server.base_url(),
         tasks: 2,
         duration_ms: 30_000,

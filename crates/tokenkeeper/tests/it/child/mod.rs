@@ -87,6 +87,11 @@ impl<J: Job> Child<J> {
         self.child.id()
     }
 
+    /// The process itself, for whoever kills it (the conformance suite's `kill -9` test).
+    pub fn into_process(self) -> std::process::Child {
+        self.child
+    }
+
     /// `kill -9`, and reaps it.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

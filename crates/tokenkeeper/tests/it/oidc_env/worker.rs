@@ -4,15 +4,16 @@
 //! [`crate::child`], like `store_worker` does for the reference server), configured by a
 //! [`WorkerConfig`].
 //! A worker restores the login the parent stored, refreshes at the provider with the discovered
-//! `OAuth2` refresher, sends request loops to the parent's resource server, and prints a
+//! `OAuth2` refresher, sends request loops to the parent's resource server
+//! (`tokenkeeper_testkit::worker::requests_through`, the store worker's loops), and prints a
 //! [`Summary`].
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
-use tokenkeeper::{Event, Session};
+use std::time::Duration;
+use tokenkeeper::Session;
+pub use tokenkeeper_testkit::worker::Summary;
+use tokenkeeper_testkit::worker::{Load, requests_through};
 
 use crate::child::{self, Job};
 
@@ -35,18 +36,6 @@ impl Job for WorkerConfig {
     type Report = Summary;
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Summary {
-    pub ok: u64,
-    pub failed: u64,
-    pub first_error: Option<String>,
-    /// `Event::Refreshed`: refreshes this process made.
-    pub refreshed: u64,
-    /// `Event::Adopted`: pairs another process refreshed.
-    pub adopted: u64,
-    pub logouts: u64,
-}
-
 /// The body of the ignored `oidc_worker` test: does nothing unless started by [`spawn`].
 pub fn child_main() {
     child::main(run);
@@ -60,94 +49,19 @@ async fn run(config: WorkerConfig) -> Summary {
         .attach_to([config.api.as_str()])
         .build()
         .unwrap();
-    let mut events = session.events();
-    assert!(
-        session.restore().await.unwrap(),
-        "the parent signs in first"
-    );
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(session.middleware())
-        .build();
-
-    let refreshed = Arc::new(AtomicU64::new(0));
-    let adopted = Arc::new(AtomicU64::new(0));
-    let logouts = Arc::new(AtomicU64::new(0));
-    let watcher = {
-        let (refreshed, adopted, logouts) = (
-            Arc::clone(&refreshed),
-            Arc::clone(&adopted),
-            Arc::clone(&logouts),
-        );
-        tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                let counter = match events.recv().await {
-                    Ok(Event::Refreshed { .. }) => &refreshed,
-                    Ok(Event::Adopted { .. }) => &adopted,
-                    Ok(Event::LoggedOut { .. }) => &logouts,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(n)) => panic!("lost {n} events"),
-                    Err(RecvError::Closed) => break,
-                };
-                counter.fetch_add(1, Relaxed);
-            }
-        })
+    let load = Load {
+        tasks: config.tasks,
+        duration: Duration::from_millis(config.duration_ms),
+        pause: Duration::from_millis(config.pause_ms),
+        stop_file: None,
     };
-
-    let deadline = Instant::now() + Duration::from_millis(config.duration_ms);
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
-    let tasks: Vec<_> = (0..config.tasks)
-        .map(|task| {
-            let (client, ok, failed, first_error) = (
-                client.clone(),
-                Arc::clone(&ok),
-                Arc::clone(&failed),
-                Arc::clone(&first_error),
-            );
-            let url = format!("{}/items/{task}", config.api);
-            let pause = Duration::from_millis(config.pause_ms);
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    let error = match client.get(&url).send().await {
-                        Ok(response) if response.status().is_success() => None,
-                        Ok(response) => Some(format!("status {}", response.status())),
-                        Err(error) => Some(error.to_string()),
-                    };
-                    match error {
-                        None => ok.fetch_add(1, Relaxed),
-                        Some(error) => {
-                            first_error.lock().unwrap().get_or_insert(error);
-                            failed.fetch_add(1, Relaxed)
-                        }
-                    };
-                    tokio::time::sleep(pause).await;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    // A refresh ahead of expiry may still be out: the process must not exit before its pair is
-    // stored (the server has rotated). Then the event channel closes and the watcher ends.
-    session.refreshes_landed().await;
-    drop(session);
-    drop(client);
-    tokio::time::timeout(Duration::from_secs(30), watcher)
+    let api = config.api.clone();
+    let summary = requests_through(session, &load, move |task, _| format!("{api}/items/{task}"))
         .await
-        .expect("the last refresh finishes")
-        .unwrap();
-    let first_error = first_error.lock().unwrap().clone();
-    Summary {
-        ok: ok.load(Relaxed),
-        failed: failed.load(Relaxed),
-        first_error,
-        refreshed: refreshed.load(Relaxed),
-        adopted: adopted.load(Relaxed),
-        logouts: logouts.load(Relaxed),
-    }
+        .expect("the worker's run");
+    // The counts are exact or the run fails.
+    assert_eq!(summary.lost_events, 0, "lost events: {summary:?}");
+    summary
 }
 
 /// A running child.

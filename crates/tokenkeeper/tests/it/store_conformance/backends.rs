@@ -1,74 +1,40 @@
-//! Each store as the suite sees it: a fresh *place* (a file, a Redis key, a PostgreSQL row),
-//! handles on it as separate processes would have them, and the few things only the backend
-//! itself can show or do (whether the lock is held, a dead holder's lease, a dropped connection).
+//! Each store as the conformance suite sees it (`tokenkeeper_testkit::conformance::Backend`): a
+//! fresh *place* (a file, a Redis key, a PostgreSQL row), handles on it as separate processes
+//! would have them, and the few things only the backend itself can show or do (whether the lock
+//! is held, a dead holder's lease, a dropped connection). `place` makes a fresh one named after
+//! the test; `None` when the backend is not there (the test skips, or fails under CI: see
+//! `redis_env`, `postgres_env`).
 
-use super::proxy::{self, Proxy};
-use crate::store_worker::StoreSpec;
+use crate::store_worker::{self, Mode, StoreSpec, WorkerConfig};
 use std::path::PathBuf;
 use std::time::Duration;
-use tokenkeeper::store::{StoreError, TokenStore};
+use tokenkeeper::store::TokenStore;
+use tokenkeeper_testkit::conformance::{Backend, Shared};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+use tokenkeeper_testkit::conformance::{Leased, proxy, proxy::Proxy};
 
-/// A store under test, on one place of its backend.
-pub trait Backend: Sized {
-    type Store: TokenStore + Clone + 'static;
-    /// The lease a handle has unless asked for another (`None`: a lock held until released).
-    const DEFAULT_LEASE: Option<Duration>;
-
-    /// A fresh place named after `test`; `None` when the backend is not there (the test skips,
-    /// or fails under CI: see `redis_env`, `postgres_env`).
-    async fn place(test: &str) -> Option<Self>;
-
-    /// Another handle on the place, with its own file description or connection, as another
-    /// process has; with `lease` as its lock's lease where the store has leases.
-    async fn handle(&self, lease: Option<Duration>) -> Self::Store;
-
-    /// Whether anyone holds the place's lock (an unexpired lease), seen from outside.
-    async fn lock_is_held(&self) -> bool;
-}
-
-/// A store another process can share: what a child opens to reach the same place.
-pub trait Shared: Backend {
-    fn spec(&self, lease: Duration) -> StoreSpec;
-}
-
-/// A store whose lock is a lease in the backend.
-pub trait Leased: Backend {
-    /// Who holds the lease, as the backend records it.
-    async fn holder(&self) -> Option<String>;
-    /// Records a holder named `a-dead-process` whose lease runs out after `after` and that will
-    /// never renew nor release it.
-    async fn plant_dead_holder(&self, after: Duration);
-    /// Makes the current lease run out now (the holder paused past its TTL).
-    async fn expire_lease(&self);
-    /// A handle that connects through `proxy` (so the test can drop its connections).
-    async fn handle_through(&self, proxy: &Proxy, lease: Duration) -> Self::Store;
-    /// The server's address, for the proxy.
-    fn server(&self) -> String;
-    /// Ends, on the server, the connections coming from these local ports of the proxy.
-    async fn kill_connections(&self, ports: &[u16]);
-}
-
-/// The typed errors of a handle that lost its connection: the store could not reach its backend.
-pub fn is_unreachable(error: &StoreError) -> bool {
-    matches!(
-        error,
-        StoreError::Backend(_) | StoreError::Timeout { .. } | StoreError::Io(_)
-    )
+/// Starts a child that opens `store`, takes its lock, saves under it and holds the lock (for
+/// two minutes at the most) until killed.
+fn start_lock_holder(store: StoreSpec) -> std::process::Child {
+    let config = WorkerConfig::without_server(store, Mode::Hold, Duration::from_secs(120));
+    store_worker::spawn(&config).into_process()
 }
 
 // --- MemoryStore: handles are clones of one store (one process), so only the lock applies.
 
 pub struct Memory(std::sync::Arc<tokenkeeper::store::MemoryStore>);
 
-impl Backend for Memory {
-    type Store = std::sync::Arc<tokenkeeper::store::MemoryStore>;
-    const DEFAULT_LEASE: Option<Duration> = None;
-
-    async fn place(_: &str) -> Option<Self> {
+impl Memory {
+    pub async fn place(_: &str) -> Option<Self> {
         Some(Memory(std::sync::Arc::new(
             tokenkeeper::store::MemoryStore::new(),
         )))
     }
+}
+
+impl Backend for Memory {
+    type Store = std::sync::Arc<tokenkeeper::store::MemoryStore>;
+    const DEFAULT_LEASE: Option<Duration> = None;
 
     async fn handle(&self, _: Option<Duration>) -> Self::Store {
         std::sync::Arc::clone(&self.0)
@@ -87,17 +53,19 @@ pub struct File {
     _dir: tempfile::TempDir,
 }
 
-impl Backend for File {
-    type Store = tokenkeeper::store::FileStore;
-    const DEFAULT_LEASE: Option<Duration> = None;
-
-    async fn place(_: &str) -> Option<Self> {
+impl File {
+    pub async fn place(_: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         Some(File {
             path: dir.path().join("tokens.json"),
             _dir: dir,
         })
     }
+}
+
+impl Backend for File {
+    type Store = tokenkeeper::store::FileStore;
+    const DEFAULT_LEASE: Option<Duration> = None;
 
     async fn handle(&self, _: Option<Duration>) -> Self::Store {
         tokenkeeper::store::FileStore::open(&self.path).unwrap()
@@ -110,10 +78,10 @@ impl Backend for File {
 }
 
 impl Shared for File {
-    fn spec(&self, _: Duration) -> StoreSpec {
-        StoreSpec::File {
+    fn start_lock_holder(&self, _: Duration) -> std::process::Child {
+        start_lock_holder(StoreSpec::File {
             path: self.path.clone(),
-        }
+        })
     }
 }
 
@@ -127,11 +95,8 @@ pub struct Redis {
 }
 
 #[cfg(feature = "redis")]
-impl Backend for Redis {
-    type Store = tokenkeeper::store::RedisStore;
-    const DEFAULT_LEASE: Option<Duration> = Some(Duration::from_secs(10));
-
-    async fn place(test: &str) -> Option<Self> {
+impl Redis {
+    pub async fn place(test: &str) -> Option<Self> {
         let url = crate::redis_env::redis_url()?;
         let key = crate::redis_env::unique_key(test);
         let lock_key = tokenkeeper::store::RedisStore::connect(&url, key.clone())
@@ -141,6 +106,12 @@ impl Backend for Redis {
             .to_owned();
         Some(Redis { url, key, lock_key })
     }
+}
+
+#[cfg(feature = "redis")]
+impl Backend for Redis {
+    type Store = tokenkeeper::store::RedisStore;
+    const DEFAULT_LEASE: Option<Duration> = Some(Duration::from_secs(10));
 
     async fn handle(&self, lease: Option<Duration>) -> Self::Store {
         let store = tokenkeeper::store::RedisStore::connect(&self.url, self.key.clone())
@@ -164,12 +135,12 @@ impl Backend for Redis {
 
 #[cfg(feature = "redis")]
 impl Shared for Redis {
-    fn spec(&self, lease: Duration) -> StoreSpec {
-        StoreSpec::Redis {
+    fn start_lock_holder(&self, lease: Duration) -> std::process::Child {
+        start_lock_holder(StoreSpec::Redis {
             url: self.url.clone(),
             key: self.key.clone(),
-            lock_ttl_ms: lease.as_millis() as u64,
-        }
+            lock_ttl_ms: Some(lease.as_millis() as u64),
+        })
     }
 }
 
@@ -246,15 +217,18 @@ pub struct Postgres {
 }
 
 #[cfg(feature = "postgres")]
-impl Backend for Postgres {
-    type Store = tokenkeeper::store::PostgresStore;
-    const DEFAULT_LEASE: Option<Duration> = Some(Duration::from_secs(10));
-
-    async fn place(test: &str) -> Option<Self> {
+impl Postgres {
+    pub async fn place(test: &str) -> Option<Self> {
         let url = crate::postgres_env::postgres_url()?;
         let key = crate::postgres_env::unique_key(test);
         Some(Postgres { url, key })
     }
+}
+
+#[cfg(feature = "postgres")]
+impl Backend for Postgres {
+    type Store = tokenkeeper::store::PostgresStore;
+    const DEFAULT_LEASE: Option<Duration> = Some(Duration::from_secs(10));
 
     async fn handle(&self, lease: Option<Duration>) -> Self::Store {
         let store = crate::postgres_env::store(&self.url, &self.key).await;
@@ -277,12 +251,12 @@ impl Backend for Postgres {
 
 #[cfg(feature = "postgres")]
 impl Shared for Postgres {
-    fn spec(&self, lease: Duration) -> StoreSpec {
-        StoreSpec::Postgres {
+    fn start_lock_holder(&self, lease: Duration) -> std::process::Child {
+        start_lock_holder(StoreSpec::Postgres {
             url: self.url.clone(),
             key: self.key.clone(),
-            lock_ttl_ms: lease.as_millis() as u64,
-        }
+            lock_ttl_ms: Some(lease.as_millis() as u64),
+        })
     }
 }
 

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A forwarding proxy that can cut its connections (see the module's docs).
+#[derive(Debug)]
 pub struct Proxy {
     /// `host:port` to connect to instead of the server.
     pub addr: String,
@@ -96,6 +98,7 @@ pub fn host_port(url: &str) -> String {
     rest[..end].to_owned()
 }
 
+#[cfg(test)]
 #[test]
 fn urls_are_pointed_at_the_proxy() {
     assert_eq!(
