@@ -215,6 +215,19 @@ impl TokenSet {
         self.expires_at?.duration_since(self.received_at).ok()
     }
 
+    /// Counts the lifetime from `sent_at`, the moment the request that obtained this set left,
+    /// when that is earlier than when its answer was read. The server issued the token no
+    /// earlier than it received the request, so the expiry is then never later than the
+    /// server's, however long the answer took to reach us and be read (on a saturated machine,
+    /// long enough to outlast the safety margin before expiry).
+    pub(crate) fn counted_from(mut self, sent_at: SystemTime) -> Self {
+        if let Ok(late) = self.received_at.duration_since(sent_at) {
+            self.received_at = sent_at;
+            self.expires_at = self.expires_at.and_then(|at| at.checked_sub(late));
+        }
+        self
+    }
+
     /// Whether both tokens are the same secrets as `other`'s (constant-time comparison is not
     /// needed: both sides are ours).
     pub(crate) fn same_secrets(&self, other: &TokenSet) -> bool {

@@ -139,6 +139,10 @@ pub struct Summary {
     pub lost_events: u64,
     /// [`Mode::Churn`], [`Mode::Hold`]: saves made.
     pub saves: u64,
+    /// The session's counters at the end ([`tokenkeeper::SessionStats`], printed), so a failed
+    /// request can be traced to the path that handed it back.
+    #[serde(default)]
+    pub session_stats: Option<String>,
 }
 
 impl Summary {

@@ -101,6 +101,7 @@ pub async fn requests_through(
     // stored (the server has rotated). Then the event channel closes and the watcher has
     // counted everything.
     session.refreshes_landed().await;
+    let session_stats = Some(format!("{:?}", session.stats()));
     drop(session);
     drop(client);
     let logout_reasons = tokio::time::timeout(Duration::from_secs(30), watcher)
@@ -118,6 +119,7 @@ pub async fn requests_through(
         logout_reasons,
         lost_events: counts.lost_events.load(Relaxed),
         saves: 0,
+        session_stats,
     })
 }
 

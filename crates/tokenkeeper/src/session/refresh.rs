@@ -23,7 +23,7 @@ use crate::store::{StoreError, StoreLock, StoredTokens};
 use crate::token::TokenSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 /// How often a failed save after a rotation is retried before the lock is let go.
@@ -453,12 +453,14 @@ impl Inner {
             }
             Counters::bump(&self.counters.refresh_attempts);
             let limit = self.limits.attempt_timeout.min(remaining);
+            // The new token's lifetime counts from here, not from when its answer was read.
+            let sent_at = SystemTime::now();
             let called = tokio::time::timeout(limit, self.refresher.refresh(tokens)).await;
             // Whatever the refresher says goes to events, logs and callers: made safe first.
             let called = called.map(|result| result.map_err(|error| error.redacted(tokens)));
             self.meter.refresh_attempt(AttemptOutcome::of_call(&called));
             let (error, lost_answer) = match called {
-                Ok(Ok(tokens)) => return Ok(tokens),
+                Ok(Ok(tokens)) => return Ok(tokens.counted_from(sent_at)),
                 Ok(Err(error @ RefreshError::Inconclusive(_))) => {
                     return Err(RefreshFailure::Other(Failure::Inconclusive(error)));
                 }
@@ -709,5 +711,52 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         assert_eq!(session.stats().adopted, 1);
         drop(held);
+    }
+}
+
+#[cfg(test)]
+mod lifetime_tests {
+    use crate::{RefreshMode, Session, TokenSet, refresh};
+    use std::time::{Duration, SystemTime};
+
+    /// A refreshed token's lifetime counts from when the refresh request left, not from when its
+    /// answer was read: a slow answer (here 300 ms; on a saturated machine, anything) must not
+    /// move the expiry past the server's, or requests go out with a token the server already
+    /// refuses. The refresher builds its set after the delay, as a strategy parsing a late
+    /// answer does.
+    #[tokio::test]
+    async fn a_slow_answer_does_not_extend_the_token() {
+        let lifetime = Duration::from_secs(10);
+        let session = Session::builder()
+            .mode(RefreshMode::default())
+            .attach_to(["https://api.example.com"])
+            .refresher(refresh::from_fn(move |_| async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(TokenSet::new("refreshed")
+                    .with_refresh_token("r2")
+                    .with_expires_in(lifetime))
+            }))
+            .build()
+            .unwrap();
+        session
+            .sign_in(
+                TokenSet::new("first")
+                    .with_refresh_token("r1")
+                    .with_expires_in(Duration::from_millis(60)),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(70)).await;
+        let refreshed = session.credential().await.unwrap();
+        let answered = SystemTime::now();
+        assert_eq!(refreshed.generation(), 2);
+        let expires_at = refreshed.tokens().expires_at().unwrap();
+        // The request left at least 300 ms before the answer was read (and before `answered`).
+        assert!(
+            expires_at + Duration::from_millis(300) <= answered + lifetime,
+            "the lifetime counts from the answer: {:?} after it",
+            expires_at.duration_since(answered).ok()
+        );
+        assert_eq!(refreshed.tokens().lifetime(), Some(lifetime));
     }
 }

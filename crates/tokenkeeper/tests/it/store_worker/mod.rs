@@ -128,7 +128,12 @@ pub async fn eight_processes_share_one_login_and_refresh_once_per_expiry(spec: S
         total.refreshed,
         total.adopted
     );
-    assert_eq!(total.failed, 0, "first error: {:?}", total.first_error);
+    let failing: Vec<&Summary> = summaries.iter().filter(|s| s.failed > 0).collect();
+    assert_eq!(
+        total.failed, 0,
+        "first error: {:?}; the failing processes: {failing:#?}",
+        total.first_error
+    );
     assert!(summaries.iter().all(|s| s.ok > 0), "{summaries:?}");
     assert_eq!(stats.reuse_detections, 0);
     assert_eq!(total.logouts, 0, "{summaries:?}");
