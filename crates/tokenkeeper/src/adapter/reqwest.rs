@@ -163,24 +163,7 @@ impl Middleware for AuthMiddleware {
         'life2: 'async_trait,
         Self: 'async_trait,
     {
-        let already_retried = extensions.get::<Retried>().is_some();
-        match self.plan(&request, extensions) {
-            Err(error) => Box::pin(std::future::ready(Err(fail(error)))),
-            Ok(Plan::PassThrough) => next.run(request, extensions),
-            Ok(Plan::Send(credential)) => Box::pin(send(
-                self,
-                request,
-                credential,
-                already_retried,
-                extensions,
-                next,
-            )),
-            Ok(Plan::WaitForToken) => Box::pin(async move {
-                // Past the hard deadline: wait for the refresh first (rare; a larger future).
-                let credential = self.session.credential().await.map_err(fail)?;
-                send(self, request, credential, already_retried, extensions, next).await
-            }),
-        }
+        dispatch(self, request, extensions, next)
     }
 }
 
@@ -193,26 +176,10 @@ impl AuthMiddleware {
         extensions: &'a mut Extensions,
         next: Next<'a>,
     ) -> BoxFuture<'a, reqwest_middleware::Result<Response>> {
-        let already_retried = extensions.get::<Retried>().is_some();
-        match self.plan(&request, extensions) {
-            Err(error) => Box::pin(std::future::ready(Err(fail(error)))),
-            Ok(Plan::PassThrough) => next.run(request, extensions),
-            // The future owns the middleware itself rather than wrapping `send`'s future in
-            // another that owns it: a wrapper would keep its captured arguments beside the
-            // inner future, above glibc's fast path (a test checks).
-            Ok(Plan::Send(credential)) => Box::pin(send(
-                self,
-                request,
-                credential,
-                already_retried,
-                extensions,
-                next,
-            )),
-            Ok(Plan::WaitForToken) => Box::pin(async move {
-                let credential = self.session.credential().await.map_err(fail)?;
-                send(self, request, credential, already_retried, extensions, next).await
-            }),
-        }
+        // The future owns the middleware itself rather than wrapping a borrowing future in
+        // another that owns it: a wrapper would keep its captured arguments beside the inner
+        // future, above glibc's fast path (a test checks).
+        dispatch(self, request, extensions, next)
     }
 
     /// Everything before sending that needs no waiting: the opt-outs, the origin, the
@@ -319,6 +286,51 @@ impl AuthMiddleware {
             Err(partly_read) => reqwest::Body::wrap(partly_read),
         });
         (verdict, Response::from(response))
+    }
+}
+
+/// [`Middleware::handle`]'s body, for a middleware borrowed (a single session's) or owned (the
+/// keyed middleware makes one per request around the key's session): everything before sending
+/// is decided without awaiting, and only a request that is ours gets a future of ours.
+fn dispatch<'a, M>(
+    middleware: M,
+    request: Request,
+    extensions: &'a mut Extensions,
+    next: Next<'a>,
+) -> BoxFuture<'a, reqwest_middleware::Result<Response>>
+where
+    M: Borrow<AuthMiddleware> + Send + 'a,
+{
+    let already_retried = extensions.get::<Retried>().is_some();
+    match middleware.borrow().plan(&request, extensions) {
+        Err(error) => Box::pin(std::future::ready(Err(fail(error)))),
+        Ok(Plan::PassThrough) => next.run(request, extensions),
+        Ok(Plan::Send(credential)) => Box::pin(send(
+            middleware,
+            request,
+            credential,
+            already_retried,
+            extensions,
+            next,
+        )),
+        Ok(Plan::WaitForToken) => Box::pin(async move {
+            // Past the hard deadline: wait for the refresh first (rare; a larger future).
+            let credential = middleware
+                .borrow()
+                .session
+                .credential()
+                .await
+                .map_err(fail)?;
+            send(
+                middleware,
+                request,
+                credential,
+                already_retried,
+                extensions,
+                next,
+            )
+            .await
+        }),
     }
 }
 
@@ -462,15 +474,15 @@ pub(crate) fn fail(error: Error) -> reqwest_middleware::Error {
     reqwest_middleware::Error::middleware(error)
 }
 
+/// For the tests of this adapter and the keyed one: the size of the per-request future.
 #[cfg(test)]
-mod tests {
+pub(crate) mod future_size {
     use super::*;
-    use crate::TokenSet;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A middleware in front of ours that records the size of the future ours returns for a
     /// request, without polling it (nothing is sent).
-    struct FutureSize(Arc<AtomicUsize>);
+    pub(crate) struct FutureSize(pub(crate) Arc<AtomicUsize>);
 
     #[async_trait::async_trait]
     impl Middleware for FutureSize {
@@ -486,6 +498,15 @@ mod tests {
             Err(reqwest_middleware::Error::middleware(Error::LoginRequired))
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::future_size::FutureSize;
 
     /// glibc serves blocks up to 1032 bytes from its per-thread cache; above that every request
     /// would pay for the general allocator (and copy the larger future into its box).

@@ -101,24 +101,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A middleware in front of ours that records the size of the future ours returns for a
-    /// request, without polling it (nothing is sent).
-    struct FutureSize(Arc<AtomicUsize>);
-
-    #[async_trait::async_trait]
-    impl Middleware for FutureSize {
-        async fn handle(
-            &self,
-            request: Request,
-            extensions: &mut Extensions,
-            next: Next<'_>,
-        ) -> reqwest_middleware::Result<Response> {
-            let future = next.run(request, extensions);
-            self.0
-                .store(std::mem::size_of_val(&*future), Ordering::Relaxed);
-            Err(reqwest_middleware::Error::middleware(Error::LoginRequired))
-        }
-    }
+    use crate::adapter::reqwest::future_size::FutureSize;
 
     /// As for the single-session middleware: glibc serves blocks up to 1032 bytes from its
     /// per-thread cache, and above that every request would pay for the general allocator.

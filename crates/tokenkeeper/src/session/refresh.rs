@@ -656,7 +656,7 @@ mod tests {
     use secrecy::ExposeSecret;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
 
     /// Another holder of the store's lock saved the refreshed pair and still holds the lock
     /// (another process, slow to release it): the waiting flight adopts the pair without the
@@ -678,14 +678,7 @@ mod tests {
             }))
             .build()
             .unwrap();
-        session
-            .sign_in(
-                TokenSet::new("first")
-                    .with_refresh_token("r1")
-                    .with_expires_in(Duration::from_millis(60)),
-            )
-            .await
-            .unwrap();
+        sign_in_expiring(&session).await;
         let signed_in = store.load().await.unwrap().unwrap();
         tokio::time::sleep(Duration::from_millis(70)).await;
 
@@ -712,12 +705,18 @@ mod tests {
         assert_eq!(session.stats().adopted, 1);
         drop(held);
     }
-}
 
-#[cfg(test)]
-mod lifetime_tests {
-    use crate::{RefreshMode, Session, TokenSet, refresh};
-    use std::time::{Duration, SystemTime};
+    /// Signs in a pair whose access token expires in 60 ms (past it after a 70 ms sleep).
+    async fn sign_in_expiring(session: &Session) {
+        session
+            .sign_in(
+                TokenSet::new("first")
+                    .with_refresh_token("r1")
+                    .with_expires_in(Duration::from_millis(60)),
+            )
+            .await
+            .unwrap();
+    }
 
     /// A refreshed token's lifetime counts from when the refresh request left, not from when its
     /// answer was read: a slow answer (here 300 ms; on a saturated machine, anything) must not
@@ -738,14 +737,7 @@ mod lifetime_tests {
             }))
             .build()
             .unwrap();
-        session
-            .sign_in(
-                TokenSet::new("first")
-                    .with_refresh_token("r1")
-                    .with_expires_in(Duration::from_millis(60)),
-            )
-            .await
-            .unwrap();
+        sign_in_expiring(&session).await;
         tokio::time::sleep(Duration::from_millis(70)).await;
         let refreshed = session.credential().await.unwrap();
         let answered = SystemTime::now();

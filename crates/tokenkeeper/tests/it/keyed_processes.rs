@@ -134,7 +134,8 @@ async fn eight_processes(family: Family, kill_one: bool, scale: Scale) {
     // `unavailable` is reported, not asserted: a request that waits for a key's lock longer
     // than the refresh timeout (a holder slowed down by a saturated machine, or the lease of a
     // killed one running out) gets `RefreshUnavailable` with the tokens kept, by design; the
-    // worker's one retry must then succeed (`failed` above).
+    // worker tries again for as long as a dead holder can keep a key's lease (two leases and a
+    // refresh timeout), and must then succeed (`failed` above).
     if kill_one {
         // Refreshes the victim sent whose answers died with it: at most one per task of it.
         let lost = stats.refresh_calls - advanced;

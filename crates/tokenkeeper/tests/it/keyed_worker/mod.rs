@@ -78,7 +78,8 @@ pub struct KeyedSummary {
     pub failed: u64,
     /// Answers that named another key's user: a token served for the wrong key.
     pub crossed: u64,
-    /// `RefreshUnavailable` answers, each tried once more.
+    /// `RefreshUnavailable` answers, each tried again (for as long as a dead holder of the
+    /// key's lease can keep it).
     pub unavailable: u64,
     pub first_error: Option<String>,
 }
@@ -140,6 +141,7 @@ async fn run(config: &KeyedWorkerConfig) -> KeyedSummary {
         let unavailable = unavailable.clone();
         let (first_error, running) = (first_error.clone(), running.clone());
         let (keys, pause) = (config.keys, Duration::from_millis(config.pause_ms));
+        let lock_ttl_ms = config.lock_ttl_ms;
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
             while running.load(Relaxed) && Instant::now() < deadline {
@@ -151,12 +153,20 @@ async fn run(config: &KeyedWorkerConfig) -> KeyedSummary {
                     .send()
                     .await;
                 // What an application does with `RefreshUnavailable` (the tokens are kept):
-                // try again. It happens while a killed worker's lease on the key runs out.
-                if let Err(error) = &sent
+                // try again. It happens while a killed worker's lease on the key runs out: a
+                // wait for the key's lock ends after the refresh timeout (3/4 of the lease), the
+                // lease frees up to a whole lease after the kill, and then the process that
+                // takes it over still has to refresh and save before the others can adopt. So
+                // tries go on until a lease and a refresh timeout beyond the first have passed,
+                // the longest a dead holder can keep a key; past that, it is a failure.
+                let patience = Duration::from_millis(lock_ttl_ms * 2 + lock_ttl_ms * 3 / 4);
+                let first_try = Instant::now();
+                while let Err(error) = &sent
                     && matches!(
                         crate::common::tk_error(error),
                         Some(tokenkeeper::Error::RefreshUnavailable(_))
                     )
+                    && first_try.elapsed() < patience
                 {
                     unavailable.fetch_add(1, Relaxed);
                     sent = client
