@@ -118,18 +118,32 @@ pub async fn burst(
     count: usize,
 ) -> Vec<Result<u16, String>> {
     let _load = crate::load().await;
-    let requests = (0..count).map(|i| {
-        let client = client.clone();
-        let url = server.url(&format!("/api/items/{i}"));
-        tokio::spawn(async move {
-            match client.get(url).send().await {
-                Ok(response) => Ok(response.status().as_u16()),
-                Err(error) => Err(error.to_string()),
-            }
+    burst_to(
+        client,
+        (0..count).map(|i| server.url(&format!("/api/items/{i}"))),
+    )
+    .await
+}
+
+/// Sends a GET to each of `urls` at once and returns their outcomes, in order (status or
+/// error text).
+pub async fn burst_to(
+    client: &ClientWithMiddleware,
+    urls: impl IntoIterator<Item = String>,
+) -> Vec<Result<u16, String>> {
+    let handles: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                match client.get(url).send().await {
+                    Ok(response) => Ok(response.status().as_u16()),
+                    Err(error) => Err(error.to_string()),
+                }
+            })
         })
-    });
-    let handles: Vec<_> = requests.collect();
-    let mut outcomes = Vec::with_capacity(count);
+        .collect();
+    let mut outcomes = Vec::with_capacity(handles.len());
     for handle in handles {
         outcomes.push(handle.await.unwrap());
     }

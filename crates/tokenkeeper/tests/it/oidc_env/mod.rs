@@ -329,23 +329,7 @@ pub async fn burst(
     api: &resource_server::ResourceServer,
     count: usize,
 ) -> Vec<Result<u16, String>> {
-    let handles: Vec<_> = (0..count)
-        .map(|i| {
-            let client = client.clone();
-            let url = api.url(&format!("/items/{i}"));
-            tokio::spawn(async move {
-                match client.get(url).send().await {
-                    Ok(response) => Ok(response.status().as_u16()),
-                    Err(error) => Err(error.to_string()),
-                }
-            })
-        })
-        .collect();
-    let mut outcomes = Vec::with_capacity(count);
-    for handle in handles {
-        outcomes.push(handle.await.unwrap());
-    }
-    outcomes
+    crate::common::burst_to(client, (0..count).map(|i| api.url(&format!("/items/{i}")))).await
 }
 
 /// Asserts that every request of a burst got a 200 (`outcomes` from [`burst`]).
